@@ -1,0 +1,1 @@
+"""The HTTP face of the platform: Flask only, no business logic."""

@@ -1,0 +1,52 @@
+"""The Flask app factory: settings are read once here and passed down."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, jsonify, request
+
+from api import errors
+from api.openapi import spec
+from api.routes import actors, executions, messages, state
+from jobs.service import Platform
+from jobs.settings import Settings, load_settings
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, X-Nonce, X-Jwt-Assertion-*",
+}
+
+
+def create_app(settings: Settings | None = None, platform: Platform | None = None) -> Flask:
+    settings = settings or load_settings()
+    app = Flask("abaco")
+    app.config.update(
+        ABACO_SETTINGS=settings,
+        ABACO_PLATFORM=platform or Platform.from_settings(settings),
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        JSON_SORT_KEYS=False,
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.url_map.strict_slashes = False
+    for prefix in ("/actors", "/actors/v2"):
+        suffix = prefix.replace("/", "_")
+        for module in (actors, messages, executions, state):
+            app.register_blueprint(module.bp, url_prefix=prefix, name=module.bp.name + suffix)
+    errors.register(app)
+
+    @app.get("/openapi.json")
+    def openapi() -> Response:
+        return jsonify(spec())
+
+    @app.after_request
+    def cors(response: Response) -> Response:
+        response.headers.update(CORS_HEADERS)
+        return response
+
+    @app.before_request
+    def preflight() -> Response | None:
+        if request.method == "OPTIONS":
+            return Response(status=200)
+        return None
+
+    return app

@@ -1,0 +1,53 @@
+"""The one table that maps domain errors to HTTP statuses, and the handlers using it."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
+
+from api.envelope import error
+from jobs import errors
+
+LOG = logging.getLogger("abaco.api")
+
+STATUS_OF: dict[type[errors.AbacoError], int] = {
+    errors.ValidationError: 400,
+    errors.Unauthenticated: 401,
+    errors.PermissionDenied: 403,
+    errors.NotFound: 404,
+    errors.Timeout: 408,
+    errors.Conflict: 409,
+    errors.TooLarge: 413,
+    errors.BackendUnavailable: 503,
+    errors.SettingsError: 500,
+}
+
+
+def status_for(exc: errors.AbacoError) -> int:
+    for kind in type(exc).__mro__:
+        if kind in STATUS_OF:
+            return STATUS_OF[kind]
+    return 500
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(errors.AbacoError)
+    def domain_error(exc: errors.AbacoError) -> Response:
+        return error(exc.message, status_for(exc), exc.details or None)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        messages = {404: "no such route", 405: "method not allowed on this route",
+                    413: "request body too large"}
+        code = exc.code or 500
+        response = error(messages.get(code, exc.description or exc.name), code)
+        if code == 405 and exc.get_response().headers.get("Allow"):
+            response.headers["Allow"] = exc.get_response().headers["Allow"]
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        LOG.exception("unexpected error")
+        return error("internal error; see the api log", 500)

@@ -1,0 +1,98 @@
+"""The OpenAPI description served at ``/openapi.json``; a test checks it covers every route."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.envelope import VERSION
+
+_ID = {"name": "actor_id", "in": "path", "required": True, "schema": {"type": "string"},
+       "description": "actor id (or alias)"}
+_EID = {"name": "execution_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_ERRORS = {str(code): {"$ref": "#/components/responses/Error"}
+           for code in (400, 404, 405, 413, 503)}
+
+
+def _op(summary: str, params: list[dict[str, Any]] | None = None,
+        body: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "parameters": params or [],
+                          "responses": {"200": {"$ref": "#/components/responses/Envelope"},
+                                        **_ERRORS}}
+    if body:
+        op["requestBody"] = {"content": {"application/json": {"schema": body},
+                                         "application/x-www-form-urlencoded": {"schema": body}}}
+    op.update(extra)
+    return op
+
+
+_ACTOR_INPUT = {
+    "type": "object", "required": ["image"],
+    "properties": {
+        "image": {"type": "string"}, "name": {"type": "string"},
+        "description": {"type": "string"}, "stateless": {"type": "boolean", "default": True},
+        "privileged": {"type": "boolean"}, "defaultEnvironment": {"type": "object"},
+        "useContainerUid": {"type": "boolean"}, "maxWorkers": {"type": "integer"},
+        "minWorkers": {"type": "integer"}, "memLimit": {"type": "string", "example": "512m"},
+        "maxCpus": {"type": "integer", "description": "nano-cpus"},
+        "maxRunTime": {"type": "integer", "description": "seconds"},
+        "hints": {"type": "array", "items": {"type": "string"}}, "link": {"type": "string"},
+        "webhook": {"type": "string"}, "token": {"type": "boolean"},
+        "logEx": {"type": "integer", "description": "seconds"},
+        "cronSchedule": {"type": "string"}, "cronOn": {"type": "boolean"},
+        "mounts": {"type": "array", "items": {"type": "object"}},
+        "force": {"type": "boolean", "description": "PUT only: new revision without new image"},
+    },
+}
+_MESSAGE = {"type": "object", "properties": {"message": {"type": "string"}}}
+_EXECUTION_FIELDS = (
+    "id, actorId, executor, workerId, status (SUBMITTED|RUNNING|COMPLETE|ERROR), "
+    "statusMessage, messageReceivedTime, startTime, finishTime, runtime (seconds), "
+    "cpu (CPU nanoseconds), io (bytes read+written), memPeak (bytes), queueTime (seconds), "
+    "exitCode, finalState (Docker State), revision, _links")
+
+
+def spec() -> dict[str, Any]:
+    actors = "/actors"
+    one = "/actors/{actor_id}"
+    execution = one + "/executions/{execution_id}"
+    paths = {
+        actors: {"get": _op("List the actors the caller can read"),
+                 "post": _op("Register an actor", body=_ACTOR_INPUT)},
+        one: {"get": _op("Get an actor", [_ID]),
+              "put": _op("Update an actor; a new image or force bumps revision", [_ID],
+                         _ACTOR_INPUT),
+              "delete": _op("Delete an actor and its records", [_ID])},
+        one + "/messages": {
+            "get": _op("Count queued messages", [_ID]),
+            "post": _op("Send a message; other query parameters become environment variables",
+                        [_ID, {"name": "_abaco_synchronous", "in": "query",
+                               "schema": {"type": "boolean"}}], _MESSAGE),
+            "delete": _op("Purge queued messages (they end ERROR)", [_ID])},
+        one + "/executions": {"get": _op("List executions (paged)", [
+            _ID, {"name": "offset", "in": "query", "schema": {"type": "integer"}},
+            {"name": "limit", "in": "query", "schema": {"type": "integer"}}])},
+        execution: {"get": _op("Get an execution: " + _EXECUTION_FIELDS, [_ID, _EID])},
+        execution + "/logs": {"get": _op("Execution logs (live while running)", [_ID, _EID])},
+        one + "/state": {"get": _op("Get actor state", [_ID]),
+                         "post": _op("Set actor state (stateful actors only)", [_ID],
+                                     {"description": "any JSON value"})},
+        "/openapi.json": {"get": {"summary": "This description",
+                                  "responses": {"200": {"description": "OpenAPI 3 document"}}}},
+    }
+    v2 = {"/actors/v2" + path[len("/actors"):]: item
+          for path, item in paths.items() if path.startswith("/actors")}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "abaco-nx", "version": VERSION,
+                 "description": "Abaco v2 compatible actor platform"},
+        "paths": {**paths, **v2},
+        "components": {"responses": {
+            "Envelope": {"description": "success envelope", "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/Envelope"}}}},
+            "Error": {"description": "error envelope; message names the problem",
+                      "content": {"application/json": {
+                          "schema": {"$ref": "#/components/schemas/Envelope"}}}}},
+            "schemas": {"Envelope": {"type": "object", "properties": {
+                "status": {"type": "string", "enum": ["success", "error"]},
+                "message": {"type": "string"}, "result": {}, "version": {"type": "string"}}}}},
+    }

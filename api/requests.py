@@ -1,0 +1,76 @@
+"""Reading request bodies and parameters the way Abaco clients send them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import current_app, g, request
+
+from jobs.errors import ValidationError
+from jobs.service import Caller, Platform
+
+
+def platform() -> Platform:
+    return current_app.config["ABACO_PLATFORM"]
+
+
+def caller() -> Caller:
+    """The caller of this request; auth=none makes everyone the local admin."""
+    if "caller" not in g:
+        settings = current_app.config["ABACO_SETTINGS"]
+        g.caller = Caller(user="anonymous", tenant=settings.default_tenant)
+    return g.caller
+
+
+def is_json() -> bool:
+    return (request.mimetype or "").endswith("json")
+
+
+def json_body() -> Any:
+    """The parsed JSON body; 400 naming the problem when it does not parse."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValidationError("body", f"malformed JSON: {exc}") from None
+
+
+def object_body() -> dict[str, Any]:
+    """A JSON object or form fields, whichever the client sent."""
+    if is_json() or (not request.form and request.get_data(cache=True).strip()[:1] == b"{"):
+        body = json_body()
+        if body is None:
+            return {}
+        if not isinstance(body, dict):
+            raise ValidationError("body", "must be a JSON object")
+        return body
+    return {key: _form_value(key) for key in request.form}
+
+
+def _form_value(key: str) -> Any:
+    values = request.form.getlist(key)
+    if len(values) == 1:
+        text = values[0]
+        if text[:1] in "{[":
+            try:
+                return json.loads(text)
+            except ValueError:
+                return text
+        return text
+    return values
+
+
+def int_arg(name: str, default: int, minimum: int = 0) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationError(name, f"must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ValidationError(name, f"must be at least {minimum}")
+    return value

@@ -1,0 +1,33 @@
+"""``/actors/{id}/executions``, one execution, and its logs."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response
+
+from api.envelope import envelope
+from api.requests import caller, int_arg, platform
+
+bp = Blueprint("executions", __name__)
+
+
+@bp.get("/<actor_id>/executions")
+def list_executions(actor_id: str) -> Response:
+    offset = int_arg("offset", 0)
+    limit = int_arg("limit", 1000, minimum=1)
+    result = platform().list_executions(caller(), actor_id, offset, limit)
+    return envelope(result, "Actor executions retrieved successfully.")
+
+
+@bp.get("/<actor_id>/executions/<execution_id>")
+def get_execution(actor_id: str, execution_id: str) -> Response:
+    result = platform().get_execution(caller(), actor_id, execution_id)
+    return envelope(result, "Actor execution retrieved successfully.")
+
+
+@bp.get("/<actor_id>/executions/<execution_id>/logs")
+def get_logs(actor_id: str, execution_id: str) -> Response:
+    service = platform()
+    logs = service.get_logs(caller(), actor_id, execution_id)
+    base = f"{service.settings.api_url}/actors/{actor_id}/executions/{execution_id}"
+    result = {"logs": logs, "_links": {"self": base + "/logs", "execution": base}}
+    return envelope(result, "Logs retrieved successfully.")

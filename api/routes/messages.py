@@ -1,0 +1,79 @@
+"""``/actors/{id}/messages``: send, count, purge; optionally wait (synchronous)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Blueprint, Response, request
+
+from api.envelope import envelope, error
+from api.requests import caller, is_json, json_body, platform
+from jobs.errors import Timeout, ValidationError
+from jobs.service import RESERVED_PARAMS, Message
+
+bp = Blueprint("messages", __name__)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _message_env() -> dict[str, str]:
+    env = {}
+    for name, value in request.args.items():
+        if name in RESERVED_PARAMS:
+            continue
+        if not _ENV_NAME.match(name):
+            raise ValidationError(name, "query parameter is not a valid environment name")
+        env[name] = value
+    return env
+
+
+def _read_message() -> Message:
+    env = _message_env()
+    if request.mimetype == "application/octet-stream":
+        return Message("", "application/octet-stream", env, request.get_data())
+    if is_json():
+        body: Any = json_body()
+        if isinstance(body, dict) and isinstance(body.get("message"), str):
+            return Message(body["message"], "str", env)
+        if body is None:
+            raise ValidationError("message", "is required (a string, or a JSON body)")
+        return Message(body, "application/json", env)
+    text = request.form.get("message")
+    if text is None:
+        raise ValidationError("message", "is required (form field, JSON body or binary)")
+    return Message(text, "str", env)
+
+
+@bp.post("/<actor_id>/messages")
+def send_message(actor_id: str) -> Response:
+    service, who = platform(), caller()
+    reply = service.send_message(who, actor_id, _read_message())
+    base = f"{service.settings.api_url}/actors/{actor_id}"
+    reply["_links"] = {"self": f"{base}/executions/{reply['execution_id']}",
+                       "owner": f"{service.settings.api_url}/profiles/{who.user}",
+                       "messages": f"{base}/messages"}
+    if request.args.get("_abaco_synchronous", "").lower() == "true":
+        return _synchronous(actor_id, reply["execution_id"])
+    return envelope(reply, "The request was successful.")
+
+
+def _synchronous(actor_id: str, execution_id: str) -> Response:
+    service, who = platform(), caller()
+    try:
+        service.wait_for_execution(who, actor_id, execution_id)
+    except Timeout as exc:
+        return error(exc.message, 408, {"execution_id": execution_id})
+    logs = service.get_logs(who, actor_id, execution_id)
+    return Response(logs, mimetype="text/plain")
+
+
+@bp.get("/<actor_id>/messages")
+def count_messages(actor_id: str) -> Response:
+    count = platform().queued_count(caller(), actor_id)
+    return envelope({"messages": count}, "The request was successful.")
+
+
+@bp.delete("/<actor_id>/messages")
+def purge_messages(actor_id: str) -> Response:
+    dropped = platform().purge_messages(caller(), actor_id)
+    return envelope({"messages": 0, "purged": dropped}, "Inbox purged.")

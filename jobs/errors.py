@@ -1,0 +1,64 @@
+"""Domain errors. The API maps each class to an HTTP status in one table.
+
+    AbacoError                 base; ``message`` is safe to show to users
+    ├── SettingsError          a setting is invalid (raised at start)
+    ├── ValidationError        bad input; ``field`` names the offending field
+    ├── NotFound               unknown actor, execution, worker...
+    ├── Conflict               the resource is in a state that forbids the call
+    ├── PermissionDenied       authenticated but not allowed
+    ├── Unauthenticated        no or bad credentials
+    ├── TooLarge               a body or message exceeds a configured limit
+    ├── Timeout                a bounded wait ran out (e.g. synchronous messages)
+    └── BackendUnavailable     Redis, S3, Vault or Docker could not be reached
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AbacoError(Exception):
+    """Base of every error the platform raises on purpose."""
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class SettingsError(AbacoError):
+    pass
+
+
+class ValidationError(AbacoError):
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}", field=field)
+        self.field = field
+
+
+class NotFound(AbacoError):
+    pass
+
+
+class Conflict(AbacoError):
+    pass
+
+
+class PermissionDenied(AbacoError):
+    pass
+
+
+class Unauthenticated(AbacoError):
+    pass
+
+
+class TooLarge(AbacoError):
+    pass
+
+
+class Timeout(AbacoError):
+    pass
+
+
+class BackendUnavailable(AbacoError):
+    pass

@@ -1,0 +1,88 @@
+"""Every Redis key the platform uses is built here; this docstring is the schema.
+
+All keys start with the ``prefix`` setting, then the tenant. Keys of one actor
+share the hash tag ``{tenant/actor_id}`` so that the multi-key transactions on
+an actor (posting a message, claiming it, finishing it) stay valid on Redis
+Cluster.
+
+| key (after ``{p}:{t}:``)           | type   | written by           | TTL            |
+|------------------------------------|--------|----------------------|----------------|
+| ``actors``                         | set    | api (create/delete)  | none           |
+| ``actor:{tag}``                    | hash   | api, scheduler       | none           |
+| ``actor:{tag}:inbox``              | stream | api (XADD), worker   | XDEL when done |
+| ``actor:{tag}:queued``             | zset   | api (add), worker (claim) | none      |
+| ``actor:{tag}:executions``         | zset   | api                  | none           |
+| ``actor:{tag}:exec:{eid}``         | hash   | api, worker          | none           |
+| ``actor:{tag}:exec:{eid}:logs``    | string | worker (live tail)   | deleted once in S3 |
+| ``actor:{tag}:exec:{eid}:binary``  | string | api (binary message) | deleted when run |
+| ``actor:{tag}:state``              | string | api (JSON)           | none           |
+| ``actor:{tag}:events``             | stream | worker, scheduler    | capped length  |
+| ``actor:{tag}:workers``            | hash   | worker, scheduler    | none           |
+| ``actor:{tag}:worker:{wid}:hb``    | string | worker heartbeat     | heartbeat_ttl  |
+
+Global keys (``{p}:``): ``all-actors`` (set of ``tenant/actor_id``, for the
+scheduler's full pass), ``scheduler:wake`` (stream of actors needing a look),
+``scheduler:lock`` (string, the active scheduler's id, with a TTL).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jobs.ids import check_id
+
+INBOX_GROUP = "workers"
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key builder bound to one prefix (from settings)."""
+
+    prefix: str
+
+    def tenant_actors(self, tenant: str) -> str:
+        return f"{self.prefix}:{check_id(tenant, 'tenant')}:actors"
+
+    def all_actors(self) -> str:
+        return f"{self.prefix}:all-actors"
+
+    def scheduler_wake(self) -> str:
+        return f"{self.prefix}:scheduler:wake"
+
+    def scheduler_lock(self) -> str:
+        return f"{self.prefix}:scheduler:lock"
+
+    def actor(self, tenant: str, actor_id: str) -> str:
+        check_id(tenant, "tenant")
+        check_id(actor_id, "actor_id")
+        return f"{self.prefix}:{tenant}:actor:{{{tenant}/{actor_id}}}"
+
+    def inbox(self, tenant: str, actor_id: str) -> str:
+        return self.actor(tenant, actor_id) + ":inbox"
+
+    def queued(self, tenant: str, actor_id: str) -> str:
+        return self.actor(tenant, actor_id) + ":queued"
+
+    def executions(self, tenant: str, actor_id: str) -> str:
+        return self.actor(tenant, actor_id) + ":executions"
+
+    def execution(self, tenant: str, actor_id: str, execution_id: str) -> str:
+        return self.actor(tenant, actor_id) + f":exec:{check_id(execution_id, 'execution_id')}"
+
+    def execution_logs(self, tenant: str, actor_id: str, execution_id: str) -> str:
+        return self.execution(tenant, actor_id, execution_id) + ":logs"
+
+    def execution_binary(self, tenant: str, actor_id: str, execution_id: str) -> str:
+        return self.execution(tenant, actor_id, execution_id) + ":binary"
+
+    def state(self, tenant: str, actor_id: str) -> str:
+        return self.actor(tenant, actor_id) + ":state"
+
+    def events(self, tenant: str, actor_id: str) -> str:
+        return self.actor(tenant, actor_id) + ":events"
+
+    def workers(self, tenant: str, actor_id: str) -> str:
+        return self.actor(tenant, actor_id) + ":workers"
+
+    def heartbeat(self, tenant: str, actor_id: str, worker_id: str) -> str:
+        return self.actor(tenant, actor_id) + f":worker:{check_id(worker_id, 'worker_id')}:hb"

@@ -1,0 +1,185 @@
+"""Actor and execution records: validation of user input and the stored shape.
+
+Records are plain dicts with snake_case keys; the API renames them on the way
+out. Validation errors name the field exactly as the user may have spelled it
+in camelCase, since that is what Abaco clients send.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from jobs.errors import ValidationError
+
+ACTOR_STATUSES = ("SUBMITTED", "READY", "ERROR", "SHUTTING_DOWN")
+EXECUTION_STATUSES = ("SUBMITTED", "RUNNING", "COMPLETE", "ERROR")
+FINAL_EXECUTION_STATUSES = ("COMPLETE", "ERROR")
+
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])([A-Z])")
+_MEM_LIMIT = re.compile(r"^\d+[bkmgBKMG]?$")
+
+
+def to_snake(name: str) -> str:
+    """``defaultEnvironment`` -> ``default_environment``; snake names pass through."""
+    return _CAMEL_BOUNDARY.sub(r"_\1", name).lower()
+
+
+def to_camel(name: str) -> str:
+    """``default_environment`` -> ``defaultEnvironment``; ``_links`` keeps its name."""
+    if name.startswith("_"):
+        return name
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def camel_field(name: str) -> str:
+    return to_camel(name)
+
+
+def _as_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.lower() in ("true", "1", "yes")
+    raise ValidationError(camel_field(name), f"must be a boolean, got {value!r}")
+
+
+def _as_int(name: str, value: Any, minimum: int = 0) -> int:
+    if isinstance(value, bool):
+        raise ValidationError(camel_field(name), f"must be an integer, got {value!r}")
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValidationError(camel_field(name), f"must be an integer, got {value!r}") from None
+    if number < minimum:
+        raise ValidationError(camel_field(name), f"must be at least {minimum}")
+    return number
+
+
+def _as_str(name: str, value: Any, max_len: int = 4096) -> str:
+    if not isinstance(value, str):
+        raise ValidationError(camel_field(name), f"must be a string, got {type(value).__name__}")
+    if len(value) > max_len:
+        raise ValidationError(camel_field(name), f"must be at most {max_len} characters")
+    return value
+
+
+def _as_image(name: str, value: Any) -> str:
+    image = _as_str(name, value, 512).strip()
+    if not image or any(ch.isspace() for ch in image):
+        raise ValidationError(camel_field(name), "must be a Docker image reference")
+    return image
+
+
+def _as_env(name: str, value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise ValidationError(camel_field(name), "must be an object of names to string values")
+    env: dict[str, str] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+            raise ValidationError(camel_field(name), f"{key!r} is not a valid variable name")
+        if isinstance(item, dict | list):
+            raise ValidationError(camel_field(name), f"value of {key} must be a string")
+        env[key] = "" if item is None else str(item)
+    return env
+
+
+def _as_str_list(name: str, value: Any) -> list[str]:
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValidationError(camel_field(name), "must be a list of strings")
+    return value
+
+
+def _as_mem_limit(name: str, value: Any) -> str:
+    text = _as_str(name, value, 32)
+    if not _MEM_LIMIT.match(text):
+        raise ValidationError(camel_field(name), f"{text!r} is not a size like '512m'")
+    return text.lower()
+
+
+def _as_mounts(name: str, value: Any) -> list[dict[str, str]]:
+    if not isinstance(value, list):
+        raise ValidationError(camel_field(name), "must be a list of mounts")
+    for mount in value:
+        if not isinstance(mount, dict) or not {"host_path", "container_path"} <= {
+            to_snake(k) for k in mount
+        }:
+            raise ValidationError(camel_field(name), "each mount needs hostPath and containerPath")
+    return value
+
+
+def _optional(convert: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
+    def wrapped(name: str, value: Any) -> Any:
+        return None if value is None or value == "" else convert(name, value)
+
+    return wrapped
+
+
+# field -> (converter, default); the user-settable part of an actor.
+ACTOR_INPUT: dict[str, tuple[Callable[[str, Any], Any], Any]] = {
+    "image": (_as_image, None),
+    "name": (_optional(_as_str), None),
+    "description": (lambda n, v: _as_str(n, v) if v is not None else "", ""),
+    "stateless": (_as_bool, True),
+    "privileged": (_as_bool, False),
+    "default_environment": (_as_env, {}),
+    "use_container_uid": (_as_bool, False),
+    "max_workers": (_optional(_as_int), None),
+    "min_workers": (lambda n, v: _as_int(n, v), 0),
+    "mem_limit": (_optional(_as_mem_limit), None),
+    "max_cpus": (_optional(_as_int), None),
+    "max_run_time": (_optional(lambda n, v: _as_int(n, v, 1)), None),
+    "hints": (_as_str_list, []),
+    "link": (lambda n, v: _as_str(n, v) if v else "", ""),
+    "webhook": (lambda n, v: _as_str(n, v) if v else "", ""),
+    "token": (_as_bool, True),
+    "log_ex": (_optional(lambda n, v: _as_int(n, v, 1)), None),
+    "cron_schedule": (_optional(_as_str), None),
+    "cron_on": (_as_bool, False),
+    "mounts": (_as_mounts, []),
+}
+# Accepted for Abaco compatibility but computed by the platform.
+_IGNORED_INPUT = {"id", "owner", "status", "status_message", "create_time", "last_update_time",
+                  "revision", "cron_next_ex", "tenant", "_links", "links", "force", "queue",
+                  "run_as_executor", "gid", "uid", "tasdir", "api_server", "db_id"}
+
+
+def normalize_keys(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Accept camelCase or snake_case request fields; return snake_case."""
+    return {to_snake(key): value for key, value in body.items()}
+
+
+def validate_actor_input(
+    body: Mapping[str, Any], existing: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Check a POST/PUT body and return the user fields of the actor, defaults filled in.
+
+    On update (``existing`` given) fields absent from the body keep their value.
+    """
+    data = normalize_keys(body)
+    unknown = sorted(set(data) - set(ACTOR_INPUT) - _IGNORED_INPUT)
+    if unknown:
+        raise ValidationError(camel_field(unknown[0]), "is not an actor field")
+    result: dict[str, Any] = {}
+    for name, (convert, default) in ACTOR_INPUT.items():
+        if name in data:
+            result[name] = convert(name, data[name])
+        elif existing is not None and name in existing:
+            result[name] = existing[name]
+        else:
+            result[name] = default
+    if not result["image"]:
+        raise ValidationError("image", "is required")
+    if not result["stateless"] and (result["max_workers"] or 1) > 1:
+        raise ValidationError("maxWorkers", "a stateful actor has exactly one worker")
+    return result
+
+
+def execution_summary(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The short form used in execution lists."""
+    keys = ("id", "status", "start_time", "finish_time", "message_received_time")
+    return {key: record.get(key) for key in keys}

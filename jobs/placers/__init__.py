@@ -1,0 +1,1 @@
+"""Placers: where workers live (see ``local.LocalPlacer``)."""

@@ -1,0 +1,232 @@
+"""The service layer: what the API does, without HTTP.
+
+Each public method is one user-visible operation. It validates, reads and
+writes the stores, and returns plain dicts (snake_case) for the API to wrap.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobs.errors import Conflict, NotFound, Timeout, ValidationError
+from jobs.ids import check_id, new_id
+from jobs.logstore import LogStore
+from jobs.models import FINAL_EXECUTION_STATUSES, execution_summary, validate_actor_input
+from jobs.secrets import SecretStore
+from jobs.settings import Settings
+from jobs.store import Store
+from jobs.timeutil import now_iso
+
+# Query parameters with a meaning of their own; never passed to the actor.
+RESERVED_PARAMS = frozenset({"x-nonce", "_abaco_synchronous"})
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: user, tenant and roles (auth=none gives an admin)."""
+
+    user: str
+    tenant: str
+    roles: frozenset[str] = field(default_factory=lambda: frozenset({"admin"}))
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message as the API received it."""
+
+    body: str
+    content_type: str
+    env: dict[str, str]
+    binary: bytes | None = None
+
+
+class Platform:
+    """Operations on actors, messages, executions and state."""
+
+    def __init__(self, settings: Settings, store: Store, logs: LogStore,
+                 secrets: SecretStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.logs = logs
+        self.secrets = secrets
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Platform:
+        return cls(settings, Store.from_settings(settings), LogStore(settings),
+                   SecretStore(settings))
+
+    # -- actors ---------------------------------------------------------------
+    def create_actor(self, caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
+        fields = validate_actor_input(body)
+        env = fields.pop("default_environment")
+        now = now_iso()
+        actor = {
+            **fields, "id": new_id(), "tenant": caller.tenant, "owner": caller.user,
+            "status": "SUBMITTED", "status_message": "", "revision": 1,
+            "env_names": sorted(env), "create_time": now, "last_update_time": now,
+            "cron_next_ex": None,
+        }
+        if env:
+            self.secrets.put(caller.tenant, actor["id"], env)
+        self.store.create_actor(actor)
+        self.store.wake_scheduler(caller.tenant, actor["id"], "actor created")
+        return self._actor_view(actor, env)
+
+    def get_actor(self, caller: Caller, actor_id: str) -> dict[str, Any]:
+        actor = self._actor(caller, actor_id)
+        return self._actor_view(actor, self._env_values(actor))
+
+    def list_actors(self, caller: Caller) -> list[dict[str, Any]]:
+        return [self._actor_view(a, self._env_values(a))
+                for a in self.store.list_actors(caller.tenant)]
+
+    def update_actor(self, caller: Caller, actor_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        actor = self._actor(caller, actor_id)
+        existing = {**actor, "default_environment": self._env_values(actor)}
+        fields = validate_actor_input(body, existing)
+        env = fields.pop("default_environment")
+        force = _flag(body.get("force", False), "force")
+        changes: dict[str, Any] = {**fields, "env_names": sorted(env),
+                                   "last_update_time": now_iso()}
+        if force or fields["image"] != actor["image"]:
+            changes.update(revision=int(actor["revision"]) + 1, status="SUBMITTED",
+                           status_message="")
+        if env != existing["default_environment"]:
+            self.secrets.put(caller.tenant, actor_id, env)
+        self.store.update_actor(caller.tenant, actor_id, changes)
+        self.store.wake_scheduler(caller.tenant, actor_id, "actor updated")
+        return self._actor_view({**actor, **changes}, env)
+
+    def delete_actor(self, caller: Caller, actor_id: str) -> None:
+        actor = self._actor(caller, actor_id)
+        self.store.update_actor(caller.tenant, actor_id, {"status": "SHUTTING_DOWN"})
+        if actor.get("env_names"):
+            self.secrets.delete(caller.tenant, actor_id)
+        self.store.delete_actor(caller.tenant, actor_id)
+        self.store.wake_scheduler(caller.tenant, actor_id, "actor deleted")
+
+    # -- messages ---------------------------------------------------------------
+    def send_message(self, caller: Caller, actor_id: str, message: Message) -> dict[str, Any]:
+        actor = self._actor(caller, actor_id)
+        if actor["status"] == "ERROR":
+            raise Conflict(f"actor {actor_id} is in ERROR state: {actor.get('status_message')}")
+        execution = {
+            "id": new_id(), "actor_id": actor_id, "tenant": caller.tenant,
+            "executor": caller.user, "worker_id": None, "status": "SUBMITTED",
+            "status_message": "", "message_received_time": now_iso(), "start_time": None,
+            "finish_time": None, "runtime": None, "cpu": None, "io": None, "mem_peak": None,
+            "queue_time": None, "exit_code": None, "final_state": None,
+            "msg": message.body, "content_type": message.content_type, "env": message.env,
+            "revision": actor["revision"], "dispatched": False,
+        }
+        self.store.post_message(execution, message.binary)
+        return {"execution_id": execution["id"], "msg": message.body}
+
+    def queued_count(self, caller: Caller, actor_id: str) -> int:
+        self._actor(caller, actor_id)
+        return self.store.queued_count(caller.tenant, actor_id)
+
+    def purge_messages(self, caller: Caller, actor_id: str) -> int:
+        self._actor(caller, actor_id)
+        dropped = 0
+        for eid in self.store.queued_ids(caller.tenant, actor_id):
+            dropped += self.store.drop_queued(caller.tenant, actor_id, eid,
+                                              "message purged from the inbox before it ran")
+        return dropped
+
+    def wait_for_execution(self, caller: Caller, actor_id: str, eid: str) -> dict[str, Any]:
+        """Block until the execution is final, reading the actor's event stream."""
+        deadline_s = self.settings.sync_timeout_s
+        after = self.store.last_event_id(caller.tenant, actor_id)
+        record = self.store.get_execution(caller.tenant, actor_id, eid)
+        deadline = time.monotonic() + deadline_s
+        while record["status"] not in FINAL_EXECUTION_STATUSES:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Timeout(f"execution {eid} did not finish within {deadline_s:g} s",
+                              execution_id=eid)
+            for event_id, event in self.store.wait_events(caller.tenant, actor_id, after,
+                                                          remaining):
+                after = event_id
+                if event.get("execution_id") == eid:
+                    break
+            record = self.store.get_execution(caller.tenant, actor_id, eid)
+        return record
+
+    # -- executions -------------------------------------------------------------
+    def list_executions(self, caller: Caller, actor_id: str, offset: int = 0,
+                        limit: int | None = None) -> dict[str, Any]:
+        actor = self._actor(caller, actor_id)
+        total, records = self.store.list_executions(caller.tenant, actor_id, offset, limit)
+        totals = self.store.execution_totals(caller.tenant, actor_id)
+        return {"actor_id": actor_id, "owner": actor["owner"], "total_executions": total,
+                **totals, "executions": [execution_summary(r) for r in records]}
+
+    def get_execution(self, caller: Caller, actor_id: str, eid: str) -> dict[str, Any]:
+        actor = self._actor(caller, actor_id)
+        check_id(eid, "execution_id")
+        record = self.store.get_execution(caller.tenant, actor_id, eid)
+        return self._execution_view(actor, record)
+
+    def get_logs(self, caller: Caller, actor_id: str, eid: str) -> str:
+        """Live tail from Redis while running; the durable S3 copy afterwards."""
+        self._actor(caller, actor_id)
+        check_id(eid, "execution_id")
+        record = self.store.get_execution(caller.tenant, actor_id, eid)
+        live = self.store.live_log(caller.tenant, actor_id, eid)
+        if live is not None:
+            return live.decode("utf-8", "replace")
+        if record["status"] not in FINAL_EXECUTION_STATUSES or not record.get("start_time"):
+            return ""
+        try:
+            return self.logs.get_logs(caller.tenant, actor_id, eid).decode("utf-8", "replace")
+        except NotFound:
+            return ""
+
+    # -- state --------------------------------------------------------------------
+    def get_state(self, caller: Caller, actor_id: str) -> dict[str, Any]:
+        actor = self._actor(caller, actor_id)
+        return {"actor_id": actor_id, "state": self.store.get_state(caller.tenant, actor["id"])}
+
+    def set_state(self, caller: Caller, actor_id: str, value: Any) -> dict[str, Any]:
+        actor = self._actor(caller, actor_id)
+        if actor.get("stateless", True):
+            raise NotFound("actor is stateless")
+        self.store.set_state(caller.tenant, actor_id, value)
+        return {"actor_id": actor_id, "state": value}
+
+    # -- helpers ----------------------------------------------------------------
+    def _actor(self, caller: Caller, actor_id: str) -> dict[str, Any]:
+        check_id(actor_id, "actor_id")
+        return self.store.get_actor(caller.tenant, actor_id)
+
+    def _env_values(self, actor: dict[str, Any]) -> dict[str, str]:
+        if not actor.get("env_names"):
+            return {}
+        return self.secrets.get(actor["tenant"], actor["id"])
+
+    def _actor_view(self, actor: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+        base = f"{self.settings.api_url}/actors/{actor['id']}"
+        view = {key: value for key, value in actor.items() if key not in ("env_names", "tenant")}
+        view["default_environment"] = env
+        view["_links"] = {"self": base, "owner": f"{self.settings.api_url}/profiles/"
+                          f"{actor['owner']}", "executions": base + "/executions"}
+        return view
+
+    def _execution_view(self, actor: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+        base = f"{self.settings.api_url}/actors/{actor['id']}/executions/{record['id']}"
+        hidden = ("tenant", "msg", "env", "content_type", "dispatched")
+        view = {key: value for key, value in record.items() if key not in hidden}
+        view["_links"] = {"self": base, "owner": f"{self.settings.api_url}/profiles/"
+                          f"{actor['owner']}", "logs": base + "/logs"}
+        return view
+
+
+def _flag(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+        return value.lower() in ("true", "1")
+    raise ValidationError(name, "must be a boolean")

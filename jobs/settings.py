@@ -1,0 +1,168 @@
+"""Settings: one frozen object, built once at start and passed down.
+
+Precedence, highest first: explicit keyword arguments, ``ABACO_<NAME>``
+environment variables, the TOML file named by ``ABACO_CONFIG_FILE``, then the
+defaults below, which serve the local embedded stack (``abaco up``).
+
+Every setting is validated when the object is built; a bad value raises
+``SettingsError`` naming the setting, so a process fails at start rather than
+on its first request. Secret values are wrapped in ``Secret`` so that they
+never show in logs or reprs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from jobs.errors import SettingsError
+
+
+class Secret(str):
+    """A string whose repr and str-in-format hide the value."""
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    def reveal(self) -> str:
+        return str.__str__(self)
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "case": ("camel", "snake"),
+    "auth": ("none",),
+    "runner": ("docker",),
+    "placer": ("local",),
+    "actor_network": ("none", "host", "bridge"),
+    "json_env_format": ("python", "json"),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the platform; see the settings table in README.md."""
+
+    prefix: str = "abaco"
+    default_tenant: str = "DEV"
+    data_dir: Path = field(default_factory=lambda: Path(".abaco").resolve())
+    case: str = "camel"
+    auth: str = "none"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_workers: int = 4
+    api_public_url: str = ""
+    max_body_bytes: int = 16 * 1024 * 1024
+    redis_url: str = "redis://127.0.0.1:6390/0"
+    redis_password: Secret = Secret("")
+    s3_endpoint: str = "http://127.0.0.1:9000"
+    s3_bucket: str = "abaco-logs"
+    s3_region: str = "us-east-1"
+    s3_access_key: str = "abaco"
+    s3_secret_key: Secret = Secret("abaco-local-secret")
+    vault_addr: str = "http://127.0.0.1:8200"
+    vault_token: Secret = Secret("")
+    vault_mount: str = "secret"
+    docker_host: str = ""
+    runner: str = "docker"
+    placer: str = "local"
+    actor_network: str = "none"
+    json_env_format: str = "python"
+    max_log_bytes: int = 1024 * 1024
+    heartbeat_ttl_s: float = 10.0
+    worker_idle_s: float = 300.0
+    scheduler_tick_s: float = 5.0
+    sync_timeout_s: float = 30.0
+    pids_limit: int = 512
+    max_run_time_s: float = 3600.0
+
+    def __post_init__(self) -> None:
+        for name, allowed in _CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise SettingsError(f"setting {name}={value!r} is not one of {', '.join(allowed)}")
+        for name in ("api_port", "max_body_bytes", "max_log_bytes", "pids_limit", "api_workers"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"setting {name} must be a positive number")
+        for name in ("heartbeat_ttl_s", "worker_idle_s", "scheduler_tick_s", "sync_timeout_s",
+                     "max_run_time_s"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"setting {name} must be a positive number of seconds")
+        if self.auth == "none" and self.api_host not in ("127.0.0.1", "localhost", "::1"):
+            raise SettingsError("setting api_host must be a loopback address when auth=none")
+        if not self.prefix or ":" in self.prefix:
+            raise SettingsError("setting prefix must be non-empty and contain no ':'")
+
+    @property
+    def api_url(self) -> str:
+        """Where actors and clients reach the API."""
+        return self.api_public_url or f"http://{self.api_host}:{self.api_port}"
+
+    def as_env(self) -> dict[str, str]:
+        """The settings as ABACO_* variables, for child processes."""
+        env = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            env[f"ABACO_{f.name.upper()}"] = (
+                value.reveal() if isinstance(value, Secret) else str(value)
+            )
+        return env
+
+    def replace(self, **changes: Any) -> Settings:
+        return load_settings(base=self, **changes)
+
+
+def _convert(name: str, kind: Any, raw: Any) -> Any:
+    """Turn a raw env/TOML value into the field's type, naming the field on failure."""
+    try:
+        if kind in (int, "int"):
+            return int(raw)
+        if kind in (float, "float"):
+            return float(raw)
+        if kind in (Path, "Path"):
+            return Path(str(raw)).expanduser().resolve()
+        if kind in (Secret, "Secret"):
+            return Secret(str(raw))
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"setting {name}={raw!r} is not a valid {kind}") from exc
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise SettingsError(f"setting ABACO_CONFIG_FILE: cannot read {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"setting ABACO_CONFIG_FILE: {path} is not valid TOML: {exc}") from exc
+    return dict(data.get("abaco", data))
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, base: Settings | None = None, **explicit: Any
+) -> Settings:
+    """Build the settings: explicit > ABACO_* env > TOML file > defaults (or ``base``)."""
+    env = os.environ if env is None else env
+    known = {f.name: f.type for f in fields(Settings)}
+    merged: dict[str, Any] = {}
+    if base is None:
+        config_file = env.get("ABACO_CONFIG_FILE")
+        if config_file:
+            merged.update(_read_toml(config_file))
+        for name in known:
+            key = f"ABACO_{name.upper()}"
+            if key in env:
+                merged[name] = env[key]
+    merged.update(explicit)
+    unknown = sorted(set(merged) - set(known))
+    if unknown:
+        raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
+    converted = {name: _convert(name, known[name], value) for name, value in merged.items()}
+    if base is not None:
+        return dataclasses.replace(base, **converted)
+    return Settings(**converted)

@@ -1,0 +1,1 @@
+"""The scheduler: keeps actors' images checked and their inboxes served."""

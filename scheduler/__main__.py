@@ -1,0 +1,3 @@
+from scheduler.loop import main
+
+main()

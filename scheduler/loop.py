@@ -1,0 +1,222 @@
+"""The reconcile loop.
+
+``tick()`` is one full pass over every actor; between passes the loop blocks on
+the wake stream, so a new message or actor is looked at at once. For each
+actor a pass: checks the image of a SUBMITTED actor (READY or ERROR), resolves
+what dead workers held, and starts the workers the policy asks for.
+
+Only one scheduler is active: it holds ``scheduler:lock`` (SET NX with a TTL,
+renewed every pass); another instance waits as standby until the lock lapses.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, cast
+
+import redis
+
+from jobs.errors import AbacoError, NotFound
+from jobs.ids import new_id
+from jobs.keys import INBOX_GROUP
+from jobs.placers.local import LocalPlacer
+from jobs.runners import Runner, make_runner
+from jobs.settings import Settings, load_settings
+from jobs.store import Store
+from jobs.timeutil import now_iso
+from scheduler.policy import recovery_action, workers_to_start
+
+LOG = logging.getLogger("abaco.scheduler")
+RECOVERY_CONSUMER = "scheduler"
+
+
+class Scheduler:
+    """Reconciles workers with queued work; one active instance at a time."""
+
+    def __init__(self, settings: Settings, store: Store, runner: Runner,
+                 placer: LocalPlacer) -> None:
+        self.settings = settings
+        self.store = store
+        self.runner = runner
+        self.placer = placer
+        self.identity = new_id()
+        self.stopping = threading.Event()
+        self.image_checks: dict[tuple[str, str], Future[tuple[bool, str]]] = {}
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="image-check")
+        self.wake_cursor = "$"
+
+    # -- the pass -----------------------------------------------------------------
+    def tick(self) -> None:
+        """One reconcile pass over every actor."""
+        self.placer.reap()
+        for tenant, actor_id in self.store.all_actor_refs():
+            self.reconcile(tenant, actor_id)
+
+    def reconcile(self, tenant: str, actor_id: str) -> None:
+        try:
+            actor = self.store.get_actor(tenant, actor_id)
+        except NotFound:
+            return
+        except AbacoError as exc:
+            LOG.warning("cannot read actor %s/%s: %s", tenant, actor_id, exc)
+            return
+        if actor["status"] == "SUBMITTED":
+            self._check_image(actor)
+            actor = self.store.get_actor(tenant, actor_id)
+        alive = self._recover_dead_workers(tenant, actor_id)
+        queued = self.store.queued_count(tenant, actor_id)
+        if actor["status"] == "ERROR" and queued:
+            self._fail_queued(actor)
+            return
+        count = workers_to_start(actor["status"], queued, alive,
+                                 stateless=bool(actor.get("stateless", True)),
+                                 min_workers=int(actor.get("min_workers") or 0),
+                                 max_workers=actor.get("max_workers"))
+        for _ in range(count):
+            worker_id = self.placer.start_worker(tenant, actor_id)
+            LOG.info("started worker %s for %s/%s (%d queued)", worker_id, tenant, actor_id,
+                     queued)
+
+    # -- images -------------------------------------------------------------------
+    def _check_image(self, actor: dict[str, Any]) -> None:
+        """READY once the image is present (or pulled); ERROR naming it when it cannot be had.
+
+        The check runs in a pool so a slow pull does not hold up other actors.
+        """
+        ref = (actor["tenant"], actor["id"])
+        future = self.image_checks.get(ref)
+        if future is None:
+            future = self.pool.submit(self.runner.image_available, actor["image"])
+            self.image_checks[ref] = future
+            future.add_done_callback(lambda _f: self.store.wake_scheduler(*ref, "image checked"))
+        if not future.done():
+            return
+        del self.image_checks[ref]
+        ok, reason = future.result()
+        if self.store.get_actor(*ref)["image"] != actor["image"]:
+            return
+        status = {"status": "READY", "status_message": ""} if ok else {
+            "status": "ERROR", "status_message": reason}
+        self.store.update_actor(actor["tenant"], actor["id"], status)
+
+    def _fail_queued(self, actor: dict[str, Any]) -> None:
+        reason = f"actor is in ERROR: {actor.get('status_message')}"
+        for eid in self.store.queued_ids(actor["tenant"], actor["id"]):
+            self.store.drop_queued(actor["tenant"], actor["id"], eid, reason)
+
+    # -- lost workers -------------------------------------------------------------
+    def _recover_dead_workers(self, tenant: str, actor_id: str) -> int:
+        """Resolve what dead workers held; return how many workers are alive."""
+        workers = self.store.workers(tenant, actor_id)
+        ids = [w["id"] for w in workers]
+        alive = self.store.alive_worker_ids(tenant, actor_id, ids)
+        for worker_id in ids:
+            if worker_id not in alive:
+                self._recover_worker(tenant, actor_id, worker_id)
+        return len(alive)
+
+    def _recover_worker(self, tenant: str, actor_id: str, worker_id: str) -> None:
+        inbox = self.store.keys.inbox(tenant, actor_id)
+        r = self.store.r
+        pending = cast(list, r.xpending_range(inbox, INBOX_GROUP, min="-", max="+", count=1000,
+                                              consumername=worker_id))
+        entry_ids = [p["message_id"] for p in pending]
+        claimed = cast(list, r.xclaim(inbox, INBOX_GROUP, RECOVERY_CONSUMER, 0, entry_ids)
+                       ) if entry_ids else []
+        for _entry_id, fields in claimed:
+            if not fields:
+                continue
+            self._resolve_entry(tenant, actor_id, fields[b"eid"].decode())
+        if entry_ids:
+            with r.pipeline() as pipe:
+                pipe.xack(inbox, INBOX_GROUP, *entry_ids)
+                pipe.xdel(inbox, *entry_ids)
+                pipe.execute()
+        r.xgroup_delconsumer(inbox, INBOX_GROUP, worker_id)
+        self.store.remove_worker(tenant, actor_id, worker_id)
+        LOG.warning("worker %s of %s/%s lost; %d message(s) resolved", worker_id, tenant,
+                    actor_id, len(entry_ids))
+
+    def _resolve_entry(self, tenant: str, actor_id: str, eid: str) -> None:
+        try:
+            record: dict[str, Any] | None = self.store.get_execution(tenant, actor_id, eid)
+        except NotFound:
+            record = None
+        action = recovery_action(record)
+        if action == "requeue":
+            self.store.requeue(tenant, actor_id, eid)
+        elif action == "fail":
+            self.runner.kill_execution(eid)
+            self.store.finish_execution(tenant, actor_id, eid, {
+                "status": "ERROR", "status_message": "worker lost", "finish_time": now_iso()})
+
+    # -- the loop -----------------------------------------------------------------
+    def acquire_lock(self) -> bool:
+        """Take or renew the active-scheduler lock."""
+        key = self.store.keys.scheduler_lock()
+        ttl_ms = int(self.settings.scheduler_tick_s * 3 * 1000)
+        r = self.store.r
+        if r.set(key, self.identity, nx=True, px=ttl_ms):
+            return True
+        holder = r.get(key)
+        if holder is not None and cast(bytes, holder).decode() == self.identity:
+            r.pexpire(key, ttl_ms)
+            return True
+        return False
+
+    def wait_for_wake(self, timeout_s: float) -> set[tuple[str, str]]:
+        """Block on the wake stream; return the actors named there."""
+        reply = self.store.r.xread({self.store.keys.scheduler_wake(): self.wake_cursor},
+                                   block=max(1, int(timeout_s * 1000)), count=1000)
+        actors: set[tuple[str, str]] = set()
+        for _stream, entries in cast(list, reply or []):
+            for entry_id, fields in entries:
+                self.wake_cursor = entry_id.decode()
+                tenant, _, actor_id = fields[b"actor"].decode().partition("/")
+                actors.add((tenant, actor_id))
+        return actors
+
+    def run(self) -> None:
+        """Serve until SIGTERM: standby while another holds the lock, else reconcile."""
+        tick_s = self.settings.scheduler_tick_s
+        next_full = 0.0
+        while not self.stopping.is_set():
+            try:
+                if not self.acquire_lock():
+                    self.stopping.wait(tick_s / 2)
+                    continue
+                if time.monotonic() >= next_full:
+                    self.tick()
+                    next_full = time.monotonic() + tick_s
+                for tenant, actor_id in self.wait_for_wake(min(tick_s, 1.0)):
+                    self.reconcile(tenant, actor_id)
+                self.placer.reap()
+            except (AbacoError, redis.RedisError) as exc:
+                LOG.warning("reconcile pass failed: %s", exc)
+                self.stopping.wait(1.0)
+        self._release_lock()
+
+    def _release_lock(self) -> None:
+        key = self.store.keys.scheduler_lock()
+        holder = self.store.r.get(key)
+        if holder is not None and cast(bytes, holder).decode() == self.identity:
+            self.store.r.delete(key)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s scheduler %(message)s")
+    settings = load_settings()
+    store = Store.from_settings(settings)
+    scheduler = Scheduler(settings, store, make_runner(settings), LocalPlacer(settings, store))
+    signal.signal(signal.SIGTERM, lambda *_: scheduler.stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: scheduler.stopping.set())
+    LOG.info("scheduler %s starting", scheduler.identity)
+    scheduler.run()
+
+
+if __name__ == "__main__":
+    main()
