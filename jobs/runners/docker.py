@@ -129,8 +129,12 @@ class DockerRunner:
             notes.append(f"killed: exceeded the maximum run time of {spec.max_run_time_s:g} s")
             _kill_quietly(container)
         threads[0].join(STREAM_JOIN_S)
-        container.reload()
-        state = dict(container.attrs.get("State") or {})
+        try:
+            container.reload()
+            state = dict(container.attrs.get("State") or {})
+        except docker.errors.NotFound:
+            state = {"Status": "removed", "ExitCode": None}
+            notes.append("the container was removed while it ran")
         threads[1].join(0.5)
         return _result(state, stats, notes)
 
@@ -157,7 +161,7 @@ class DockerRunner:
         return args
 
     def kill_execution(self, execution_id: str) -> bool:
-        """Kill the container of an execution, wherever its worker went."""
+        """Kill and remove the container of an execution, wherever its worker went."""
         try:
             found = self.client.containers.list(
                 all=True, filters={"label": f"{LABEL_EXECUTION}={execution_id}"})

@@ -1,0 +1,104 @@
+"""Build the test actor images locally (no registry is needed or reachable).
+
+Each image is ``FROM scratch`` plus Debian's static busybox and a small shell
+script. Run ``python images/build.py``; tests and benches call ``build_all()``.
+
+| image                 | does                                                     |
+|-----------------------|----------------------------------------------------------|
+| abaco-test-echo       | prints ``Contents of MSG: $MSG``, then its environment; sleeps ``$SLEEP`` s if set; prints the binary message's size when there is one |
+| abaco-test-fail       | prints a line, exits ``${EXIT_CODE:-3}``                 |
+| abaco-test-sleep      | sleeps ``${SLEEP:-60}`` s (a long-running actor)         |
+| abaco-test-noop       | exits 0 at once (benchmarks)                             |
+| abaco-test-memhog     | holds ``${MB:-64}`` MiB of shell strings, then sleeps ``$SLEEP`` s if set |
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+SCRIPTS = {
+    "abaco-test-echo": """
+echo "Contents of MSG: $MSG"
+env
+if [ -f /_abaco_binary_data ]; then
+  echo "binary bytes: $(wc -c < /_abaco_binary_data)"
+fi
+if [ -n "$SLEEP" ]; then sleep "$SLEEP"; fi
+""",
+    "abaco-test-fail": """
+echo "about to fail with ${EXIT_CODE:-3}"
+exit "${EXIT_CODE:-3}"
+""",
+    "abaco-test-sleep": """
+echo "sleeping ${SLEEP:-60}"
+sleep "${SLEEP:-60}"
+echo done
+""",
+    "abaco-test-noop": "exit 0\n",
+    "abaco-test-memhog": """
+x=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+i=0
+while [ $i -lt 14 ]; do x="$x$x"; i=$((i+1)); done
+n=0
+while [ $n -lt "${MB:-64}" ]; do eval "keep_$n=\\$x"; n=$((n+1)); done
+echo "held ${MB:-64} MiB"
+if [ -n "$SLEEP" ]; then sleep "$SLEEP"; fi
+""",
+}
+
+DOCKERFILE = """FROM scratch
+COPY busybox /bin/busybox
+COPY run.sh /run.sh
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+CMD ["/bin/sh", "/run.sh"]
+"""
+
+
+def static_busybox() -> Path:
+    """Debian's busybox-static: a shell that runs in an empty image."""
+    found = shutil.which("busybox")
+    if not found:
+        raise SystemExit("busybox not found: apt-get install busybox-static")
+    ldd = subprocess.run(["ldd", found], capture_output=True, text=True, check=False)
+    if "not a dynamic executable" not in (ldd.stdout + ldd.stderr) and "statically" not in (
+            ldd.stdout + ldd.stderr):
+        raise SystemExit(f"{found} is dynamically linked: apt-get install busybox-static")
+    return Path(found)
+
+
+def _context(script: str, busybox: Path) -> io.BytesIO:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(str(busybox), arcname="busybox")
+        for name, text in (("run.sh", script), ("Dockerfile", DOCKERFILE)):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o755
+            tar.addfile(info, io.BytesIO(data))
+    buffer.seek(0)
+    return buffer
+
+
+def build_all(client: object | None = None, quiet: bool = True) -> list[str]:
+    """Build every test image with the Docker SDK; returns their tags."""
+    import docker
+
+    client = client or docker.from_env(version="auto")
+    busybox = static_busybox()
+    for tag, script in SCRIPTS.items():
+        client.images.build(fileobj=_context(script, busybox), custom_context=True,  # type: ignore[attr-defined]
+                            tag=tag, rm=True)
+        if not quiet:
+            print(f"built {tag}")
+    return list(SCRIPTS)
+
+
+if __name__ == "__main__":
+    build_all(quiet=False)
+    sys.exit(0)

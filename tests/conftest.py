@@ -1,0 +1,111 @@
+"""Fixtures: real Redis, S3, OpenBao and Docker, started by the project's own launcher.
+
+The services run on test ports under a temporary data dir, so a developer's
+own ``abaco up`` stack is untouched. A missing service skips the tests that need
+it locally and fails them under ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jobs import stack
+from jobs.settings import Settings, load_settings
+from jobs.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+TEST_PORTS = {"redis": 16390, "s3": 19000, "vault": 18200, "api": 18000}
+
+
+def need(condition: bool, what: str) -> None:
+    """Skip when a service is missing; under CI=true that is a failure."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is required under CI=true")
+    pytest.skip(f"{what} is not available here")
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("abaco-data")
+
+
+@pytest.fixture(scope="session")
+def base_settings(data_dir: Path) -> Settings:
+    return load_settings(env={}, data_dir=data_dir,
+                         redis_url=f"redis://127.0.0.1:{TEST_PORTS['redis']}/0",
+                         s3_endpoint=f"http://127.0.0.1:{TEST_PORTS['s3']}",
+                         vault_addr=f"http://127.0.0.1:{TEST_PORTS['vault']}",
+                         api_port=TEST_PORTS["api"], api_workers=2,
+                         heartbeat_ttl_s=2.0, scheduler_tick_s=1.0, worker_idle_s=30,
+                         sync_timeout_s=20)
+
+
+@pytest.fixture(scope="session")
+def services(base_settings: Settings) -> Iterator[Settings]:
+    """Redis, S3 and OpenBao, started by the launcher; stopped at the end of the session."""
+    paths = stack.Paths(base_settings.data_dir)
+    paths.make()
+    settings = stack.with_local_secrets(base_settings)
+    try:
+        for kind in (stack.RedisComponent, stack.S3Component, stack.VaultComponent):
+            kind(settings, paths).up()
+    except stack.StackError as exc:
+        stack.down(settings, say=lambda _line: None)
+        need(False, f"local services ({exc.message})")
+    settings = stack.with_local_secrets(settings)
+    yield settings
+    stack.down(settings, say=lambda _line: None)
+
+
+@pytest.fixture
+def settings(services: Settings) -> Settings:
+    """Per-test settings with a fresh key prefix, so tests never see each other's data."""
+    return services.replace(prefix=f"t{uuid.uuid4().hex[:10]}")
+
+
+@pytest.fixture
+def store(settings: Settings) -> Store:
+    return Store.from_settings(settings)
+
+
+@pytest.fixture(scope="session")
+def docker_client(services: Settings):  # type: ignore[no-untyped-def]
+    import docker
+
+    try:
+        client = docker.from_env(version="auto")
+        client.ping()
+    except Exception:  # noqa: BLE001 - any failure means no engine
+        need(False, "a Docker engine")
+    return client
+
+
+@pytest.fixture(scope="session")
+def images(docker_client) -> list[str]:  # type: ignore[no-untyped-def]
+    sys.path.insert(0, str(ROOT / "images"))
+    from build import build_all  # type: ignore[import-not-found]
+
+    return build_all(docker_client)
+
+
+@pytest.fixture(scope="session")
+def api_stack(services: Settings, images: list[str]) -> Iterator[Settings]:
+    """The whole platform through the real command, ``abaco up``, on the test ports."""
+    env = {**os.environ, **services.as_env()}
+    done = subprocess.run([sys.executable, "-m", "jobs.cli", "up"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=180, check=False)
+    if done.returncode != 0:
+        pytest.fail(f"abaco up failed:\n{done.stdout}\n{done.stderr}")
+    yield services
+    subprocess.run([sys.executable, "-m", "jobs.cli", "down"], env=env, cwd=ROOT,
+                   capture_output=True, text=True, timeout=120, check=False)

@@ -1,0 +1,160 @@
+"""Worker and scheduler in-process, on real Redis, S3, OpenBao and Docker."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from jobs.keys import INBOX_GROUP
+from jobs.runners.docker import DockerRunner
+from jobs.service import Caller, Message, Platform
+from jobs.settings import Settings
+from jobs.worker import Worker
+from scheduler.loop import Scheduler
+from tests.waits import wait_until
+
+CALLER = Caller("alice", "T")
+
+
+class RecordingPlacer:
+    """Stands in for LocalPlacer where a test must see, not spawn, worker starts."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, str]] = []
+
+    def start_worker(self, tenant: str, actor_id: str) -> str:
+        self.started.append((tenant, actor_id))
+        return f"w{len(self.started)}"
+
+    def reap(self) -> None:
+        return None
+
+
+@pytest.fixture
+def platform(settings: Settings, images: list[str]) -> Platform:
+    platform = Platform.from_settings(settings.replace(s3_bucket=f"b-{settings.prefix}"))
+    platform.logs.ensure_bucket()
+    return platform
+
+
+@pytest.fixture
+def runner(platform: Platform) -> DockerRunner:
+    return DockerRunner(platform.settings)
+
+
+def _worker(platform: Platform, runner: DockerRunner, actor_id: str, wid: str = "w1") -> Worker:
+    return Worker(platform.settings, "T", actor_id, wid, platform.store, platform.logs,
+                  platform.secrets, runner)
+
+
+def _ready_actor(platform: Platform, **fields: Any) -> dict[str, Any]:
+    actor = platform.create_actor(CALLER, {"image": "abaco-test-echo", **fields})
+    platform.store.update_actor("T", actor["id"], {"status": "READY"})
+    return actor
+
+
+def _send(platform: Platform, actor_id: str, body: Any = "hello", **env: str) -> str:
+    message = Message(body, "str" if isinstance(body, str) else "application/json", env)
+    return str(platform.send_message(CALLER, actor_id, message)["execution_id"])
+
+
+def _serve_one(worker: Worker) -> None:
+    entry = worker._next_entry()
+    assert entry is not None
+    worker.handle(*entry)
+
+
+def test_a_message_becomes_a_complete_execution(platform: Platform, runner: DockerRunner):
+    actor = _ready_actor(platform, name="echo", defaultEnvironment={"SECRET_ONE": "s1"},
+                         stateless=False)
+    platform.store.set_state("T", actor["id"], {"n": 1})
+    eid = _send(platform, actor["id"], {"k": "v"}, color="red")
+    worker = _worker(platform, runner, actor["id"])
+    worker._register()
+    _serve_one(worker)
+    record = platform.store.get_execution("T", actor["id"], eid)
+    assert record["status"] == "COMPLETE" and record["exit_code"] == 0
+    assert record["worker_id"] == "w1" and record["queue_time"] >= 0
+    assert record["final_state"]["Status"] == "exited"
+    logs = platform.logs.get_logs("T", actor["id"], eid).decode()
+    assert "Contents of MSG: {'k': 'v'}" in logs
+    for line in ("SECRET_ONE=s1", "color=red", f"_abaco_execution_id={eid}",
+                 f"_abaco_actor_id={actor['id']}", "_abaco_Content_Type=application/json",
+                 "_abaco_actor_state={'n': 1}", "_abaco_actor_name=echo", "_abaco_worker_id=w1",
+                 "_abaco_container_repo=abaco-test-echo", "_abaco_username=alice"):
+        assert line in logs
+    assert platform.store.live_log("T", actor["id"], eid) is None
+    inbox = platform.store.keys.inbox("T", actor["id"])
+    assert platform.store.r.xpending(inbox, INBOX_GROUP)["pending"] == 0
+    assert platform.store.r.xlen(inbox) == 0
+
+
+def test_a_container_that_cannot_start_ends_error_with_a_reason(
+        platform: Platform, runner: DockerRunner):
+    actor = _ready_actor(platform)
+    platform.store.update_actor("T", actor["id"], {"image": "abaco-test-missing:0"})
+    eid = _send(platform, actor["id"])
+    _serve_one(_worker(platform, runner, actor["id"]))
+    record = platform.store.get_execution("T", actor["id"], eid)
+    assert record["status"] == "ERROR" and "abaco-test-missing" in record["status_message"]
+
+
+def test_logs_are_live_while_running(platform: Platform, runner: DockerRunner):
+    actor = _ready_actor(platform)
+    eid = _send(platform, actor["id"], SLEEP="3")
+    worker = _worker(platform, runner, actor["id"])
+    thread = threading.Thread(target=_serve_one, args=(worker,))
+    thread.start()
+    wait_until(lambda: "Contents of MSG" in platform.get_logs(CALLER, actor["id"], eid), 20,
+               "live logs")
+    assert platform.store.get_execution("T", actor["id"], eid)["status"] == "RUNNING"
+    thread.join(30)
+    assert platform.store.get_execution("T", actor["id"], eid)["status"] == "COMPLETE"
+    assert "Contents of MSG" in platform.get_logs(CALLER, actor["id"], eid)
+
+
+def test_scheduler_makes_an_actor_ready_or_error_naming_the_image(
+        platform: Platform, runner: DockerRunner):
+    placer = RecordingPlacer()
+    scheduler = Scheduler(platform.settings, platform.store, runner, placer)  # type: ignore[arg-type]
+    good = platform.create_actor(CALLER, {"image": "abaco-test-echo"})
+    bad = platform.create_actor(CALLER, {"image": "abaco-test-absent:9"})
+    queued = _send(platform, bad["id"])
+    wait_until(lambda: scheduler.tick() or (
+        platform.store.get_actor("T", good["id"])["status"] == "READY"
+        and platform.store.get_actor("T", bad["id"])["status"] == "ERROR"), 30, "image checks")
+    scheduler.tick()
+    assert "abaco-test-absent:9" in platform.store.get_actor("T", bad["id"])["status_message"]
+    record = platform.store.get_execution("T", bad["id"], queued)
+    assert record["status"] == "ERROR" and "abaco-test-absent:9" in record["status_message"]
+    assert placer.started == []
+    _send(platform, good["id"])
+    scheduler.tick()
+    assert placer.started == [("T", good["id"])]
+
+
+def test_lost_worker_messages_are_redelivered_or_failed_never_rerun(
+        platform: Platform, runner: DockerRunner):
+    actor = _ready_actor(platform)
+    started = _send(platform, actor["id"])
+    unstarted = _send(platform, actor["id"])
+    store = platform.store
+    inbox = store.keys.inbox("T", actor["id"])
+    store.register_worker("T", actor["id"], {"id": "dead"}, ttl_s=60)
+    entries = store.r.xreadgroup(INBOX_GROUP, "dead", {inbox: ">"}, count=2)[0][1]
+    assert len(entries) == 2
+    assert store.claim("T", actor["id"], started, "dead")
+    store.r.delete(store.keys.heartbeat("T", actor["id"], "dead"))
+    placer = RecordingPlacer()
+    Scheduler(platform.settings, store, runner, placer).tick()  # type: ignore[arg-type]
+    assert store.get_execution("T", actor["id"], started)["status_message"] == "worker lost"
+    assert store.get_execution("T", actor["id"], unstarted)["status"] == "SUBMITTED"
+    assert store.workers("T", actor["id"]) == []
+    assert placer.started == [("T", actor["id"])]
+    worker = _worker(platform, runner, actor["id"], "w2")
+    _serve_one(worker)
+    assert store.get_execution("T", actor["id"], unstarted)["status"] == "COMPLETE"
+    assert worker._next_entry() is None
+
