@@ -3,13 +3,12 @@
 Each image is ``FROM scratch`` plus Debian's static busybox and a small shell
 script. Run ``python images/build.py``; tests and benches call ``build_all()``.
 
-| image                 | does                                                     |
-|-----------------------|----------------------------------------------------------|
-| abaco-test-echo       | prints ``Contents of MSG: $MSG``, then its environment; sleeps ``$SLEEP`` s if set; prints the binary message's size when there is one |
-| abaco-test-fail       | prints a line, exits ``${EXIT_CODE:-3}``                 |
-| abaco-test-sleep      | sleeps ``${SLEEP:-60}`` s (a long-running actor)         |
-| abaco-test-noop       | exits 0 at once (benchmarks)                             |
-| abaco-test-memhog     | holds ``${MB:-64}`` MiB of shell strings, then sleeps ``$SLEEP`` s if set |
+- abaco-test-echo: prints ``Contents of MSG: $MSG``, then its environment, then the
+  size of a binary message if there is one; sleeps ``$SLEEP`` s if set.
+- abaco-test-fail: prints a line, exits ``${EXIT_CODE:-3}``.
+- abaco-test-sleep: sleeps ``${SLEEP:-60}`` s (a long-running actor).
+- abaco-test-noop: exits 0 at once (benchmarks).
+- abaco-test-memhog: holds ``${MB:-64}`` MiB of shell strings, then sleeps ``$SLEEP`` s.
 """
 
 from __future__ import annotations
@@ -92,8 +91,8 @@ def build_all(client: object | None = None, quiet: bool = True) -> list[str]:
     client = client or docker.from_env(version="auto")
     busybox = static_busybox()
     for tag, script in SCRIPTS.items():
-        client.images.build(fileobj=_context(script, busybox), custom_context=True,  # type: ignore[attr-defined]
-                            tag=tag, rm=True)
+        context = _context(script, busybox)
+        client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True)  # type: ignore[attr-defined]
         if not quiet:
             print(f"built {tag}")
     return list(SCRIPTS)
