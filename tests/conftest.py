@@ -80,13 +80,15 @@ def store(settings: Settings) -> Store:
 
 @pytest.fixture(scope="session")
 def docker_client(services: Settings):  # type: ignore[no-untyped-def]
+    """The Docker engine; started by the launcher (and stopped after) when none answers."""
     import docker
 
     try:
+        stack.DockerComponent(services, stack.Paths(services.data_dir)).up()
         client = docker.from_env(version="auto")
         client.ping()
-    except Exception:  # noqa: BLE001 - any failure means no engine
-        need(False, "a Docker engine")
+    except Exception as exc:  # noqa: BLE001 - any failure means no engine
+        need(False, f"a Docker engine ({exc})")
     return client
 
 

@@ -135,7 +135,7 @@ class DockerRunner:
         except docker.errors.NotFound:
             state = {"Status": "removed", "ExitCode": None}
             notes.append("the container was removed while it ran")
-        threads[1].join(0.5)
+        threads[1].join(0.05)
         return _result(state, stats, notes)
 
     def _create_args(self, spec: RunSpec) -> dict[str, Any]:

@@ -1,0 +1,45 @@
+# The two commands of the README: `make up` (start the platform) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+APT_PACKAGES := docker.io redis-server busybox-static
+
+.PHONY: up down status test lint bench images system-deps
+
+up: $(VENV)/.installed system-deps
+	$(VENV)/bin/abaco up
+	$(PY) images/build.py
+
+down:
+	$(VENV)/bin/abaco down
+
+status:
+	$(VENV)/bin/abaco status
+
+test: $(VENV)/.installed system-deps lint
+	$(PY) -m pytest
+
+lint: $(VENV)/.installed
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+images: $(VENV)/.installed system-deps
+	$(PY) images/build.py
+
+bench: $(VENV)/.installed
+	$(PY) bench/warm_latency.py
+
+# Debian packages: the Docker engine, Redis, and a static busybox for test images.
+system-deps:
+	@if ! command -v dockerd >/dev/null || ! command -v redis-server >/dev/null \
+	    || ! ldd "$$(command -v busybox || echo /nonexistent)" 2>&1 | grep -q 'not a dynamic'; then \
+	  echo "installing $(APT_PACKAGES) (apt-get)"; \
+	  apt-get update -q >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(APT_PACKAGES) >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
