@@ -19,6 +19,16 @@ from jobs.settings import Settings
 from jobs.store import Store
 from jobs.timeutil import now_iso
 
+# The order fields are shown in, as Abaco's documentation lists them.
+ACTOR_ORDER = ("id", "name", "image", "description", "owner", "status", "status_message",
+               "stateless", "privileged", "default_environment", "use_container_uid",
+               "max_workers", "min_workers", "mem_limit", "max_cpus", "max_run_time", "hints",
+               "link", "webhook", "token", "log_ex", "cron_schedule", "cron_on", "cron_next_ex",
+               "revision", "create_time", "last_update_time", "mounts")
+EXECUTION_ORDER = ("id", "actor_id", "executor", "worker_id", "status", "status_message",
+                   "revision", "message_received_time", "start_time", "finish_time",
+                   "queue_time", "runtime", "cpu", "io", "mem_peak", "exit_code", "final_state")
+
 # Query parameters with a meaning of their own; never passed to the actor.
 RESERVED_PARAMS = frozenset({"x-nonce", "_abaco_synchronous"})
 
@@ -209,19 +219,22 @@ class Platform:
 
     def _actor_view(self, actor: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
         base = f"{self.settings.api_url}/actors/{actor['id']}"
-        view = {key: value for key, value in actor.items() if key not in ("env_names", "tenant")}
-        view["default_environment"] = env
+        view = _ordered({**actor, "default_environment": env}, ACTOR_ORDER)
         view["_links"] = {"self": base, "owner": f"{self.settings.api_url}/profiles/"
                           f"{actor['owner']}", "executions": base + "/executions"}
         return view
 
     def _execution_view(self, actor: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
         base = f"{self.settings.api_url}/actors/{actor['id']}/executions/{record['id']}"
-        hidden = ("tenant", "msg", "env", "content_type", "dispatched")
-        view = {key: value for key, value in record.items() if key not in hidden}
+        view = _ordered(record, EXECUTION_ORDER)
         view["_links"] = {"self": base, "owner": f"{self.settings.api_url}/profiles/"
                           f"{actor['owner']}", "logs": base + "/logs"}
         return view
+
+
+def _ordered(record: dict[str, Any], order: tuple[str, ...]) -> dict[str, Any]:
+    """The public fields of a record, in documentation order (internal ones left out)."""
+    return {key: record.get(key) for key in order}
 
 
 def _flag(value: Any, name: str) -> bool:

@@ -199,7 +199,7 @@ class RedisComponent(Component):
         import redis
 
         host, port = self.address
-        client = redis.Redis(host=host, port=port, socket_connect_timeout=0.5,
+        client = redis.Redis(host=host, port=port, socket_connect_timeout=0.5, socket_timeout=1,
                              password=self.settings.redis_password.reveal() or None)
         try:
             return bool(client.ping())
