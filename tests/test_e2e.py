@@ -159,3 +159,18 @@ def test_sigkill_of_the_api_during_a_burst(base: str, api_stack: Settings, docke
     every = [e["id"] for e in listing["executions"]]
     assert set(accepted) <= set(every)
     _check_no_loss_no_rerun(base, docker_client, actor["id"], every, since)
+
+
+def test_an_updated_actor_becomes_ready_on_its_new_image(base: str):
+    actor = _ready_actor(base)
+    updated = _result(requests.put(f"{base}/{actor['id']}", json={"image": "abaco-test-fail"},
+                                   timeout=10))
+    assert updated["revision"] == 2
+    wait_until(lambda: _result(requests.get(f"{base}/{actor['id']}", timeout=10))["status"]
+               == "READY", 30, "updated actor READY")
+    eid = _result(requests.post(f"{base}/{actor['id']}/messages", data={"message": "x"},
+                                timeout=10))["executionId"]
+    record = wait_until(lambda: (r := _execution(base, actor["id"], eid))["status"] in FINAL
+                        and r, 60, "execution final")
+    assert record["status"] == "COMPLETE" and record["exitCode"] == 3
+    assert record["revision"] == 2
