@@ -9,8 +9,12 @@ from api.envelope import VERSION
 _ID = {"name": "actor_id", "in": "path", "required": True, "schema": {"type": "string"},
        "description": "actor id (or alias)"}
 _EID = {"name": "execution_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_WID = {"name": "worker_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_WORKER_FIELDS = ("id, status (REQUESTED|READY|BUSY|SHUTTING_DOWN|ERROR), image, revision, "
+                  "location, cid, hostId, hostIp, createTime, lastExecutionTime, "
+                  "lastHealthCheckTime")
 _ERRORS = {str(code): {"$ref": "#/components/responses/Error"}
-           for code in (400, 404, 405, 413, 503)}
+           for code in (400, 403, 404, 405, 409, 413, 503)}
 
 
 def _op(summary: str, params: list[dict[str, Any]] | None = None,
@@ -48,7 +52,8 @@ _EXECUTION_FIELDS = (
     "id, actorId, executor, workerId, status (SUBMITTED|RUNNING|COMPLETE|ERROR), "
     "statusMessage, messageReceivedTime, startTime, finishTime, runtime (seconds), "
     "cpu (CPU nanoseconds), io (bytes read+written), memPeak (bytes), queueTime (seconds), "
-    "exitCode, finalState (Docker State), revision, _links")
+    "exitCode, finalState (Docker State), revision (the actor revision it ran on), cold "
+    "(true when its worker started for it), _links")
 
 
 def spec() -> dict[str, Any]:
@@ -71,7 +76,18 @@ def spec() -> dict[str, Any]:
         one + "/executions": {"get": _op("List executions (paged)", [
             _ID, {"name": "offset", "in": "query", "schema": {"type": "integer"}},
             {"name": "limit", "in": "query", "schema": {"type": "integer"}}])},
-        execution: {"get": _op("Get an execution: " + _EXECUTION_FIELDS, [_ID, _EID])},
+        execution: {"get": _op("Get an execution: " + _EXECUTION_FIELDS, [_ID, _EID]),
+                    "delete": _op("Cancel: a queued message is dropped, a running container "
+                                  "killed within 2 s; recorded COMPLETE 'cancelled'",
+                                  [_ID, _EID])},
+        one + "/workers": {"get": _op("List workers", [_ID]),
+                           "post": _op("Admins: ask for num workers now", [_ID],
+                                       {"type": "object",
+                                        "properties": {"num": {"type": "integer"}}})},
+        one + "/workers/{worker_id}": {
+            "get": _op("Get a worker: " + _WORKER_FIELDS, [_ID, _WID]),
+            "delete": _op("Stop a worker gracefully (its execution finishes first)",
+                          [_ID, _WID])},
         execution + "/logs": {"get": _op("Execution logs (live while running)", [_ID, _EID])},
         one + "/state": {"get": _op("Get actor state", [_ID]),
                          "post": _op("Set actor state (stateful actors only)", [_ID],

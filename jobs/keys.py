@@ -19,6 +19,7 @@ Cluster.
 | ``actor:{tag}:events``             | stream | worker, scheduler    | capped length  |
 | ``actor:{tag}:workers``            | hash   | worker, scheduler    | none           |
 | ``actor:{tag}:worker:{wid}:hb``    | string | worker heartbeat     | heartbeat_ttl  |
+| ``actor:{tag}:worker:{wid}:control``| list | api (cancel, stop) | heartbeat_ttl  |
 
 Global keys (``{p}:``): ``all-actors`` (set of ``tenant/actor_id``, for the
 scheduler's full pass), ``scheduler:wake`` (stream of actors needing a look),
@@ -86,3 +87,6 @@ class Keys:
 
     def heartbeat(self, tenant: str, actor_id: str, worker_id: str) -> str:
         return self.actor(tenant, actor_id) + f":worker:{check_id(worker_id, 'worker_id')}:hb"
+
+    def worker_control(self, tenant: str, actor_id: str, worker_id: str) -> str:
+        return self.actor(tenant, actor_id) + f":worker:{check_id(worker_id, 'worker_id')}:control"

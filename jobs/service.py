@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobs.errors import Conflict, NotFound, Timeout, ValidationError
+from jobs.errors import Conflict, NotFound, PermissionDenied, Timeout, ValidationError
 from jobs.ids import check_id, new_id
 from jobs.logstore import LogStore
 from jobs.models import FINAL_EXECUTION_STATUSES, execution_summary, validate_actor_input
@@ -26,8 +26,11 @@ ACTOR_ORDER = ("id", "name", "image", "description", "owner", "status", "status_
                "link", "webhook", "token", "log_ex", "cron_schedule", "cron_on", "cron_next_ex",
                "revision", "create_time", "last_update_time", "mounts")
 EXECUTION_ORDER = ("id", "actor_id", "executor", "worker_id", "status", "status_message",
-                   "revision", "message_received_time", "start_time", "finish_time",
+                   "revision", "cold", "message_received_time", "start_time", "finish_time",
                    "queue_time", "runtime", "cpu", "io", "mem_peak", "exit_code", "final_state")
+WORKER_ORDER = ("id", "status", "status_message", "image", "revision", "location", "cid",
+                "host_id", "host_ip", "pid", "create_time", "last_execution_time",
+                "last_health_check_time")
 
 # Query parameters with a meaning of their own; never passed to the actor.
 RESERVED_PARAMS = frozenset({"x-nonce", "_abaco_synchronous"})
@@ -195,6 +198,49 @@ class Platform:
         except NotFound:
             return ""
 
+    def cancel_execution(self, caller: Caller, actor_id: str, eid: str) -> dict[str, Any]:
+        """A queued message is dropped; a running container is killed by its worker at once."""
+        actor = self._actor(caller, actor_id)
+        check_id(eid, "execution_id")
+        record = self.store.get_execution(caller.tenant, actor_id, eid)
+        if record["status"] in FINAL_EXECUTION_STATUSES:
+            raise Conflict(f"execution {eid} has already finished ({record['status']})")
+        reason = f"cancelled by {caller.user}"
+        if not self.store.drop_queued(caller.tenant, actor_id, eid, reason, status="COMPLETE"):
+            self.store.update_execution(caller.tenant, actor_id, eid, {"cancel_requested": True})
+            self.store.send_control(caller.tenant, actor_id, record["worker_id"],
+                                    f"cancel:{eid}", self.settings.heartbeat_ttl_s)
+        return self._execution_view(actor, self.store.get_execution(caller.tenant, actor_id,
+                                                                    eid))
+
+    # -- workers ------------------------------------------------------------------
+    def list_workers(self, caller: Caller, actor_id: str) -> list[dict[str, Any]]:
+        self._actor(caller, actor_id)
+        return [_ordered(w, WORKER_ORDER) for w in self.store.workers(caller.tenant, actor_id)]
+
+    def get_worker(self, caller: Caller, actor_id: str, worker_id: str) -> dict[str, Any]:
+        self._actor(caller, actor_id)
+        check_id(worker_id, "worker_id")
+        return _ordered(self.store.get_worker(caller.tenant, actor_id, worker_id), WORKER_ORDER)
+
+    def request_workers(self, caller: Caller, actor_id: str, num: Any) -> dict[str, Any]:
+        """Admins ask for ``num`` workers now; the scheduler starts what is missing."""
+        if "admin" not in caller.roles:
+            raise PermissionDenied("only admins may add workers")
+        self._actor(caller, actor_id)
+        count = _positive_int(num, "num")
+        self.store.update_actor(caller.tenant, actor_id, {"workers_requested": count})
+        self.store.wake_scheduler(caller.tenant, actor_id, "workers requested")
+        return {"num": count}
+
+    def stop_worker(self, caller: Caller, actor_id: str, worker_id: str) -> None:
+        """Graceful: the worker finishes its current execution, then leaves."""
+        self.get_worker(caller, actor_id, worker_id)
+        self.store.update_worker(caller.tenant, actor_id, worker_id,
+                                 {"status": "SHUTTING_DOWN"})
+        self.store.send_control(caller.tenant, actor_id, worker_id, "stop",
+                                self.settings.heartbeat_ttl_s)
+
     # -- state --------------------------------------------------------------------
     def get_state(self, caller: Caller, actor_id: str) -> dict[str, Any]:
         actor = self._actor(caller, actor_id)
@@ -235,6 +281,16 @@ class Platform:
 def _ordered(record: dict[str, Any], order: tuple[str, ...]) -> dict[str, Any]:
     """The public fields of a record, in documentation order (internal ones left out)."""
     return {key: record.get(key) for key in order}
+
+
+def _positive_int(value: Any, name: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValidationError(name, f"must be a positive integer, got {value!r}") from None
+    if number < 1 or isinstance(value, bool):
+        raise ValidationError(name, "must be a positive integer")
+    return number
 
 
 def _flag(value: Any, name: str) -> bool:

@@ -79,17 +79,23 @@ class Settings:
     sync_timeout_s: float = 30.0
     pids_limit: int = 512
     max_run_time_s: float = 3600.0
+    default_max_workers: int = 4
+    max_workers_per_host: int = 32
+    sync_worker_idle_s: float = 900.0
+    drain_timeout_s: float = 30.0
+    start_attempts: int = 3
 
     def __post_init__(self) -> None:
         for name, allowed in _CHOICES.items():
             value = getattr(self, name)
             if value not in allowed:
                 raise SettingsError(f"setting {name}={value!r} is not one of {', '.join(allowed)}")
-        for name in ("api_port", "max_body_bytes", "max_log_bytes", "pids_limit", "api_workers"):
+        for name in ("api_port", "max_body_bytes", "max_log_bytes", "pids_limit", "api_workers",
+                     "default_max_workers", "max_workers_per_host", "start_attempts"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"setting {name} must be a positive number")
         for name in ("heartbeat_ttl_s", "worker_idle_s", "scheduler_tick_s", "sync_timeout_s",
-                     "max_run_time_s"):
+                     "max_run_time_s", "sync_worker_idle_s", "drain_timeout_s"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"setting {name} must be a positive number of seconds")
         if self.auth == "none" and self.api_host not in ("127.0.0.1", "localhost", "::1"):

@@ -429,7 +429,8 @@ def down(settings: Settings, say: Callable[[str], None] = print) -> None:
     for name in STOP_ORDER:
         pid = pid_alive(paths, name)
         if pid is not None:
-            _terminate(pid, name, say)
+            grace = settings.drain_timeout_s + 10 if name == "scheduler" else 20.0
+            _terminate(pid, name, say, grace)
         (paths.run / f"{name}.pid").unlink(missing_ok=True)
         if name == "scheduler":
             stopped = stop_pid_files(paths.run / "workers", signal.SIGTERM)
@@ -437,10 +438,10 @@ def down(settings: Settings, say: Callable[[str], None] = print) -> None:
                 say(f"workers    stopped {stopped}")
 
 
-def _terminate(pid: int, name: str, say: Callable[[str], None]) -> None:
+def _terminate(pid: int, name: str, say: Callable[[str], None], grace_s: float) -> None:
     os.kill(pid, signal.SIGTERM)
     try:
-        wait_for(lambda: not _alive(pid), 20, name)
+        wait_for(lambda: not _alive(pid), grace_s, name)
     except StackError:
         os.kill(pid, signal.SIGKILL)
     say(f"{name:<10} stopped (pid {pid})")

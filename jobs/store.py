@@ -212,14 +212,15 @@ class Store:
         return int(cast(int, self.r.zcard(self.keys.queued(tenant, actor_id))))
 
     @_translate
-    def drop_queued(self, tenant: str, actor_id: str, eid: str, reason: str) -> bool:
-        """End a message that has not started: ERROR with ``reason``.
+    def drop_queued(self, tenant: str, actor_id: str, eid: str, reason: str,
+                    status: str = "ERROR") -> bool:
+        """End a message that has not started, with ``status`` and ``reason``.
 
         Returns False when a worker claimed it first."""
         if not self.r.zrem(self.keys.queued(tenant, actor_id), eid):
             return False
         self.finish_execution(tenant, actor_id, eid, {
-            "status": "ERROR", "status_message": reason, "finish_time": now_iso()})
+            "status": status, "status_message": reason, "finish_time": now_iso()})
         return True
 
     @_translate
@@ -324,10 +325,41 @@ class Store:
         return {wid for wid, flag in zip(ids, alive, strict=True) if flag}
 
     @_translate
+    def send_control(self, tenant: str, actor_id: str, worker_id: str, command: str,
+                     ttl_s: float) -> None:
+        """Tell a worker to ``stop`` or ``cancel:<eid>``; it reads at once (BLPOP)."""
+        key = self.keys.worker_control(tenant, actor_id, worker_id)
+        with self.r.pipeline() as pipe:
+            pipe.rpush(key, command)
+            pipe.pexpire(key, int(ttl_s * 1000))
+            pipe.execute()
+
+    @_translate
+    def wait_control(self, tenant: str, actor_id: str, worker_id: str,
+                     timeout_s: float) -> str | None:
+        reply = self.r.blpop([self.keys.worker_control(tenant, actor_id, worker_id)],
+                             timeout=timeout_s)
+        return None if reply is None else cast(tuple, reply)[1].decode()
+
+    @_translate
+    def actor_revision(self, tenant: str, actor_id: str) -> int | None:
+        """The actor's revision, or None once it is deleted (one HGET per worker loop)."""
+        raw = self.r.hget(self.keys.actor(tenant, actor_id), "revision")
+        return None if raw is None else int(json.loads(cast(bytes, raw)))
+
+    @_translate
+    def get_worker(self, tenant: str, actor_id: str, worker_id: str) -> dict[str, Any]:
+        raw = self.r.hget(self.keys.workers(tenant, actor_id), worker_id)
+        if raw is None:
+            raise NotFound(f"worker {worker_id} of actor {actor_id} not found")
+        return dict(json.loads(cast(bytes, raw)))
+
+    @_translate
     def remove_worker(self, tenant: str, actor_id: str, worker_id: str) -> None:
         with self.r.pipeline() as pipe:
             pipe.hdel(self.keys.workers(tenant, actor_id), worker_id)
             pipe.delete(self.keys.heartbeat(tenant, actor_id, worker_id))
+            pipe.delete(self.keys.worker_control(tenant, actor_id, worker_id))
             pipe.execute()
 
     # -- scheduler ----------------------------------------------------------

@@ -24,6 +24,7 @@ from typing import Any, cast
 
 from jobs.errors import AbacoError, BackendUnavailable, NotFound
 from jobs.keys import INBOX_GROUP
+from jobs.lifecycle import idle_limit_s, may_leave_idle, retry_delays
 from jobs.logstore import LogStore
 from jobs.runners import Runner, RunResult, RunSpec, make_runner
 from jobs.secrets import SecretStore
@@ -99,62 +100,114 @@ class Worker:
         self.store, self.logs, self.secrets, self.runner = store, logs, secrets, runner
         self.stopping = threading.Event()
         self.inbox = store.keys.inbox(tenant, actor_id)
+        self.revision: int | None = None
+        self.current: str | None = None
+        self.cancelled: set[str] = set()
+        self.executions = 0
 
     # -- lifecycle --------------------------------------------------------------
     def run(self) -> None:
-        """Serve the inbox until idle, stopped, or the actor is gone."""
+        """Serve the inbox until idle, stopped, replaced by a new revision, or the actor is gone."""
         self._register()
-        beat = threading.Thread(target=self._heartbeat_loop, daemon=True)
-        beat.start()
+        control = threading.Thread(target=self._control_loop, daemon=True)
+        control.start()
         idle_since = time.monotonic()
         try:
             while not self.stopping.is_set():
+                if self.store.actor_revision(self.tenant, self.actor_id) != self.revision:
+                    break
                 entry = self._next_entry()
                 if entry is None:
-                    if not self._actor_exists():
-                        break
-                    if time.monotonic() - idle_since >= self.settings.worker_idle_s:
+                    if self._idle_too_long(time.monotonic() - idle_since):
                         break
                     continue
                 self.handle(*entry)
                 idle_since = time.monotonic()
+        except Exception as exc:
+            self._set_status("ERROR", str(exc))
+            raise
         finally:
             self.stopping.set()
             self._deregister()
 
     def stop(self) -> None:
-        """Finish the current execution, then leave (SIGTERM)."""
+        """Finish the current execution (within the drain timeout), then leave."""
+        if self.stopping.is_set():
+            return
         self.stopping.set()
+        self._set_status("SHUTTING_DOWN")
+        current = self.current
+        if current is not None:
+            timer = threading.Timer(self.settings.drain_timeout_s, self._drain, args=(current,))
+            timer.daemon = True
+            timer.start()
+
+    def _drain(self, eid: str) -> None:
+        if self.current == eid:
+            LOG.warning("drain timeout: stopping execution %s", eid)
+            self.runner.stop_execution(eid)
+
+    def _idle_too_long(self, idle_s: float) -> bool:
+        actor = self.store.get_actor(self.tenant, self.actor_id)
+        limit = idle_limit_s(actor.get("hints") or [], self.settings.worker_idle_s,
+                             self.settings.sync_worker_idle_s)
+        if idle_s < limit:
+            return False
+        alive = len(self.store.workers(self.tenant, self.actor_id))
+        return may_leave_idle(alive, int(actor.get("min_workers") or 0))
 
     def _register(self) -> None:
+        actor = self.store.get_actor(self.tenant, self.actor_id)
+        self.revision = int(actor["revision"])
         worker = {"id": self.worker_id, "status": "READY", "pid": os.getpid(),
+                  "image": actor["image"], "revision": self.revision,
                   "host_id": socket.gethostname(), "host_ip": "127.0.0.1",
                   "location": "local", "create_time": now_iso(), "cid": None,
                   "last_execution_time": None, "last_health_check_time": now_iso()}
         self.store.register_worker(self.tenant, self.actor_id, worker,
                                    self.settings.heartbeat_ttl_s)
 
+    def _set_status(self, status: str, message: str = "") -> None:
+        try:
+            self.store.update_worker(self.tenant, self.actor_id, self.worker_id,
+                                     {"status": status, "status_message": message})
+        except AbacoError as exc:
+            LOG.warning("worker status not updated: %s", exc)
+
     def _deregister(self) -> None:
         """Leave; if messages arrived meanwhile, make sure the scheduler looks again."""
         try:
             self.store.remove_worker(self.tenant, self.actor_id, self.worker_id)
             self.store.r.xgroup_delconsumer(self.inbox, INBOX_GROUP, self.worker_id)
-            if self.store.queued_count(self.tenant, self.actor_id):
-                self.store.wake_scheduler(self.tenant, self.actor_id, "worker left with backlog")
-        except (BackendUnavailable, Exception) as exc:  # noqa: BLE001 - best effort on exit
-            LOG.warning("deregistration incomplete: %s", exc)
+        except Exception as exc:  # noqa: BLE001 - the inbox may be gone with its actor
+            LOG.info("deregistration incomplete: %s", exc)
+        try:
+            self.store.wake_scheduler(self.tenant, self.actor_id, "worker left")
+        except AbacoError as exc:
+            LOG.warning("could not wake the scheduler: %s", exc)
 
-    def _heartbeat_loop(self) -> None:
+    def _control_loop(self) -> None:
+        """Heartbeat, and obey ``stop`` / ``cancel:<eid>`` at once (a blocking pop)."""
         interval = self.settings.heartbeat_ttl_s / 3
-        while not self.stopping.wait(interval):
+        while not self.stopping.is_set() or self.current is not None:
             try:
                 self.store.heartbeat(self.tenant, self.actor_id, self.worker_id,
                                      self.settings.heartbeat_ttl_s)
+                command = self.store.wait_control(self.tenant, self.actor_id, self.worker_id,
+                                                  interval)
             except BackendUnavailable:
                 LOG.warning("heartbeat failed: redis unavailable")
+                self.stopping.wait(interval)
+                continue
+            if command == "stop":
+                self.stop()
+            elif command and command.startswith("cancel:"):
+                self._cancel(command.partition(":")[2])
 
-    def _actor_exists(self) -> bool:
-        return bool(self.store.r.exists(self.store.keys.actor(self.tenant, self.actor_id)))
+    def _cancel(self, eid: str) -> None:
+        if eid == self.current:
+            self.cancelled.add(eid)
+            self.runner.stop_execution(eid)
 
     def _next_entry(self) -> tuple[str, str] | None:
         try:
@@ -173,10 +226,13 @@ class Worker:
     def handle(self, entry_id: str, eid: str) -> None:
         """Run one message to its final record, then acknowledge it."""
         if self.store.claim(self.tenant, self.actor_id, eid, self.worker_id):
+            self.current = eid
             try:
                 self._execute(eid)
             except NotFound:
                 LOG.info("actor or execution %s vanished while running", eid)
+            finally:
+                self.current = None
         self._ack(entry_id)
 
     def _ack(self, entry_id: str) -> None:
@@ -188,14 +244,35 @@ class Worker:
     def _execute(self, eid: str) -> None:
         actor = self.store.get_actor(self.tenant, self.actor_id)
         execution = self.store.get_execution(self.tenant, self.actor_id, eid)
-        self.store.update_worker(self.tenant, self.actor_id, self.worker_id, {"status": "BUSY"})
+        execution.update(revision=actor["revision"], cold=self.executions == 0)
+        self.executions += 1
+        self.store.update_worker(self.tenant, self.actor_id, self.worker_id,
+                                 {"status": "BUSY"})
         spec = self._spec(actor, execution)
         sink = LogSink(self.store, self.tenant, self.actor_id, eid, self.settings.max_log_bytes)
-        result = self.runner.run(spec, lambda started: self._mark_running(execution, started),
-                                 sink)
+        result = self._run_with_retries(spec, execution, sink)
+        if eid in self.cancelled:
+            result.notes.insert(0, "cancelled")
         self._finish(execution, result, bytes(sink.data))
+        if result.error and not result.started:
+            self.store.update_actor(self.tenant, self.actor_id, {
+                "status": "ERROR", "status_message": result.error})
+        status = "SHUTTING_DOWN" if self.stopping.is_set() else "READY"
         self.store.update_worker(self.tenant, self.actor_id, self.worker_id,
-                                 {"status": "READY", "last_execution_time": now_iso()})
+                                 {"status": status, "last_execution_time": now_iso()})
+
+    def _run_with_retries(self, spec: RunSpec, execution: dict[str, Any],
+                          sink: LogSink) -> RunResult:
+        """A container that cannot be created or started is retried with backoff."""
+        delays = retry_delays(self.settings.start_attempts)
+        while True:
+            result = self.runner.run(
+                spec, lambda started: self._mark_running(execution, started), sink)
+            if result.started or not delays or execution["id"] in self.cancelled:
+                return result
+            LOG.warning("execution %s did not start (%s); retrying", execution["id"],
+                        result.error)
+            self.stopping.wait(delays.pop(0))
 
     def _spec(self, actor: dict[str, Any], execution: dict[str, Any]) -> RunSpec:
         defaults = self.secrets.get(self.tenant, self.actor_id) if actor.get("env_names") else {}
@@ -214,8 +291,11 @@ class Worker:
             privileged=bool(actor.get("privileged")), binary=binary)
 
     def _mark_running(self, execution: dict[str, Any], started: str) -> None:
+        if execution["id"] in self.cancelled:  # cancelled between claim and start
+            self.runner.stop_execution(execution["id"])
         self.store.update_execution(self.tenant, self.actor_id, execution["id"], {
             "status": "RUNNING", "start_time": started, "worker_id": self.worker_id,
+            "revision": execution["revision"], "cold": execution["cold"],
             "queue_time": seconds_between(execution["message_received_time"], started)})
 
     def _finish(self, execution: dict[str, Any], result: RunResult, logs: bytes) -> None:

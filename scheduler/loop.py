@@ -28,7 +28,7 @@ from jobs.runners import Runner, make_runner
 from jobs.settings import Settings, load_settings
 from jobs.store import Store
 from jobs.timeutil import now_iso
-from scheduler.policy import recovery_action, workers_to_start
+from scheduler.policy import ActorLoad, recovery_action, workers_to_start
 
 LOG = logging.getLogger("abaco.scheduler")
 RECOVERY_CONSUMER = "scheduler"
@@ -72,14 +72,14 @@ class Scheduler:
         if actor["status"] == "ERROR" and queued:
             self._fail_queued(actor)
             return
-        count = workers_to_start(actor["status"], queued, alive,
-                                 stateless=bool(actor.get("stateless", True)),
-                                 min_workers=int(actor.get("min_workers") or 0),
-                                 max_workers=actor.get("max_workers"))
+        load = actor_load(actor, alive, queued, self.settings.default_max_workers)
+        count = workers_to_start(load, self.placer.capacity())
         for _ in range(count):
-            worker_id = self.placer.start_worker(tenant, actor_id)
+            worker_id = self.placer.start_worker(tenant, actor_id, int(actor["revision"]))
             LOG.info("started worker %s for %s/%s (%d queued)", worker_id, tenant, actor_id,
                      queued)
+        if load.requested:
+            self.store.update_actor(tenant, actor_id, {"workers_requested": 0})
 
     # -- images -------------------------------------------------------------------
     def _check_image(self, actor: dict[str, Any]) -> None:
@@ -109,15 +109,14 @@ class Scheduler:
             self.store.drop_queued(actor["tenant"], actor["id"], eid, reason)
 
     # -- lost workers -------------------------------------------------------------
-    def _recover_dead_workers(self, tenant: str, actor_id: str) -> int:
-        """Resolve what dead workers held; return how many workers are alive."""
+    def _recover_dead_workers(self, tenant: str, actor_id: str) -> list[dict[str, Any]]:
+        """Resolve what dead workers held; return the live workers."""
         workers = self.store.workers(tenant, actor_id)
-        ids = [w["id"] for w in workers]
-        alive = self.store.alive_worker_ids(tenant, actor_id, ids)
-        for worker_id in ids:
-            if worker_id not in alive:
-                self._recover_worker(tenant, actor_id, worker_id)
-        return len(alive)
+        alive = self.store.alive_worker_ids(tenant, actor_id, [w["id"] for w in workers])
+        for worker in workers:
+            if worker["id"] not in alive:
+                self._recover_worker(tenant, actor_id, worker["id"])
+        return [w for w in workers if w["id"] in alive]
 
     def _recover_worker(self, tenant: str, actor_id: str, worker_id: str) -> None:
         inbox = self.store.keys.inbox(tenant, actor_id)
@@ -207,6 +206,19 @@ class Scheduler:
             self.store.r.delete(key)
 
 
+def actor_load(actor: dict[str, Any], alive: list[dict[str, Any]], queued: int,
+               default_max_workers: int) -> ActorLoad:
+    """What the policy needs to know of an actor, from its record and live workers."""
+    revision = int(actor["revision"])
+    return ActorLoad(
+        status=actor["status"], stateless=bool(actor.get("stateless", True)), queued=queued,
+        busy=sum(1 for w in alive if w.get("status") == "BUSY"),
+        alive_current=sum(1 for w in alive if w.get("revision", revision) == revision),
+        alive_total=len(alive), min_workers=int(actor.get("min_workers") or 0),
+        max_workers=int(actor.get("max_workers") or default_max_workers),
+        requested=int(actor.get("workers_requested") or 0))
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s scheduler %(message)s")
     settings = load_settings()
@@ -216,6 +228,8 @@ def main() -> None:
     signal.signal(signal.SIGINT, lambda *_: scheduler.stopping.set())
     LOG.info("scheduler %s starting", scheduler.identity)
     scheduler.run()
+    LOG.info("scheduler %s stopping; draining its workers", scheduler.identity)
+    scheduler.placer.drain(settings.drain_timeout_s + 5)
 
 
 if __name__ == "__main__":

@@ -2,23 +2,51 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 RecoveryAction = Literal["ack", "requeue", "fail"]
 
 
-def workers_to_start(actor_status: str, queued: int, alive: int, *, stateless: bool,
-                     min_workers: int = 0, max_workers: int | None = None) -> int:
-    """How many workers to start for an actor now.
+@dataclass(frozen=True)
+class ActorLoad:
+    """What the scheduler knows of one actor at the start of a pass."""
 
-    A READY actor with queued messages and no live worker gets one; ``minWorkers``
-    is kept warm; a stateful actor never has more than one.
+    status: str
+    stateless: bool
+    queued: int
+    busy: int
+    alive_current: int
+    alive_total: int
+    min_workers: int = 0
+    max_workers: int = 4
+    requested: int = 0
+
+
+def desired_workers(load: ActorLoad) -> int:
+    """How many workers the actor should have now.
+
+    Stateless: one per queued or running message, at least ``minWorkers`` (or an
+    admin's request), at most ``maxWorkers``. Stateful: exactly one while it has
+    anything to do, never more.
     """
-    if actor_status != "READY":
+    wanted = max(load.min_workers, load.requested, load.queued + load.busy)
+    if not load.stateless:
+        return 1 if wanted > 0 else 0
+    return max(0, min(wanted, load.max_workers))
+
+
+def workers_to_start(load: ActorLoad, host_capacity: int) -> int:
+    """Workers to start this pass, within the per-host cap.
+
+    Stateless actors count only workers of the current revision, so an update
+    starts new workers before the old ones leave. A stateful actor counts every
+    worker, so it never has two, not even during an update.
+    """
+    if load.status != "READY":
         return 0
-    ceiling = 1 if not stateless else max(1, max_workers or 1)
-    wanted = max(min_workers, 1 if queued > 0 else 0)
-    return max(0, min(wanted, ceiling) - alive)
+    alive = load.alive_current if load.stateless else load.alive_total
+    return max(0, min(desired_workers(load) - alive, host_capacity))
 
 
 def recovery_action(execution: dict[str, Any] | None) -> RecoveryAction:
@@ -33,3 +61,4 @@ def recovery_action(execution: dict[str, Any] | None) -> RecoveryAction:
     if not execution.get("dispatched") and execution.get("status") == "SUBMITTED":
         return "requeue"
     return "fail"
+

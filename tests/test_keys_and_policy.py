@@ -2,7 +2,8 @@ import pytest
 
 from jobs.errors import ValidationError
 from jobs.keys import Keys
-from scheduler.policy import recovery_action, workers_to_start
+from jobs.lifecycle import idle_limit_s, may_leave_idle, retry_delays
+from scheduler.policy import ActorLoad, recovery_action, workers_to_start
 
 
 def _tag(key: str) -> str:
@@ -24,19 +25,41 @@ def test_ids_that_could_break_keys_are_refused(bad):
         Keys("abaco").actor("T", bad)
 
 
-@pytest.mark.parametrize("status, queued, alive, stateless, minimum, expected", [
-    ("READY", 3, 0, True, 0, 1),
-    ("READY", 0, 0, True, 0, 0),
-    ("READY", 3, 1, True, 0, 0),
-    ("READY", 0, 0, True, 2, 1),
-    ("SUBMITTED", 5, 0, True, 0, 0),
-    ("ERROR", 5, 0, True, 0, 0),
-    ("READY", 9, 0, False, 3, 1),
-    ("READY", 9, 1, False, 0, 0),
+def _load(**fields):
+    base = {"status": "READY", "stateless": True, "queued": 0, "busy": 0, "alive_current": 0,
+            "alive_total": 0, "min_workers": 0, "max_workers": 4, "requested": 0}
+    base.update(fields)
+    return ActorLoad(**base)
+
+
+@pytest.mark.parametrize("fields, capacity, expected", [
+    ({"queued": 3}, 100, 3),                                    # scale up on backlog
+    ({"queued": 10}, 100, 4),                                   # at most maxWorkers
+    ({"queued": 10}, 2, 2),                                     # the per-host cap
+    ({"queued": 0}, 100, 0),                                    # nothing to do: none
+    ({"queued": 3, "busy": 1, "alive_current": 2, "alive_total": 2}, 100, 2),
+    ({"min_workers": 2}, 100, 2),                               # minWorkers kept warm
+    ({"requested": 3, "alive_current": 1, "alive_total": 1}, 100, 2),
+    ({"status": "SUBMITTED", "queued": 5}, 100, 0),
+    ({"status": "ERROR", "queued": 5}, 100, 0),
+    ({"stateless": False, "queued": 9, "min_workers": 3}, 100, 1),   # stateful: one
+    ({"stateless": False, "queued": 9, "alive_current": 0, "alive_total": 1}, 100, 0),
+    ({"queued": 2, "alive_current": 0, "alive_total": 2}, 100, 2),   # update: new first
 ])
-def test_workers_to_start(status, queued, alive, stateless, minimum, expected):
-    assert workers_to_start(status, queued, alive, stateless=stateless,
-                            min_workers=minimum) == expected
+def test_workers_to_start(fields, capacity, expected):
+    assert workers_to_start(_load(**fields), capacity) == expected
+
+
+@pytest.mark.parametrize("hints, expected", [([], 300.0), (["sync"], 900.0), (["x"], 300.0)])
+def test_sync_hint_keeps_a_worker_warm_longer(hints, expected):
+    assert idle_limit_s(hints, 300.0, 900.0) == expected
+
+
+def test_idle_workers_leave_only_above_min_workers():
+    assert may_leave_idle(alive=2, min_workers=1)
+    assert not may_leave_idle(alive=1, min_workers=1)
+    assert retry_delays(3) == [0.5, 1.0]
+    assert retry_delays(1) == []
 
 
 @pytest.mark.parametrize("record, action", [

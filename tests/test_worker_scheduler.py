@@ -24,9 +24,12 @@ class RecordingPlacer:
     def __init__(self) -> None:
         self.started: list[tuple[str, str]] = []
 
-    def start_worker(self, tenant: str, actor_id: str) -> str:
+    def start_worker(self, tenant: str, actor_id: str, revision: int) -> str:
         self.started.append((tenant, actor_id))
         return f"w{len(self.started)}"
+
+    def capacity(self) -> int:
+        return 100
 
     def reap(self) -> None:
         return None
@@ -99,6 +102,9 @@ def test_a_container_that_cannot_start_ends_error_with_a_reason(
     _serve_one(_worker(platform, runner, actor["id"]))
     record = platform.store.get_execution("T", actor["id"], eid)
     assert record["status"] == "ERROR" and "abaco-test-missing" in record["status_message"]
+    after_retries = platform.store.get_actor("T", actor["id"])
+    assert after_retries["status"] == "ERROR"
+    assert "abaco-test-missing" in after_retries["status_message"]
 
 
 def test_logs_are_live_while_running(platform: Platform, runner: DockerRunner):

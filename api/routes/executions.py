@@ -24,6 +24,12 @@ def get_execution(actor_id: str, execution_id: str) -> Response:
     return envelope(result, "Actor execution retrieved successfully.")
 
 
+@bp.delete("/<actor_id>/executions/<execution_id>")
+def cancel_execution(actor_id: str, execution_id: str) -> Response:
+    result = platform().cancel_execution(caller(), actor_id, execution_id)
+    return envelope(result, "Execution cancelled.")
+
+
 @bp.get("/<actor_id>/executions/<execution_id>/logs")
 def get_logs(actor_id: str, execution_id: str) -> Response:
     service = platform()

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from jobs.ids import new_id
@@ -31,11 +32,17 @@ class LocalPlacer:
         self.run_dir = settings.data_dir / "run" / "workers"
         self.log_dir = settings.data_dir / "logs" / "workers"
 
-    def start_worker(self, tenant: str, actor_id: str) -> str:
+    def capacity(self) -> int:
+        """Workers this host may still start (the ``max_workers_per_host`` cap)."""
+        self.reap()
+        return max(0, self.settings.max_workers_per_host - len(self.children))
+
+    def start_worker(self, tenant: str, actor_id: str, revision: int) -> str:
         worker_id = new_id()
         self.store.register_worker(tenant, actor_id, {
             "id": worker_id, "status": "REQUESTED", "create_time": now_iso(),
-            "location": "local", "pid": None}, self.settings.heartbeat_ttl_s)
+            "location": "local", "pid": None, "revision": revision},
+            self.settings.heartbeat_ttl_s)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_dir / f"{worker_id}.log", "ab") as log:
@@ -55,8 +62,20 @@ class LocalPlacer:
                 del self.children[worker_id]
                 (self.run_dir / f"{worker_id}.pid").unlink(missing_ok=True)
 
-    def stop_all(self, sig: int = signal.SIGTERM) -> None:
-        stop_pid_files(self.run_dir, sig)
+    def drain(self, timeout_s: float) -> None:
+        """SIGTERM every worker (each finishes its execution), wait, then SIGKILL stragglers.
+
+        A killed straggler's heartbeat lapses and the next scheduler resolves its message.
+        """
+        for child in self.children.values():
+            child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for child in self.children.values():
+            try:
+                child.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+        self.reap()
 
 
 def stop_pid_files(run_dir: Path, sig: int = signal.SIGTERM) -> int:

@@ -45,6 +45,7 @@ class RunResult:
     io: int = 0
     mem_peak: int = 0
     error: str | None = None
+    started: bool = False
     notes: list[str] = field(default_factory=list)
 
 
@@ -55,5 +56,7 @@ class Runner(Protocol):
             on_log: Callable[[bytes], None]) -> RunResult: ...
 
     def kill_execution(self, execution_id: str) -> bool: ...
+
+    def stop_execution(self, execution_id: str) -> bool: ...
 
     def image_available(self, image: str) -> tuple[bool, str]: ...

@@ -162,6 +162,13 @@ class DockerRunner:
 
     def kill_execution(self, execution_id: str) -> bool:
         """Kill and remove the container of an execution, wherever its worker went."""
+        return self._each_container(execution_id, lambda c: c.remove(force=True))
+
+    def stop_execution(self, execution_id: str) -> bool:
+        """Kill the container (cancel, drain); its worker still records and removes it."""
+        return self._each_container(execution_id, lambda c: c.kill())
+
+    def _each_container(self, execution_id: str, action: Callable[[Any], None]) -> bool:
         try:
             found = self.client.containers.list(
                 all=True, filters={"label": f"{LABEL_EXECUTION}={execution_id}"})
@@ -169,7 +176,7 @@ class DockerRunner:
             return False
         for container in found:
             try:
-                container.remove(force=True)
+                action(container)
             except (docker.errors.DockerException, requests.RequestException):
                 continue
         return bool(found)
@@ -214,6 +221,7 @@ def _result(state: dict[str, Any], stats: StatsFollower, notes: list[str]) -> Ru
     finished = parse_docker_time(state.get("FinishedAt"))
     runtime = (finished - started).total_seconds() if started and finished else 0.0
     return RunResult(
+        started=True,
         exit_code=state.get("ExitCode"),
         final_state=state,
         start_time=to_iso(started) if started else None,

@@ -1,0 +1,22 @@
+"""Worker lifecycle: statuses and the pure rules a worker follows (no I/O)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+WORKER_STATUSES = ("REQUESTED", "READY", "BUSY", "SHUTTING_DOWN", "ERROR")
+
+
+def idle_limit_s(hints: Iterable[str], idle_s: float, sync_idle_s: float) -> float:
+    """How long a worker may sit idle; the ``sync`` hint keeps one warm for longer."""
+    return sync_idle_s if "sync" in set(hints) else idle_s
+
+
+def may_leave_idle(alive: int, min_workers: int) -> bool:
+    """An idle worker leaves only while the actor keeps its ``minWorkers``."""
+    return alive > min_workers
+
+
+def retry_delays(attempts: int, first_s: float = 0.5, factor: float = 2.0) -> list[float]:
+    """Backoff between ``attempts`` tries: 0.5 s, 1 s, 2 s..."""
+    return [first_s * factor ** i for i in range(max(0, attempts - 1))]
