@@ -12,7 +12,9 @@ renewed every pass); another instance waits as standby until the lock lapses.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -43,7 +45,7 @@ class Scheduler:
         self.store = store
         self.runner = runner
         self.placer = placer
-        self.identity = new_id()
+        self.identity = f"{socket.gethostname()}:{os.getpid()}:{new_id(6)}"
         self.stopping = threading.Event()
         self.image_checks: dict[tuple[str, str], Future[tuple[bool, str]]] = {}
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="image-check")

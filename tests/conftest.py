@@ -46,7 +46,8 @@ def base_settings(data_dir: Path) -> Settings:
                          s3_endpoint=f"http://127.0.0.1:{TEST_PORTS['s3']}",
                          vault_addr=f"http://127.0.0.1:{TEST_PORTS['vault']}",
                          api_port=TEST_PORTS["api"], api_workers=2,
-                         heartbeat_ttl_s=2.0, scheduler_tick_s=1.0, worker_idle_s=30,
+                         heartbeat_ttl_s=2.0, scheduler_tick_s=1.0, worker_idle_s=4,
+                         drain_timeout_s=10,
                          sync_timeout_s=20)
 
 
