@@ -113,8 +113,16 @@ class Platform:
         return self._actor_view({**actor, **changes}, env)
 
     def delete_actor(self, caller: Caller, actor_id: str) -> None:
+        """Stop workers (killing running containers), then delete every record."""
         actor = self._actor(caller, actor_id)
         self.store.update_actor(caller.tenant, actor_id, {"status": "SHUTTING_DOWN"})
+        for worker in self.store.workers(caller.tenant, actor_id):
+            self.store.send_control(caller.tenant, actor_id, worker["id"], "stop",
+                                    self.settings.heartbeat_ttl_s)
+        for eid in self.store.running_ids(caller.tenant, actor_id):
+            record = self.store.get_execution(caller.tenant, actor_id, eid)
+            if record.get("worker_id"):
+                self._cancel_running(caller.tenant, actor_id, record["worker_id"], eid)
         if actor.get("env_names"):
             self.secrets.delete(caller.tenant, actor_id)
         self.store.delete_actor(caller.tenant, actor_id)
@@ -125,6 +133,8 @@ class Platform:
         actor = self._actor(caller, actor_id)
         if actor["status"] == "ERROR":
             raise Conflict(f"actor {actor_id} is in ERROR state: {actor.get('status_message')}")
+        if actor["status"] not in ("READY", "SUBMITTED"):
+            raise Conflict(f"actor {actor_id} is {actor['status']}; it takes no messages")
         execution = {
             "id": new_id(), "actor_id": actor_id, "tenant": caller.tenant,
             "executor": caller.user, "worker_id": None, "status": "SUBMITTED",
@@ -207,11 +217,17 @@ class Platform:
             raise Conflict(f"execution {eid} has already finished ({record['status']})")
         reason = f"cancelled by {caller.user}"
         if not self.store.drop_queued(caller.tenant, actor_id, eid, reason, status="COMPLETE"):
-            self.store.update_execution(caller.tenant, actor_id, eid, {"cancel_requested": True})
-            self.store.send_control(caller.tenant, actor_id, record["worker_id"],
-                                    f"cancel:{eid}", self.settings.heartbeat_ttl_s)
+            record = self.store.get_execution(caller.tenant, actor_id, eid)  # claimed meanwhile
+            if record.get("worker_id"):
+                self._cancel_running(caller.tenant, actor_id, record["worker_id"], eid)
         return self._execution_view(actor, self.store.get_execution(caller.tenant, actor_id,
                                                                     eid))
+
+    def _cancel_running(self, tenant: str, actor_id: str, worker_id: str, eid: str) -> None:
+        """The flag covers a worker between claim and start; the control message the rest."""
+        self.store.update_execution(tenant, actor_id, eid, {"cancel_requested": True})
+        self.store.send_control(tenant, actor_id, worker_id, f"cancel:{eid}",
+                                self.settings.heartbeat_ttl_s)
 
     # -- workers ------------------------------------------------------------------
     def list_workers(self, caller: Caller, actor_id: str) -> list[dict[str, Any]]:

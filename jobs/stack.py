@@ -11,6 +11,7 @@ and logs under ``{data_dir}/logs``; ``abaco down`` stops exactly those.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -33,6 +34,8 @@ from jobs.errors import AbacoError
 from jobs.settings import Secret, Settings
 
 PROBE_INTERVAL_S = 0.1
+# Probes of our own services go direct, whatever http_proxy says.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class StackError(AbacoError):
@@ -121,14 +124,23 @@ def spawn(paths: Paths, name: str, argv: list[str], env: dict[str, str] | None =
     return child.pid
 
 
-def pid_alive(paths: Paths, name: str) -> int | None:
-    pid_file = paths.run / f"{name}.pid"
+# What each started process's command line contains, so a recycled pid is not taken
+# for ours after a reboot.
+PROGRAM_MARKERS = {"redis": "redis-server", "s3": "localbucket", "vault": "bao",
+                   "dockerd": "dockerd", "api": "gunicorn", "scheduler": "scheduler",
+                   "worker": "jobs.worker"}
+
+
+def pid_alive(paths: Paths, name: str, pid_file: Path | None = None) -> int | None:
+    """The pid recorded for ``name`` if that process still runs and is what we started."""
+    pid_file = pid_file or paths.run / f"{name}.pid"
     try:
         pid = int(pid_file.read_text().strip())
-        os.kill(pid, 0)
-        return pid
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except (OSError, ValueError):
         return None
+    marker = PROGRAM_MARKERS.get(name, name)
+    return pid if marker in cmdline and not _zombie(pid) else None
 
 
 def tool(name: str, hint: str) -> str:
@@ -233,7 +245,7 @@ class S3Component(Component):
 
     def answers(self) -> bool:
         try:
-            with urllib.request.urlopen(self.settings.s3_endpoint + "/", timeout=1) as reply:
+            with _DIRECT.open(self.settings.s3_endpoint + "/", timeout=1) as reply:
                 return b"ListAllMyBucketsResult" in reply.read(4096)
         except urllib.error.HTTPError as exc:
             return exc.code in (401, 403)
@@ -267,7 +279,7 @@ class VaultComponent(Component):
         url = self.settings.vault_addr + "/v1/sys/health?standbyok=true&sealedcode=200" \
             "&uninitcode=200"
         try:
-            with urllib.request.urlopen(url, timeout=1) as reply:
+            with _DIRECT.open(url, timeout=1) as reply:
                 return dict(json.loads(reply.read()))
         except (OSError, ValueError):
             return None
@@ -359,10 +371,13 @@ class ApiComponent(Component):
         return "ABACO_API_PORT"
 
     def answers(self) -> bool:
+        """Our API answers with an envelope, even when degraded (503)."""
+        url = f"http://{self.settings.api_host}:{self.settings.api_port}/actors"
         try:
-            with urllib.request.urlopen(f"http://{self.settings.api_host}:"
-                                        f"{self.settings.api_port}/actors", timeout=2) as reply:
-                return reply.status == 200
+            with _DIRECT.open(url, timeout=2) as reply:
+                return b'"version"' in reply.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code == 503 and b'"version"' in exc.read()
         except (OSError, ValueError):
             return False
 
@@ -423,8 +438,6 @@ STOP_ORDER = ["scheduler", "api", "vault", "s3", "redis", "dockerd"]
 
 def down(settings: Settings, say: Callable[[str], None] = print) -> None:
     """Stop what ``up`` started: scheduler, workers, api, vault, s3, redis, dockerd."""
-    from jobs.placers.local import stop_pid_files
-
     paths = Paths(settings.data_dir)
     for name in STOP_ORDER:
         pid = pid_alive(paths, name)
@@ -433,17 +446,37 @@ def down(settings: Settings, say: Callable[[str], None] = print) -> None:
             _terminate(pid, name, say, grace)
         (paths.run / f"{name}.pid").unlink(missing_ok=True)
         if name == "scheduler":
-            stopped = stop_pid_files(paths.run / "workers", signal.SIGTERM)
-            if stopped:
-                say(f"workers    stopped {stopped}")
+            _stop_workers(paths, settings.drain_timeout_s + 10, say)
+
+
+def _stop_workers(paths: Paths, grace_s: float, say: Callable[[str], None]) -> None:
+    """SIGTERM the workers left behind and wait for them, before their services go."""
+    pids = [pid for f in sorted((paths.run / "workers").glob("*.pid"))
+            if (pid := pid_alive(paths, "worker", f)) is not None]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    try:
+        wait_for(lambda: not any(_alive(pid) for pid in pids), grace_s, "workers")
+    except StackError:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    for pid_file in (paths.run / "workers").glob("*.pid"):
+        pid_file.unlink(missing_ok=True)
+    if pids:
+        say(f"{'workers':<10} stopped {len(pids)}")
 
 
 def _terminate(pid: int, name: str, say: Callable[[str], None], grace_s: float) -> None:
-    os.kill(pid, signal.SIGTERM)
     try:
+        os.kill(pid, signal.SIGTERM)
         wait_for(lambda: not _alive(pid), grace_s, name)
+    except ProcessLookupError:
+        pass
     except StackError:
-        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     say(f"{name:<10} stopped (pid {pid})")
 
 

@@ -9,6 +9,7 @@ Redis errors are turned into ``BackendUnavailable`` at this boundary.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import time
@@ -33,6 +34,28 @@ redis.call('HSET', KEYS[2], 'worker_id', ARGV[2], 'dispatched', 'true')
 return 1
 """
 
+# Write a final record once: a record already final (or deleted with its actor)
+# is left alone, so a worker wrongly taken for dead cannot overwrite "worker lost"
+# and a run finishing after its actor's deletion recreates nothing.
+# KEYS: execution hash, binary payload, events stream, queued zset.
+# ARGV: eid, status, event maxlen, then field/value pairs.
+_FINISH = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or status == '"COMPLETE"' or status == '"ERROR"' then return 0 end
+redis.call('ZREM', KEYS[4], ARGV[1])
+for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('DEL', KEYS[2])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'event', 'EXECUTION_COMPLETE',
+           'execution_id', ARGV[1], 'status', ARGV[2])
+return 1
+"""
+
+
+# Like _FINISH, but only for a message still queued (not claimed by a worker).
+_DROP = """
+if redis.call('ZSCORE', KEYS[4], ARGV[1]) == false then return 0 end
+""" + _FINISH
+
 
 def connect(settings: Settings) -> redis.Redis:
     """One Redis client per process, bytes in and out (logs and binary messages)."""
@@ -51,7 +74,7 @@ def _translate(func: Callable[..., T]) -> Callable[..., T]:
     def wrapper(*args: Any, **kwargs: Any) -> T:
         try:
             return func(*args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except redis.RedisError as exc:
             raise BackendUnavailable(f"redis is unavailable: {exc}") from exc
 
     return wrapper
@@ -72,6 +95,8 @@ class Store:
         self.r = client
         self.keys = keys
         self._claim = client.register_script(_CLAIM)
+        self._finish = client.register_script(_FINISH)
+        self._drop = client.register_script(_DROP)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -80,18 +105,15 @@ class Store:
     # -- actors -----------------------------------------------------------
     @_translate
     def create_actor(self, actor: Mapping[str, Any]) -> None:
+        """The record, the indexes and the inbox with its consumer group, in one transaction."""
         tenant, actor_id = actor["tenant"], actor["id"]
-        inbox = self.keys.inbox(tenant, actor_id)
         with self.r.pipeline() as pipe:
             pipe.hset(self.keys.actor(tenant, actor_id), mapping=encode(actor))
             pipe.sadd(self.keys.tenant_actors(tenant), actor_id)
             pipe.sadd(self.keys.all_actors(), f"{tenant}/{actor_id}")
+            pipe.xgroup_create(self.keys.inbox(tenant, actor_id), INBOX_GROUP, id="0",
+                               mkstream=True)
             pipe.execute()
-        try:
-            self.r.xgroup_create(inbox, INBOX_GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
 
     @_translate
     def get_actor(self, tenant: str, actor_id: str) -> dict[str, Any]:
@@ -125,16 +147,28 @@ class Store:
 
     @_translate
     def delete_actor(self, tenant: str, actor_id: str) -> list[str]:
-        """Remove every record of the actor; return its execution ids (for log cleanup)."""
+        """Remove every record of the actor; return its execution ids (for log cleanup).
+
+        The keys are derived from the actor's indexes, so no keyspace scan is needed.
+        """
+        k = self.keys
         execution_ids = [e.decode() for e in cast(list, self.r.zrange(
-            self.keys.executions(tenant, actor_id), 0, -1))]
-        base = self.keys.actor(tenant, actor_id)
-        doomed = [base] + [key for key in self.r.scan_iter(match=_glob_escape(base) + ":*")]
+            k.executions(tenant, actor_id), 0, -1))]
+        worker_ids = [w.decode() for w in cast(list, self.r.hkeys(k.workers(tenant, actor_id)))]
+        doomed = [k.actor(tenant, actor_id), k.inbox(tenant, actor_id),
+                  k.queued(tenant, actor_id), k.executions(tenant, actor_id),
+                  k.state(tenant, actor_id), k.events(tenant, actor_id),
+                  k.workers(tenant, actor_id)]
+        for eid in execution_ids:
+            doomed += [k.execution(tenant, actor_id, eid), k.execution_logs(tenant, actor_id, eid),
+                       k.execution_binary(tenant, actor_id, eid)]
+        for wid in worker_ids:
+            doomed += [k.heartbeat(tenant, actor_id, wid), k.worker_control(tenant, actor_id, wid)]
         with self.r.pipeline() as pipe:
             for start in range(0, len(doomed), 500):
                 pipe.delete(*doomed[start:start + 500])
-            pipe.srem(self.keys.tenant_actors(tenant), actor_id)
-            pipe.srem(self.keys.all_actors(), f"{tenant}/{actor_id}")
+            pipe.srem(k.tenant_actors(tenant), actor_id)
+            pipe.srem(k.all_actors(), f"{tenant}/{actor_id}")
             pipe.execute()
         return execution_ids
 
@@ -152,7 +186,9 @@ class Store:
             pipe.zadd(self.keys.queued(tenant, actor_id), {eid: score})
             pipe.xadd(self.keys.inbox(tenant, actor_id), {"eid": eid})
             pipe.execute()
-        self.wake_scheduler(tenant, actor_id, "message")
+        # The message is committed; if the wake-up fails, the next full pass finds it.
+        with contextlib.suppress(BackendUnavailable):
+            self.wake_scheduler(tenant, actor_id, "message")
 
     @_translate
     def requeue(self, tenant: str, actor_id: str, eid: str) -> None:
@@ -208,33 +244,46 @@ class Store:
         return [e.decode() for e in ids]
 
     @_translate
+    def running_ids(self, tenant: str, actor_id: str, recent: int = 1000) -> list[str]:
+        """Executions among the most recent that are claimed and not final."""
+        _, records = self.list_executions(tenant, actor_id, offset=-recent)
+        return [r["id"] for r in records if r.get("dispatched") and
+                r.get("status") not in ("COMPLETE", "ERROR")]
+
+    @_translate
     def queued_count(self, tenant: str, actor_id: str) -> int:
         return int(cast(int, self.r.zcard(self.keys.queued(tenant, actor_id))))
 
     @_translate
     def drop_queued(self, tenant: str, actor_id: str, eid: str, reason: str,
                     status: str = "ERROR") -> bool:
-        """End a message that has not started, with ``status`` and ``reason``.
+        """End a message that has not started, with ``status`` and ``reason``, atomically.
 
-        Returns False when a worker claimed it first."""
-        if not self.r.zrem(self.keys.queued(tenant, actor_id), eid):
+        Returns False when a worker claimed it first (or it is already final)."""
+        if not self.r.zscore(self.keys.queued(tenant, actor_id), eid):
             return False
-        self.finish_execution(tenant, actor_id, eid, {
-            "status": status, "status_message": reason, "finish_time": now_iso()})
-        return True
+        return self.finish_execution(tenant, actor_id, eid, {
+            "status": status, "status_message": reason, "finish_time": now_iso()},
+            only_if_queued=True)
 
     @_translate
-    def finish_execution(
-        self, tenant: str, actor_id: str, eid: str, record: Mapping[str, Any]
-    ) -> None:
-        """Write the final record, drop the binary payload and publish the completion event."""
-        with self.r.pipeline() as pipe:
-            pipe.hset(self.keys.execution(tenant, actor_id, eid), mapping=encode(record))
-            pipe.delete(self.keys.execution_binary(tenant, actor_id, eid))
-            pipe.xadd(self.keys.events(tenant, actor_id), {
-                "event": "EXECUTION_COMPLETE", "execution_id": eid,
-                "status": str(record.get("status"))}, maxlen=EVENTS_MAXLEN, approximate=True)
-            pipe.execute()
+    def finish_execution(self, tenant: str, actor_id: str, eid: str,
+                         record: Mapping[str, Any], only_if_queued: bool = False) -> bool:
+        """Write the final record once, drop the binary payload, publish the completion.
+
+        Returns False when the record was already final or no longer exists.
+        """
+        keys = [self.keys.execution(tenant, actor_id, eid),
+                self.keys.execution_binary(tenant, actor_id, eid),
+                self.keys.events(tenant, actor_id), self.keys.queued(tenant, actor_id)]
+        fields: list[str] = []
+        for key, value in encode(record).items():
+            fields += [key, value]
+        if only_if_queued:
+            return bool(self._drop(keys=keys, args=[eid, str(record.get("status")),
+                                                    EVENTS_MAXLEN, *fields]))
+        return bool(self._finish(keys=keys, args=[eid, str(record.get("status")),
+                                                  EVENTS_MAXLEN, *fields]))
 
     @_translate
     def get_binary(self, tenant: str, actor_id: str, eid: str) -> bytes | None:
@@ -342,10 +391,22 @@ class Store:
         return None if reply is None else cast(tuple, reply)[1].decode()
 
     @_translate
-    def actor_revision(self, tenant: str, actor_id: str) -> int | None:
-        """The actor's revision, or None once it is deleted (one HGET per worker loop)."""
-        raw = self.r.hget(self.keys.actor(tenant, actor_id), "revision")
-        return None if raw is None else int(json.loads(cast(bytes, raw)))
+    def worker_standing(self, tenant: str, actor_id: str, worker_id: str) -> tuple[int | None,
+                                                                                  bool]:
+        """The actor's revision (None once deleted) and whether this worker is still
+        registered; one round trip per worker loop."""
+        with self.r.pipeline(transaction=False) as pipe:
+            pipe.hget(self.keys.actor(tenant, actor_id), "revision")
+            pipe.hexists(self.keys.workers(tenant, actor_id), worker_id)
+            raw, registered = pipe.execute()
+        return (None if raw is None else int(json.loads(raw))), bool(registered)
+
+    @_translate
+    def pending_count(self, tenant: str, actor_id: str, consumer: str) -> int:
+        """Inbox entries delivered to ``consumer`` and not yet acknowledged."""
+        entries = self.r.xpending_range(self.keys.inbox(tenant, actor_id), INBOX_GROUP,
+                                        min="-", max="+", count=1, consumername=consumer)
+        return len(cast(list, entries))
 
     @_translate
     def get_worker(self, tenant: str, actor_id: str, worker_id: str) -> dict[str, Any]:

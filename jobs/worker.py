@@ -50,7 +50,7 @@ def container_env(settings: Settings, actor: dict[str, Any], execution: dict[str
     content_type = execution.get("content_type") or "str"
     env = {**defaults, **(execution.get("env") or {})}
     env.update({
-        "MSG": format_value(execution.get("msg") or "", style),
+        "MSG": format_value("" if execution.get("msg") is None else execution["msg"], style),
         "_abaco_execution_id": execution["id"],
         "_abaco_actor_id": actor["id"],
         "_abaco_actor_dbid": f"{actor['tenant']}_{actor['id']}",
@@ -114,8 +114,10 @@ class Worker:
         idle_since = time.monotonic()
         try:
             while not self.stopping.is_set():
-                if self.store.actor_revision(self.tenant, self.actor_id) != self.revision:
-                    break
+                revision, registered = self.store.worker_standing(
+                    self.tenant, self.actor_id, self.worker_id)
+                if revision != self.revision or not registered:
+                    break  # updated, deleted, or taken for dead and replaced
                 entry = self._next_entry()
                 if entry is None:
                     if self._idle_too_long(time.monotonic() - idle_since):
@@ -178,7 +180,8 @@ class Worker:
         """Leave; if messages arrived meanwhile, make sure the scheduler looks again."""
         try:
             self.store.remove_worker(self.tenant, self.actor_id, self.worker_id)
-            self.store.r.xgroup_delconsumer(self.inbox, INBOX_GROUP, self.worker_id)
+            if not self.store.pending_count(self.tenant, self.actor_id, self.worker_id):
+                self.store.r.xgroup_delconsumer(self.inbox, INBOX_GROUP, self.worker_id)
         except Exception as exc:  # noqa: BLE001 - the inbox may be gone with its actor
             LOG.info("deregistration incomplete: %s", exc)
         try:
@@ -205,9 +208,10 @@ class Worker:
                 self._cancel(command.partition(":")[2])
 
     def _cancel(self, eid: str) -> None:
+        """Kill the container off this thread, so a slow engine never delays the heartbeat."""
         if eid == self.current:
             self.cancelled.add(eid)
-            self.runner.stop_execution(eid)
+            threading.Thread(target=self.runner.stop_execution, args=(eid,), daemon=True).start()
 
     def _next_entry(self) -> tuple[str, str] | None:
         try:
@@ -231,9 +235,21 @@ class Worker:
                 self._execute(eid)
             except NotFound:
                 LOG.info("actor or execution %s vanished while running", eid)
+            except Exception as exc:
+                LOG.exception("execution %s failed in the platform", eid)
+                self._fail(eid, f"platform error: {exc}")
             finally:
                 self.current = None
         self._ack(entry_id)
+
+    def _fail(self, eid: str, reason: str) -> None:
+        """Record ERROR with a reason; if even that fails, the pending entry lets the
+        scheduler resolve it once this worker is gone."""
+        try:
+            self.store.finish_execution(self.tenant, self.actor_id, eid, {
+                "status": "ERROR", "status_message": reason, "finish_time": now_iso()})
+        except AbacoError:
+            raise SystemExit(f"cannot record the failure of {eid}; leaving it pending") from None
 
     def _ack(self, entry_id: str) -> None:
         with self.store.r.pipeline() as pipe:
@@ -245,6 +261,8 @@ class Worker:
         actor = self.store.get_actor(self.tenant, self.actor_id)
         execution = self.store.get_execution(self.tenant, self.actor_id, eid)
         execution.update(revision=actor["revision"], cold=self.executions == 0)
+        if execution.get("cancel_requested"):
+            self.cancelled.add(eid)
         self.executions += 1
         self.store.update_worker(self.tenant, self.actor_id, self.worker_id,
                                  {"status": "BUSY"})
@@ -310,8 +328,9 @@ class Worker:
                 stored = False
                 record["status_message"] = (record.get("status_message") or "") + \
                     f" (logs kept in redis: {exc.message})"
-        self.store.finish_execution(self.tenant, self.actor_id, execution["id"], record)
-        if stored:
+        recorded = self.store.finish_execution(self.tenant, self.actor_id, execution["id"],
+                                               record)
+        if stored or not recorded:
             self.store.drop_live_log(self.tenant, self.actor_id, execution["id"])
 
 

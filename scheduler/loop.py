@@ -20,8 +20,6 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, cast
 
-import redis
-
 from jobs.errors import AbacoError, NotFound
 from jobs.ids import new_id
 from jobs.keys import INBOX_GROUP
@@ -34,6 +32,15 @@ from scheduler.policy import ActorLoad, recovery_action, workers_to_start
 
 LOG = logging.getLogger("abaco.scheduler")
 RECOVERY_CONSUMER = "scheduler"
+# Take the lock if free, or renew it if ours; atomic, so two schedulers never both hold it.
+_LOCK = """
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
 
 
 class Scheduler:
@@ -50,13 +57,22 @@ class Scheduler:
         self.image_checks: dict[tuple[str, str], Future[tuple[bool, str]]] = {}
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="image-check")
         self.wake_cursor = "$"
+        self._lock = store.r.register_script(_LOCK)
 
     # -- the pass -----------------------------------------------------------------
     def tick(self) -> None:
         """One reconcile pass over every actor."""
         self.placer.reap()
         for tenant, actor_id in self.store.all_actor_refs():
-            self.reconcile(tenant, actor_id)
+            self.reconcile_safely(tenant, actor_id)
+
+    def reconcile_safely(self, tenant: str, actor_id: str) -> None:
+        """One actor's trouble must not stop the pass for the others."""
+        try:
+            if self.acquire_lock():
+                self.reconcile(tenant, actor_id)
+        except Exception:
+            LOG.exception("reconciling %s/%s failed", tenant, actor_id)
 
     def reconcile(self, tenant: str, actor_id: str) -> None:
         try:
@@ -112,35 +128,47 @@ class Scheduler:
 
     # -- lost workers -------------------------------------------------------------
     def _recover_dead_workers(self, tenant: str, actor_id: str) -> list[dict[str, Any]]:
-        """Resolve what dead workers held; return the live workers."""
+        """Resolve what dead workers held; return the live workers.
+
+        Dead means: no heartbeat. Besides registered workers, every inbox consumer that
+        still holds entries and is not a live worker is resolved, so entries held by a
+        worker that deregistered after a failure, or by an interrupted earlier recovery
+        (the ``scheduler`` consumer), are never stranded.
+        """
         workers = self.store.workers(tenant, actor_id)
         alive = self.store.alive_worker_ids(tenant, actor_id, [w["id"] for w in workers])
         for worker in workers:
             if worker["id"] not in alive:
-                self._recover_worker(tenant, actor_id, worker["id"])
+                self.store.remove_worker(tenant, actor_id, worker["id"])
+        inbox = self.store.keys.inbox(tenant, actor_id)
+        for consumer in cast(list, self.store.r.xinfo_consumers(inbox, INBOX_GROUP)):
+            name = consumer["name"].decode() if isinstance(consumer["name"], bytes) \
+                else consumer["name"]
+            if name not in alive and (consumer["pending"] or name != RECOVERY_CONSUMER):
+                self._recover_consumer(tenant, actor_id, name)
         return [w for w in workers if w["id"] in alive]
 
-    def _recover_worker(self, tenant: str, actor_id: str, worker_id: str) -> None:
+    def _recover_consumer(self, tenant: str, actor_id: str, consumer: str) -> None:
         inbox = self.store.keys.inbox(tenant, actor_id)
         r = self.store.r
         pending = cast(list, r.xpending_range(inbox, INBOX_GROUP, min="-", max="+", count=1000,
-                                              consumername=worker_id))
+                                              consumername=consumer))
         entry_ids = [p["message_id"] for p in pending]
         claimed = cast(list, r.xclaim(inbox, INBOX_GROUP, RECOVERY_CONSUMER, 0, entry_ids)
                        ) if entry_ids else []
         for _entry_id, fields in claimed:
-            if not fields:
-                continue
-            self._resolve_entry(tenant, actor_id, fields[b"eid"].decode())
+            if fields:
+                self._resolve_entry(tenant, actor_id, fields[b"eid"].decode())
         if entry_ids:
             with r.pipeline() as pipe:
                 pipe.xack(inbox, INBOX_GROUP, *entry_ids)
                 pipe.xdel(inbox, *entry_ids)
                 pipe.execute()
-        r.xgroup_delconsumer(inbox, INBOX_GROUP, worker_id)
-        self.store.remove_worker(tenant, actor_id, worker_id)
-        LOG.warning("worker %s of %s/%s lost; %d message(s) resolved", worker_id, tenant,
-                    actor_id, len(entry_ids))
+        if consumer != RECOVERY_CONSUMER:
+            r.xgroup_delconsumer(inbox, INBOX_GROUP, consumer)
+        if entry_ids:
+            LOG.warning("worker %s of %s/%s lost; %d message(s) resolved", consumer, tenant,
+                        actor_id, len(entry_ids))
 
     def _resolve_entry(self, tenant: str, actor_id: str, eid: str) -> None:
         try:
@@ -158,16 +186,9 @@ class Scheduler:
     # -- the loop -----------------------------------------------------------------
     def acquire_lock(self) -> bool:
         """Take or renew the active-scheduler lock."""
-        key = self.store.keys.scheduler_lock()
         ttl_ms = int(self.settings.scheduler_tick_s * 3 * 1000)
-        r = self.store.r
-        if r.set(key, self.identity, nx=True, px=ttl_ms):
-            return True
-        holder = r.get(key)
-        if holder is not None and cast(bytes, holder).decode() == self.identity:
-            r.pexpire(key, ttl_ms)
-            return True
-        return False
+        keys = [self.store.keys.scheduler_lock()]
+        return bool(self._lock(keys=keys, args=[self.identity, ttl_ms]))
 
     def wait_for_wake(self, timeout_s: float) -> set[tuple[str, str]]:
         """Block on the wake stream; return the actors named there."""
@@ -194,10 +215,10 @@ class Scheduler:
                     self.tick()
                     next_full = time.monotonic() + tick_s
                 for tenant, actor_id in self.wait_for_wake(min(tick_s, 1.0)):
-                    self.reconcile(tenant, actor_id)
+                    self.reconcile_safely(tenant, actor_id)
                 self.placer.reap()
-            except (AbacoError, redis.RedisError) as exc:
-                LOG.warning("reconcile pass failed: %s", exc)
+            except Exception:
+                LOG.exception("scheduler pass failed; retrying")
                 self.stopping.wait(1.0)
         self._release_lock()
 

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from jobs.ids import new_id
 from jobs.settings import Settings
@@ -77,15 +76,3 @@ class LocalPlacer:
                 child.kill()
         self.reap()
 
-
-def stop_pid_files(run_dir: Path, sig: int = signal.SIGTERM) -> int:
-    """Signal every process named by a pid file in ``run_dir``; returns how many."""
-    count = 0
-    for pid_file in sorted(run_dir.glob("*.pid")) if run_dir.exists() else []:
-        try:
-            os.kill(int(pid_file.read_text().strip()), sig)
-            count += 1
-        except (ValueError, ProcessLookupError, PermissionError):
-            pass
-        pid_file.unlink(missing_ok=True)
-    return count

@@ -113,7 +113,8 @@ class DockerRunner:
                 container.put_archive("/", _binary_tar(spec.binary))
             container.start()
         except (docker.errors.DockerException, requests.RequestException) as exc:
-            return _failed(f"could not start the container: {exc}")
+            if not _did_start(container):  # a timed-out start may still have started it
+                return _failed(f"could not start the container: {exc}")
         on_start(now_iso())
         stats = StatsFollower()
         threads = [
@@ -196,6 +197,14 @@ def _follow_stats(container: Any, stats: StatsFollower) -> None:
             stats.feed(sample)
     except (docker.errors.DockerException, requests.RequestException, ValueError) as exc:
         LOG.debug("stats stream of %s ended: %s", container.id, exc)
+
+
+def _did_start(container: Any) -> bool:
+    try:
+        container.reload()
+    except (docker.errors.DockerException, requests.RequestException):
+        return False
+    return parse_docker_time((container.attrs.get("State") or {}).get("StartedAt")) is not None
 
 
 def _kill_quietly(container: Any) -> None:

@@ -1,0 +1,86 @@
+"""Shared pieces of the benchmarks: the API client side, percentiles, raw docker runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "images"))
+from build import build_all  # noqa: E402
+
+NOOP = "abaco-test-noop"
+__all__ = ["NOOP", "build_all", "percentile", "raw_run", "create_actor", "wait_ready",
+           "wait_all_final", "starts_per_execution", "progress"]
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+def raw_run(network: str, image: str = NOOP) -> float:
+    """Seconds for one ``docker run --rm`` of ``image``."""
+    start = time.perf_counter()
+    subprocess.run(["docker", "run", "--rm", "--network", network, image], check=True,
+                   capture_output=True)
+    return time.perf_counter() - start
+
+
+def progress(label: str, done: int, total: int) -> None:
+    print(f"\r{label} {done}/{total}", end="" if done < total else "\n", file=sys.stderr)
+
+
+def create_actor(api: str, **fields: Any) -> dict[str, Any]:
+    reply = requests.post(f"{api}/actors", json={"image": NOOP, **fields}, timeout=10)
+    reply.raise_for_status()
+    return dict(reply.json()["result"])
+
+
+def wait_ready(api: str, actor_id: str, timeout_s: float = 60) -> None:
+    _wait(lambda: requests.get(f"{api}/actors/{actor_id}", timeout=10).json()["result"][
+        "status"] == "READY", timeout_s, "actor READY")
+
+
+def wait_all_final(api: str, actor_ids: list[str], expected: int,
+                   timeout_s: float) -> list[dict[str, Any]]:
+    """Every execution of these actors, once ``expected`` of them are final."""
+    records: list[dict[str, Any]] = []
+
+    def done() -> bool:
+        records.clear()
+        for actor_id in actor_ids:
+            listing = requests.get(f"{api}/actors/{actor_id}/executions", timeout=30).json()
+            records.extend(listing["result"]["executions"])
+        final = sum(r["status"] in ("COMPLETE", "ERROR") for r in records)
+        progress("final", min(final, expected), expected)
+        return final >= expected
+
+    _wait(done, timeout_s, "executions final", interval_s=1.0)
+    return records
+
+
+def starts_per_execution(since: float, actor_ids: set[str]) -> Counter[str]:
+    """Container starts per execution, from Docker's own event log."""
+    import docker
+
+    client = docker.from_env(version="auto")
+    events = client.events(since=int(since) - 1, until=int(time.time()) + 1, decode=True,
+                           filters={"event": "start", "label": "abaco.execution"})
+    return Counter(e["Actor"]["Attributes"]["abaco.execution"] for e in events
+                   if e["Actor"]["Attributes"].get("abaco.actor") in actor_ids)
+
+
+def _wait(probe: Any, timeout_s: float, what: str, interval_s: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout_s
+    pause = threading.Event()
+    while not probe():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        pause.wait(interval_s)
