@@ -80,7 +80,7 @@ class Settings:
     pids_limit: int = 512
     max_run_time_s: float = 3600.0
     default_max_workers: int = 4
-    max_workers_per_host: int = 32
+    max_workers_per_host: int = field(default_factory=lambda: 4 * (os.cpu_count() or 1))
     sync_worker_idle_s: float = 900.0
     drain_timeout_s: float = 30.0
     start_attempts: int = 3

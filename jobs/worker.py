@@ -150,7 +150,10 @@ class Worker:
             self.runner.stop_execution(eid)
 
     def _idle_too_long(self, idle_s: float) -> bool:
-        actor = self.store.get_actor(self.tenant, self.actor_id)
+        try:
+            actor = self.store.get_actor(self.tenant, self.actor_id)
+        except NotFound:
+            return True
         limit = idle_limit_s(actor.get("hints") or [], self.settings.worker_idle_s,
                              self.settings.sync_worker_idle_s)
         if idle_s < limit:

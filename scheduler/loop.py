@@ -28,7 +28,13 @@ from jobs.runners import Runner, make_runner
 from jobs.settings import Settings, load_settings
 from jobs.store import Store
 from jobs.timeutil import now_iso
-from scheduler.policy import ActorLoad, recovery_action, workers_to_start
+from scheduler.policy import (
+    ActorLoad,
+    fair_share,
+    idle_to_reclaim,
+    recovery_action,
+    workers_to_start,
+)
 
 LOG = logging.getLogger("abaco.scheduler")
 RECOVERY_CONSUMER = "scheduler"
@@ -57,14 +63,46 @@ class Scheduler:
         self.image_checks: dict[tuple[str, str], Future[tuple[bool, str]]] = {}
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="image-check")
         self.wake_cursor = "$"
+        self.share = settings.max_workers_per_host
         self._lock = store.r.register_script(_LOCK)
 
     # -- the pass -----------------------------------------------------------------
     def tick(self) -> None:
         """One reconcile pass over every actor."""
         self.placer.reap()
-        for tenant, actor_id in self.store.all_actor_refs():
+        refs = self.store.all_actor_refs()
+        backlog = sum(1 for ref in refs if self.store.queued_count(*ref))
+        self.share = fair_share(self.settings.max_workers_per_host, backlog)
+        for tenant, actor_id in refs:
             self.reconcile_safely(tenant, actor_id)
+        if self.placer.capacity() == 0:
+            self._reclaim_idle(refs)
+
+    def _reclaim_idle(self, refs: list[tuple[str, str]]) -> None:
+        """At the host cap, stop idle workers of quiet actors so starving ones get a worker."""
+        starving = 0
+        idle: dict[str, list[str]] = {}
+        owners: dict[str, tuple[str, str]] = {}
+        for tenant, actor_id in refs:
+            try:
+                actor = self.store.get_actor(tenant, actor_id)
+            except AbacoError:
+                continue
+            workers = [w for w in self.store.workers(tenant, actor_id)
+                       if w.get("status") in ("READY", "BUSY", "REQUESTED")]
+            queued = self.store.queued_count(tenant, actor_id)
+            if queued and not workers and actor["status"] == "READY":
+                starving += 1
+            elif not queued:
+                spare = [w["id"] for w in workers if w.get("status") == "READY"]
+                spare = spare[int(actor.get("min_workers") or 0):]
+                idle[f"{tenant}/{actor_id}"] = spare
+                owners.update({wid: (tenant, actor_id) for wid in spare})
+        for worker_id in idle_to_reclaim(starving, idle):
+            tenant, actor_id = owners[worker_id]
+            self.store.update_worker(tenant, actor_id, worker_id, {"status": "SHUTTING_DOWN"})
+            self.store.send_control(tenant, actor_id, worker_id, "stop",
+                                    self.settings.heartbeat_ttl_s)
 
     def reconcile_safely(self, tenant: str, actor_id: str) -> None:
         """One actor's trouble must not stop the pass for the others."""
@@ -90,7 +128,7 @@ class Scheduler:
         if actor["status"] == "ERROR" and queued:
             self._fail_queued(actor)
             return
-        load = actor_load(actor, alive, queued, self.settings.default_max_workers)
+        load = actor_load(actor, alive, queued, self.settings.default_max_workers, self.share)
         count = workers_to_start(load, self.placer.capacity())
         for _ in range(count):
             worker_id = self.placer.start_worker(tenant, actor_id, int(actor["revision"]))
@@ -230,7 +268,7 @@ class Scheduler:
 
 
 def actor_load(actor: dict[str, Any], alive: list[dict[str, Any]], queued: int,
-               default_max_workers: int) -> ActorLoad:
+               default_max_workers: int, share: int) -> ActorLoad:
     """What the policy needs to know of an actor, from its record and live workers."""
     revision = int(actor["revision"])
     return ActorLoad(
@@ -238,7 +276,7 @@ def actor_load(actor: dict[str, Any], alive: list[dict[str, Any]], queued: int,
         busy=sum(1 for w in alive if w.get("status") == "BUSY"),
         alive_current=sum(1 for w in alive if w.get("revision", revision) == revision),
         alive_total=len(alive), min_workers=int(actor.get("min_workers") or 0),
-        max_workers=int(actor.get("max_workers") or default_max_workers),
+        max_workers=min(share, int(actor.get("max_workers") or default_max_workers)),
         requested=int(actor.get("workers_requested") or 0))
 
 

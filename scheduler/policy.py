@@ -49,6 +49,33 @@ def workers_to_start(load: ActorLoad, host_capacity: int) -> int:
     return max(0, min(desired_workers(load) - alive, host_capacity))
 
 
+def fair_share(host_cap: int, actors_with_backlog: int) -> int:
+    """Workers one actor may have while the host is shared by actors with a backlog.
+
+    Many busy actors on a small host would otherwise churn through cold starts:
+    each actor gets its slice of the cap (at least one worker).
+    """
+    return max(1, host_cap // max(1, actors_with_backlog))
+
+
+def idle_to_reclaim(starving: int, idle_by_actor: dict[str, list[str]]) -> list[str]:
+    """At the host cap, which idle workers to stop so starving actors get one each.
+
+    ``idle_by_actor`` lists, per actor with nothing queued, its idle workers above
+    ``minWorkers``. Takes one per actor in turn, so no single actor is emptied first.
+    """
+    chosen: list[str] = []
+    queues = [list(ids) for ids in idle_by_actor.values() if ids]
+    while len(chosen) < starving and queues:
+        for ids in list(queues):
+            if len(chosen) == starving:
+                break
+            chosen.append(ids.pop(0))
+            if not ids:
+                queues.remove(ids)
+    return chosen
+
+
 def recovery_action(execution: dict[str, Any] | None) -> RecoveryAction:
     """What to do with a message a dead worker held.
 

@@ -3,7 +3,13 @@ import pytest
 from jobs.errors import ValidationError
 from jobs.keys import Keys
 from jobs.lifecycle import idle_limit_s, may_leave_idle, retry_delays
-from scheduler.policy import ActorLoad, recovery_action, workers_to_start
+from scheduler.policy import (
+    ActorLoad,
+    fair_share,
+    idle_to_reclaim,
+    recovery_action,
+    workers_to_start,
+)
 
 
 def _tag(key: str) -> str:
@@ -72,3 +78,16 @@ def test_idle_workers_leave_only_above_min_workers():
 ])
 def test_recovery_never_runs_a_started_message_twice(record, action):
     assert recovery_action(record) == action
+
+
+def test_idle_workers_are_reclaimed_round_robin_for_starving_actors():
+    idle = {"a": ["a1", "a2", "a3"], "b": ["b1"], "c": []}
+    assert idle_to_reclaim(3, idle) == ["a1", "b1", "a2"]
+    assert idle_to_reclaim(0, idle) == []
+    assert sorted(idle_to_reclaim(10, {"a": ["a1"], "b": ["b1"]})) == ["a1", "b1"]
+
+
+def test_a_busy_host_is_shared_fairly():
+    assert fair_share(8, 100) == 1
+    assert fair_share(8, 2) == 4
+    assert fair_share(8, 0) == 8

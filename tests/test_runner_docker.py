@@ -39,7 +39,8 @@ def test_echo_runs_once_and_reports(runner: DockerRunner):
     assert "Contents of MSG: hello" in logs
     assert result.final_state["Status"] == "exited" and result.final_state["ExitCode"] == 0
     assert 0 <= result.runtime < 10
-    assert not runner.client.containers.list(all=True, filters={"label": f"{LABEL_EXECUTION}=e1"})
+    wait_until(lambda: not runner.client.containers.list(
+        all=True, filters={"label": f"{LABEL_EXECUTION}=e1"}), 20, "the container removed")
 
 
 def test_non_zero_exit_is_reported_not_an_error(runner: DockerRunner):

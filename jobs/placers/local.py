@@ -20,6 +20,11 @@ from jobs.settings import Settings
 from jobs.store import Store
 from jobs.timeutil import now_iso
 
+# A starting worker (a Python process importing its libraries) gets this many
+# heartbeat periods before it is taken for dead, so a loaded host does not cascade
+# into replacing workers that are merely slow to start.
+STARTUP_GRACE = 3
+
 
 class LocalPlacer:
     """Starts and reaps worker processes."""
@@ -41,7 +46,7 @@ class LocalPlacer:
         self.store.register_worker(tenant, actor_id, {
             "id": worker_id, "status": "REQUESTED", "create_time": now_iso(),
             "location": "local", "pid": None, "revision": revision},
-            self.settings.heartbeat_ttl_s)
+            self.settings.heartbeat_ttl_s * STARTUP_GRACE)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_dir / f"{worker_id}.log", "ab") as log:

@@ -101,10 +101,9 @@ class DockerRunner:
         try:
             return self._run_created(container, spec, on_start, on_log)
         finally:
-            try:
-                container.remove(force=True)
-            except (docker.errors.DockerException, requests.RequestException):
-                LOG.warning("could not remove container %s", container.id)
+            # Off the message path: the result is already known. Not a daemon thread,
+            # so a worker that exits still removes its last container first.
+            threading.Thread(target=_remove_quietly, args=(container,)).start()
 
     def _run_created(self, container: Any, spec: RunSpec, on_start: Callable[[str], None],
                      on_log: Callable[[bytes], None]) -> RunResult:
@@ -136,7 +135,6 @@ class DockerRunner:
         except docker.errors.NotFound:
             state = {"Status": "removed", "ExitCode": None}
             notes.append("the container was removed while it ran")
-        threads[1].join(0.05)
         return _result(state, stats, notes)
 
     def _create_args(self, spec: RunSpec) -> dict[str, Any]:
@@ -197,6 +195,13 @@ def _follow_stats(container: Any, stats: StatsFollower) -> None:
             stats.feed(sample)
     except (docker.errors.DockerException, requests.RequestException, ValueError) as exc:
         LOG.debug("stats stream of %s ended: %s", container.id, exc)
+
+
+def _remove_quietly(container: Any) -> None:
+    try:
+        container.remove(force=True)
+    except (docker.errors.DockerException, requests.RequestException):
+        LOG.warning("could not remove container %s", container.id)
 
 
 def _did_start(container: Any) -> bool:
