@@ -6,7 +6,7 @@ from flask import Flask, Response, jsonify, request
 
 from api import errors
 from api.openapi import spec
-from api.routes import actors, executions, messages, state, workers
+from api.routes import actors, executions, messages, sharing, state, workers
 from jobs.service import Platform
 from jobs.settings import Settings, load_settings
 
@@ -30,7 +30,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.url_map.strict_slashes = False
     for prefix in ("/actors", "/actors/v2"):
         suffix = prefix.replace("/", "_")
-        for module in (actors, messages, executions, state, workers):
+        for module in (sharing, actors, messages, executions, state, workers):
             app.register_blueprint(module.bp, url_prefix=prefix, name=module.bp.name + suffix)
     errors.register(app)
 

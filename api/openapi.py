@@ -13,8 +13,17 @@ _WID = {"name": "worker_id", "in": "path", "required": True, "schema": {"type": 
 _WORKER_FIELDS = ("id, status (REQUESTED|READY|BUSY|SHUTTING_DOWN|ERROR), image, revision, "
                   "location, cid, hostId, hostIp, createTime, lastExecutionTime, "
                   "lastHealthCheckTime")
+_NID = {"name": "nonce_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_ALIAS_P = {"name": "alias", "in": "path", "required": True, "schema": {"type": "string"}}
+_PERMISSION = {"type": "object", "required": ["user", "level"],
+               "properties": {"user": {"type": "string"}, "level": {"type": "string"}}}
+_NONCE = {"type": "object", "properties": {"level": {"type": "string"},
+                                           "maxUses": {"type": "integer"},
+                                           "description": {"type": "string"}}}
+_ALIAS = {"type": "object", "properties": {"alias": {"type": "string"},
+                                           "actorId": {"type": "string"}}}
 _ERRORS = {str(code): {"$ref": "#/components/responses/Error"}
-           for code in (400, 403, 404, 405, 409, 413, 503)}
+           for code in (400, 401, 403, 404, 405, 409, 413, 503)}
 
 
 def _op(summary: str, params: list[dict[str, Any]] | None = None,
@@ -60,6 +69,7 @@ def spec() -> dict[str, Any]:
     actors = "/actors"
     one = "/actors/{actor_id}"
     execution = one + "/executions/{execution_id}"
+    alias = "/actors/aliases/{alias}"
     paths = {
         actors: {"get": _op("List the actors the caller can read"),
                  "post": _op("Register an actor", body=_ACTOR_INPUT)},
@@ -92,6 +102,28 @@ def spec() -> dict[str, Any]:
         one + "/state": {"get": _op("Get actor state", [_ID]),
                          "post": _op("Set actor state (stateful actors only)", [_ID],
                                      {"description": "any JSON value"})},
+        one + "/permissions": {
+            "get": _op("Permissions on the actor (or, through an alias, on the alias)", [_ID]),
+            "post": _op("Grant a level: user, level (NONE|READ|EXECUTE|UPDATE); "
+                        "user ABACO_WORLD means everyone in the tenant", [_ID], _PERMISSION)},
+        one + "/nonces": {"get": _op("List nonces", [_ID]),
+                          "post": _op("Create a nonce: level, maxUses (-1 unlimited), "
+                                      "description; redeem with ?x-nonce=", [_ID], _NONCE)},
+        one + "/nonces/{nonce_id}": {"get": _op("Get a nonce", [_ID, _NID]),
+                                     "delete": _op("Delete a nonce", [_ID, _NID])},
+        "/actors/aliases": {"get": _op("List aliases the caller can read"),
+                            "post": _op("Create an alias: alias, actorId", body=_ALIAS)},
+        alias: {"get": _op("Get an alias", [_ALIAS_P]),
+                "put": _op("Repoint an alias (needs UPDATE on the target actor)", [_ALIAS_P],
+                           _ALIAS),
+                "delete": _op("Delete an alias", [_ALIAS_P])},
+        alias + "/permissions": {"get": _op("Permissions on the alias", [_ALIAS_P]),
+                                 "post": _op("Grant a level on the alias", [_ALIAS_P],
+                                             _PERMISSION)},
+        alias + "/nonces": {"get": _op("List the alias's nonces", [_ALIAS_P]),
+                            "post": _op("Create a nonce for the alias", [_ALIAS_P], _NONCE)},
+        alias + "/nonces/{nonce_id}": {"get": _op("Get a nonce", [_ALIAS_P, _NID]),
+                                       "delete": _op("Delete a nonce", [_ALIAS_P, _NID])},
         "/openapi.json": {"get": {"summary": "This description",
                                   "responses": {"200": {"description": "OpenAPI 3 document"}}}},
     }

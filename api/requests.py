@@ -16,10 +16,15 @@ def platform() -> Platform:
 
 
 def caller() -> Caller:
-    """The caller of this request; auth=none makes everyone the local admin."""
+    """The caller of this request: a nonce (``?x-nonce=``), else the JWT (see jobs.auth).
+
+    Resolved once per request, so a nonce is counted once.
+    """
     if "caller" not in g:
-        settings = current_app.config["ABACO_SETTINGS"]
-        g.caller = Caller(user="anonymous", tenant=settings.default_tenant)
+        nonce = request.args.get("x-nonce") or request.headers.get("X-Nonce")
+        service = platform()
+        g.caller = service.redeem_nonce(nonce) if nonce else service.auth.caller(
+            dict(request.headers))
     return g.caller
 
 

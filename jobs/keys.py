@@ -21,9 +21,17 @@ Cluster.
 | ``actor:{tag}:worker:{wid}:hb``    | string | worker heartbeat     | heartbeat_ttl  |
 | ``actor:{tag}:worker:{wid}:control``| list | api (cancel, stop) | heartbeat_ttl  |
 
+| ``actor:{tag}:permissions``        | hash   | api: user -> level   | none           |
+| ``actor:{tag}:nonces``             | set    | api: nonce ids       | none           |
+
+Tenant keys (``{p}:{t}:``): ``aliases`` (hash alias -> JSON record),
+``alias:{name}:permissions`` (hash), ``alias:{name}:nonces`` (set),
+``nonce:{nid}`` (hash of plain strings, so a Lua script can count uses).
+
 Global keys (``{p}:``): ``all-actors`` (set of ``tenant/actor_id``, for the
 scheduler's full pass), ``scheduler:wake`` (stream of actors needing a look),
-``scheduler:lock`` (string, the active scheduler's id, with a TTL).
+``scheduler:lock`` (string, the active scheduler's id, with a TTL),
+``scheduler:starving`` (string, actors waiting for a worker at the host cap, TTL).
 """
 
 from __future__ import annotations
@@ -52,6 +60,10 @@ class Keys:
 
     def scheduler_lock(self) -> str:
         return f"{self.prefix}:scheduler:lock"
+
+    def starving(self) -> str:
+        """How many actors wait for a worker at the host cap (set by the scheduler, TTL)."""
+        return f"{self.prefix}:scheduler:starving"
 
     def actor(self, tenant: str, actor_id: str) -> str:
         check_id(tenant, "tenant")
@@ -87,6 +99,26 @@ class Keys:
 
     def heartbeat(self, tenant: str, actor_id: str, worker_id: str) -> str:
         return self.actor(tenant, actor_id) + f":worker:{check_id(worker_id, 'worker_id')}:hb"
+
+    def permissions(self, tenant: str, actor_id: str) -> str:
+        return self.actor(tenant, actor_id) + ":permissions"
+
+    def actor_nonces(self, tenant: str, actor_id: str) -> str:
+        return self.actor(tenant, actor_id) + ":nonces"
+
+    def aliases(self, tenant: str) -> str:
+        return f"{self.prefix}:{check_id(tenant, 'tenant')}:aliases"
+
+    def alias_permissions(self, tenant: str, alias: str) -> str:
+        return f"{self.prefix}:{check_id(tenant, 'tenant')}:alias:{check_id(alias, 'alias')}" \
+            ":permissions"
+
+    def alias_nonces(self, tenant: str, alias: str) -> str:
+        return f"{self.prefix}:{check_id(tenant, 'tenant')}:alias:{check_id(alias, 'alias')}" \
+            ":nonces"
+
+    def nonce(self, tenant: str, nonce_id: str) -> str:
+        return f"{self.prefix}:{check_id(tenant, 'tenant')}:nonce:{check_id(nonce_id, 'nonce')}"
 
     def worker_control(self, tenant: str, actor_id: str, worker_id: str) -> str:
         return self.actor(tenant, actor_id) + f":worker:{check_id(worker_id, 'worker_id')}:control"

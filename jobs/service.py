@@ -6,18 +6,29 @@ writes the stores, and returns plain dicts (snake_case) for the API to wrap.
 
 from __future__ import annotations
 
+import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from jobs.errors import Conflict, NotFound, PermissionDenied, Timeout, ValidationError
+from jobs.auth import Authenticator, Caller, NonceGrant
+from jobs.errors import (
+    Conflict,
+    NotFound,
+    PermissionDenied,
+    Timeout,
+    Unauthenticated,
+    ValidationError,
+)
 from jobs.ids import check_id, new_id
 from jobs.logstore import LogStore
 from jobs.models import FINAL_EXECUTION_STATUSES, execution_summary, validate_actor_input
 from jobs.secrets import SecretStore
 from jobs.settings import Settings
+from jobs.sharing import LEVELS, WORLD, SharingStore, new_nonce
 from jobs.store import Store
 from jobs.timeutil import now_iso
+from jobs.tokens import TokenSigner
 
 # The order fields are shown in, as Abaco's documentation lists them.
 ACTOR_ORDER = ("id", "name", "image", "description", "owner", "status", "status_message",
@@ -32,17 +43,16 @@ WORKER_ORDER = ("id", "status", "status_message", "image", "revision", "location
                 "host_id", "host_ip", "pid", "create_time", "last_execution_time",
                 "last_health_check_time")
 
+# Fields only admins and privileged users may set (to a non-default value).
+PRIVILEGED_FIELDS = {"privileged": False, "mounts": [], "max_workers": None,
+                     "mem_limit": None, "max_cpus": None}
+RESERVED_ALIASES = frozenset({"aliases", "admin", "search", "utilization", "v2", "workers",
+                              "messages", "executions", "nonces", "permissions", "state",
+                              "logs", "results", "openapi.json", "metrics"})
+ALIAS_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
 # Query parameters with a meaning of their own; never passed to the actor.
 RESERVED_PARAMS = frozenset({"x-nonce", "_abaco_synchronous"})
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who is calling: user, tenant and roles (auth=none gives an admin)."""
-
-    user: str
-    tenant: str
-    roles: frozenset[str] = field(default_factory=lambda: frozenset({"admin"}))
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,9 @@ class Platform:
         self.store = store
         self.logs = logs
         self.secrets = secrets
+        self.sharing = SharingStore(store)
+        self.tokens = TokenSigner(settings)
+        self.auth = Authenticator(settings, self.tokens)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Platform:
@@ -72,14 +85,17 @@ class Platform:
 
     # -- actors ---------------------------------------------------------------
     def create_actor(self, caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
+        if caller.is_limited or caller.nonce:
+            raise PermissionDenied("limited users cannot register actors")
         fields = validate_actor_input(body)
+        _check_privileged_fields(caller, fields, PRIVILEGED_FIELDS)
         env = fields.pop("default_environment")
         now = now_iso()
         actor = {
             **fields, "id": new_id(), "tenant": caller.tenant, "owner": caller.user,
             "status": "SUBMITTED", "status_message": "", "revision": 1,
             "env_names": sorted(env), "create_time": now, "last_update_time": now,
-            "cron_next_ex": None,
+            "cron_next_ex": None, "owner_roles": sorted(caller.roles),
         }
         if env:
             self.secrets.put(caller.tenant, actor["id"], env)
@@ -88,17 +104,22 @@ class Platform:
         return self._actor_view(actor, env)
 
     def get_actor(self, caller: Caller, actor_id: str) -> dict[str, Any]:
-        actor = self._actor(caller, actor_id)
+        actor = self._actor(caller, actor_id, "READ")
+        actor_id = actor["id"]
         return self._actor_view(actor, self._env_values(actor))
 
     def list_actors(self, caller: Caller) -> list[dict[str, Any]]:
+        """The actors the caller can READ."""
         return [self._actor_view(a, self._env_values(a))
-                for a in self.store.list_actors(caller.tenant)]
+                for a in self.store.list_actors(caller.tenant)
+                if self._allowed(caller, a["owner"], f"actor:{a['id']}", "READ")]
 
     def update_actor(self, caller: Caller, actor_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        actor = self._actor(caller, actor_id)
+        actor = self._actor(caller, actor_id, "UPDATE")
+        actor_id = actor["id"]
         existing = {**actor, "default_environment": self._env_values(actor)}
         fields = validate_actor_input(body, existing)
+        _check_privileged_fields(caller, fields, {k: actor.get(k) for k in PRIVILEGED_FIELDS})
         env = fields.pop("default_environment")
         force = _flag(body.get("force", False), "force")
         changes: dict[str, Any] = {**fields, "env_names": sorted(env),
@@ -114,7 +135,8 @@ class Platform:
 
     def delete_actor(self, caller: Caller, actor_id: str) -> None:
         """Stop workers (killing running containers), then delete every record."""
-        actor = self._actor(caller, actor_id)
+        actor = self._actor(caller, actor_id, "UPDATE")
+        actor_id = actor["id"]
         self.store.update_actor(caller.tenant, actor_id, {"status": "SHUTTING_DOWN"})
         for worker in self.store.workers(caller.tenant, actor_id):
             self.store.send_control(caller.tenant, actor_id, worker["id"], "stop",
@@ -125,12 +147,14 @@ class Platform:
                 self._cancel_running(caller.tenant, actor_id, record["worker_id"], eid)
         if actor.get("env_names"):
             self.secrets.delete(caller.tenant, actor_id)
+        self.sharing.drop_target(caller.tenant, f"actor:{actor_id}")
         self.store.delete_actor(caller.tenant, actor_id)
         self.store.wake_scheduler(caller.tenant, actor_id, "actor deleted")
 
     # -- messages ---------------------------------------------------------------
     def send_message(self, caller: Caller, actor_id: str, message: Message) -> dict[str, Any]:
-        actor = self._actor(caller, actor_id)
+        actor = self._actor(caller, actor_id, "EXECUTE")
+        actor_id = actor["id"]
         if actor["status"] == "ERROR":
             raise Conflict(f"actor {actor_id} is in ERROR state: {actor.get('status_message')}")
         if actor["status"] not in ("READY", "SUBMITTED"):
@@ -148,11 +172,11 @@ class Platform:
         return {"execution_id": execution["id"], "msg": message.body}
 
     def queued_count(self, caller: Caller, actor_id: str) -> int:
-        self._actor(caller, actor_id)
+        actor_id = self._actor(caller, actor_id, "READ")["id"]
         return self.store.queued_count(caller.tenant, actor_id)
 
     def purge_messages(self, caller: Caller, actor_id: str) -> int:
-        self._actor(caller, actor_id)
+        actor_id = self._actor(caller, actor_id, "UPDATE")["id"]
         dropped = 0
         for eid in self.store.queued_ids(caller.tenant, actor_id):
             dropped += self.store.drop_queued(caller.tenant, actor_id, eid,
@@ -161,6 +185,7 @@ class Platform:
 
     def wait_for_execution(self, caller: Caller, actor_id: str, eid: str) -> dict[str, Any]:
         """Block until the execution is final, reading the actor's event stream."""
+        actor_id = self._actor(caller, actor_id, "EXECUTE")["id"]
         deadline_s = self.settings.sync_timeout_s
         after = self.store.last_event_id(caller.tenant, actor_id)
         record = self.store.get_execution(caller.tenant, actor_id, eid)
@@ -181,21 +206,23 @@ class Platform:
     # -- executions -------------------------------------------------------------
     def list_executions(self, caller: Caller, actor_id: str, offset: int = 0,
                         limit: int | None = None) -> dict[str, Any]:
-        actor = self._actor(caller, actor_id)
+        actor = self._actor(caller, actor_id, "READ")
+        actor_id = actor["id"]
         total, records = self.store.list_executions(caller.tenant, actor_id, offset, limit)
         totals = self.store.execution_totals(caller.tenant, actor_id)
         return {"actor_id": actor_id, "owner": actor["owner"], "total_executions": total,
                 **totals, "executions": [execution_summary(r) for r in records]}
 
     def get_execution(self, caller: Caller, actor_id: str, eid: str) -> dict[str, Any]:
-        actor = self._actor(caller, actor_id)
+        actor = self._actor(caller, actor_id, "READ")
+        actor_id = actor["id"]
         check_id(eid, "execution_id")
         record = self.store.get_execution(caller.tenant, actor_id, eid)
         return self._execution_view(actor, record)
 
     def get_logs(self, caller: Caller, actor_id: str, eid: str) -> str:
         """Live tail from Redis while running; the durable S3 copy afterwards."""
-        self._actor(caller, actor_id)
+        actor_id = self._actor(caller, actor_id, "READ")["id"]
         check_id(eid, "execution_id")
         record = self.store.get_execution(caller.tenant, actor_id, eid)
         live = self.store.live_log(caller.tenant, actor_id, eid)
@@ -210,7 +237,8 @@ class Platform:
 
     def cancel_execution(self, caller: Caller, actor_id: str, eid: str) -> dict[str, Any]:
         """A queued message is dropped; a running container is killed by its worker at once."""
-        actor = self._actor(caller, actor_id)
+        actor = self._actor(caller, actor_id, "UPDATE")
+        actor_id = actor["id"]
         check_id(eid, "execution_id")
         record = self.store.get_execution(caller.tenant, actor_id, eid)
         if record["status"] in FINAL_EXECUTION_STATUSES:
@@ -231,11 +259,11 @@ class Platform:
 
     # -- workers ------------------------------------------------------------------
     def list_workers(self, caller: Caller, actor_id: str) -> list[dict[str, Any]]:
-        self._actor(caller, actor_id)
+        actor_id = self._actor(caller, actor_id, "READ")["id"]
         return [_ordered(w, WORKER_ORDER) for w in self.store.workers(caller.tenant, actor_id)]
 
     def get_worker(self, caller: Caller, actor_id: str, worker_id: str) -> dict[str, Any]:
-        self._actor(caller, actor_id)
+        actor_id = self._actor(caller, actor_id, "READ")["id"]
         check_id(worker_id, "worker_id")
         return _ordered(self.store.get_worker(caller.tenant, actor_id, worker_id), WORKER_ORDER)
 
@@ -243,7 +271,7 @@ class Platform:
         """Admins ask for ``num`` workers now; the scheduler starts what is missing."""
         if "admin" not in caller.roles:
             raise PermissionDenied("only admins may add workers")
-        self._actor(caller, actor_id)
+        actor_id = self._actor(caller, actor_id, "READ")["id"]
         count = _positive_int(num, "num")
         self.store.update_actor(caller.tenant, actor_id, {"workers_requested": count})
         self.store.wake_scheduler(caller.tenant, actor_id, "workers requested")
@@ -251,6 +279,7 @@ class Platform:
 
     def stop_worker(self, caller: Caller, actor_id: str, worker_id: str) -> None:
         """Graceful: the worker finishes its current execution, then leaves."""
+        actor_id = self._actor(caller, actor_id, "UPDATE")["id"]
         self.get_worker(caller, actor_id, worker_id)
         self.store.update_worker(caller.tenant, actor_id, worker_id,
                                  {"status": "SHUTTING_DOWN"})
@@ -259,20 +288,182 @@ class Platform:
 
     # -- state --------------------------------------------------------------------
     def get_state(self, caller: Caller, actor_id: str) -> dict[str, Any]:
-        actor = self._actor(caller, actor_id)
+        actor = self._actor(caller, actor_id, "READ")
+        actor_id = actor["id"]
         return {"actor_id": actor_id, "state": self.store.get_state(caller.tenant, actor["id"])}
 
     def set_state(self, caller: Caller, actor_id: str, value: Any) -> dict[str, Any]:
-        actor = self._actor(caller, actor_id)
+        actor = self._actor(caller, actor_id, "UPDATE")
+        actor_id = actor["id"]
         if actor.get("stateless", True):
             raise NotFound("actor is stateless")
         self.store.set_state(caller.tenant, actor_id, value)
         return {"actor_id": actor_id, "state": value}
 
     # -- helpers ----------------------------------------------------------------
-    def _actor(self, caller: Caller, actor_id: str) -> dict[str, Any]:
-        check_id(actor_id, "actor_id")
-        return self.store.get_actor(caller.tenant, actor_id)
+    def _resolve(self, caller: Caller, ref: str) -> tuple[dict[str, Any], str, str]:
+        """An actor id or an alias -> (actor, target, owner of the target)."""
+        check_id(ref, "actor_id")
+        try:
+            actor = self.store.get_actor(caller.tenant, ref)
+            return actor, f"actor:{ref}", actor["owner"]
+        except NotFound:
+            alias = self.sharing.get_alias(caller.tenant, ref)
+            if alias is None:
+                raise
+        try:
+            actor = self.store.get_actor(caller.tenant, alias["actor_id"])
+        except NotFound:
+            gone = alias["actor_id"]
+            raise NotFound(f"alias {ref} points to actor {gone}, which is gone") from None
+        return actor, f"alias:{ref}", alias["owner"]
+
+    def _actor(self, caller: Caller, ref: str, needed: str = "READ") -> dict[str, Any]:
+        """The actor named by ``ref`` (id or alias), once the caller holds ``needed`` on it."""
+        actor, target, owner = self._resolve(caller, ref)
+        if not self._allowed(caller, owner, target, needed):
+            raise PermissionDenied(f"{needed} permission on {target.replace(':', ' ')} "
+                                   f"is required for {caller.user}")
+        return actor
+
+    def _allowed(self, caller: Caller, owner: str, target: str, needed: str) -> bool:
+        if caller.nonce is not None:
+            return caller.nonce.target == target and \
+                LEVELS[caller.nonce.level] >= LEVELS[needed]
+        if caller.is_admin or caller.user == owner:
+            return True
+        granted = self.sharing.permissions(caller.tenant, target)
+        level = max(LEVELS.get(granted.get(caller.user, "NONE"), 0),
+                    LEVELS.get(granted.get(WORLD, "NONE"), 0))
+        return level >= LEVELS[needed]
+
+    # -- permissions -----------------------------------------------------------------
+    def _target(self, caller: Caller, ref: str, needed: str,
+                alias_only: bool = False) -> tuple[str, str]:
+        actor, target, owner = self._resolve(caller, ref)
+        if alias_only and not target.startswith("alias:"):
+            raise NotFound(f"alias {ref} not found")
+        if not self._allowed(caller, owner, target, needed):
+            raise PermissionDenied(f"{needed} permission on {target.replace(':', ' ')} "
+                                   f"is required for {caller.user}")
+        return target, owner
+
+    def get_permissions(self, caller: Caller, ref: str,
+                        alias_only: bool = False) -> dict[str, str]:
+        target, owner = self._target(caller, ref, "READ", alias_only)
+        return {**self.sharing.permissions(caller.tenant, target), owner: "UPDATE"}
+
+    def set_permission(self, caller: Caller, ref: str, body: dict[str, Any],
+                       alias_only: bool = False) -> dict[str, str]:
+        target, owner = self._target(caller, ref, "UPDATE", alias_only)
+        user, level = body.get("user"), str(body.get("level", "")).upper()
+        if not isinstance(user, str) or not user.strip():
+            raise ValidationError("user", "is required")
+        if level not in LEVELS:
+            raise ValidationError("level", f"must be one of {', '.join(LEVELS)}")
+        if user == owner:
+            raise ValidationError("user", "the owner always has UPDATE")
+        self.sharing.set_permission(caller.tenant, target, user.strip(), level)
+        return self.get_permissions(caller, ref, alias_only)
+
+    # -- nonces ----------------------------------------------------------------------
+    def create_nonce(self, caller: Caller, ref: str, body: dict[str, Any],
+                     alias_only: bool = False) -> dict[str, Any]:
+        if caller.is_limited or caller.nonce:
+            raise PermissionDenied("limited users and nonces cannot create nonces")
+        target, _owner = self._target(caller, ref, "UPDATE", alias_only)
+        level = str(body.get("level", "EXECUTE")).upper()
+        if level not in ("READ", "EXECUTE", "UPDATE"):
+            raise ValidationError("level", "must be READ, EXECUTE or UPDATE")
+        max_uses = body.get("maxUses", body.get("max_uses", -1))
+        try:
+            max_uses = int(max_uses)
+        except (TypeError, ValueError):
+            raise ValidationError("maxUses", f"must be an integer, got {max_uses!r}") from None
+        if max_uses == 0 or max_uses < -1:
+            raise ValidationError("maxUses", "must be -1 (unlimited) or positive")
+        description = body.get("description", "")
+        if not isinstance(description, str):
+            raise ValidationError("description", "must be a string")
+        nonce = new_nonce(f"{caller.tenant}_{new_id()}", target, level, max_uses, description,
+                          caller.user, caller.roles)
+        self.sharing.create_nonce(caller.tenant, nonce)
+        return _nonce_view(self.sharing.get_nonce(caller.tenant, nonce["id"]))
+
+    def list_nonces(self, caller: Caller, ref: str,
+                    alias_only: bool = False) -> list[dict[str, Any]]:
+        target, _owner = self._target(caller, ref, "UPDATE", alias_only)
+        return [_nonce_view(self.sharing.get_nonce(caller.tenant, nid))
+                for nid in self.sharing.nonce_ids(caller.tenant, target)]
+
+    def get_nonce(self, caller: Caller, ref: str, nonce_id: str,
+                  alias_only: bool = False) -> dict[str, Any]:
+        target, _owner = self._target(caller, ref, "UPDATE", alias_only)
+        nonce = self.sharing.get_nonce(caller.tenant, check_id(nonce_id, "nonce_id"))
+        if nonce["target"] != target:
+            raise NotFound(f"nonce {nonce_id} not found on {ref}")
+        return _nonce_view(nonce)
+
+    def delete_nonce(self, caller: Caller, ref: str, nonce_id: str,
+                     alias_only: bool = False) -> None:
+        nonce = self.get_nonce(caller, ref, nonce_id, alias_only)
+        self.sharing.delete_nonce(caller.tenant, nonce_id, nonce["target"])
+
+    def redeem_nonce(self, nonce_id: str) -> Caller:
+        """Count one use atomically and act as the nonce's owner, within its target and level."""
+        tenant = nonce_id.partition("_")[0]
+        check_id(nonce_id, "x-nonce")
+        outcome = self.sharing.redeem(tenant, nonce_id) if tenant else 0
+        if outcome == 0:
+            raise Unauthenticated("unknown or deleted nonce")
+        if outcome < 0:
+            raise Unauthenticated("nonce has no uses left")
+        nonce = self.sharing.get_nonce(tenant, nonce_id)
+        roles = frozenset(r for r in nonce["roles"].split(",") if r)
+        return Caller(user=nonce["owner"], tenant=tenant, roles=roles,
+                      nonce=NonceGrant(nonce_id, nonce["target"], nonce["level"]))
+
+    # -- aliases -----------------------------------------------------------------------
+    def create_alias(self, caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
+        if caller.is_limited or caller.nonce:
+            raise PermissionDenied("limited users cannot create aliases")
+        name = _alias_name(body.get("alias"))
+        actor = self._actor(caller, _required_str(body, "actorId", "actor_id"), "UPDATE")
+        record = {"alias": name, "actor_id": actor["id"], "owner": caller.user,
+                  "create_time": now_iso()}
+        if not self.sharing.put_alias(caller.tenant, record, create=True):
+            raise Conflict(f"alias {name} already exists")
+        return self._alias_view(record)
+
+    def list_aliases(self, caller: Caller) -> list[dict[str, Any]]:
+        return [self._alias_view(a) for a in self.sharing.list_aliases(caller.tenant)
+                if self._allowed(caller, a["owner"], f"alias:{a['alias']}", "READ")]
+
+    def get_alias(self, caller: Caller, name: str) -> dict[str, Any]:
+        self._target(caller, name, "READ", alias_only=True)
+        return self._alias_view(self._alias_record(caller, name))
+
+    def update_alias(self, caller: Caller, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        self._target(caller, name, "UPDATE", alias_only=True)
+        actor = self._actor(caller, _required_str(body, "actorId", "actor_id"), "UPDATE")
+        record = {**self._alias_record(caller, name), "actor_id": actor["id"]}
+        self.sharing.put_alias(caller.tenant, record, create=False)
+        return self._alias_view(record)
+
+    def delete_alias(self, caller: Caller, name: str) -> None:
+        self._target(caller, name, "UPDATE", alias_only=True)
+        self.sharing.delete_alias(caller.tenant, name)
+
+    def _alias_record(self, caller: Caller, name: str) -> dict[str, Any]:
+        record = self.sharing.get_alias(caller.tenant, name)
+        if record is None:
+            raise NotFound(f"alias {name} not found")
+        return record
+
+    def _alias_view(self, record: dict[str, Any]) -> dict[str, Any]:
+        base = f"{self.settings.api_url}/actors"
+        return {**record, "_links": {"self": f"{base}/aliases/{record['alias']}",
+                                     "actor": f"{base}/{record['actor_id']}"}}
 
     def _env_values(self, actor: dict[str, Any]) -> dict[str, str]:
         if not actor.get("env_names"):
@@ -297,6 +488,45 @@ class Platform:
 def _ordered(record: dict[str, Any], order: tuple[str, ...]) -> dict[str, Any]:
     """The public fields of a record, in documentation order (internal ones left out)."""
     return {key: record.get(key) for key in order}
+
+
+def _check_privileged_fields(caller: Caller, fields: dict[str, Any],
+                             allowed: dict[str, Any]) -> None:
+    """Only admins and privileged users may change these from what they were."""
+    if caller.is_privileged:
+        return
+    for name, before in allowed.items():
+        if fields.get(name) != before and fields.get(name) != PRIVILEGED_FIELDS[name]:
+            raise PermissionDenied(f"{name}: only admins and privileged users may set it")
+
+
+def _alias_name(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValidationError("alias", "is required")
+    if not ALIAS_NAME.match(value):
+        bad = sorted({ch for ch in value if not re.match(r"[A-Za-z0-9_.\-]", ch)})
+        detail = f"forbidden characters {''.join(bad)!r}" if bad else "1 to 64 characters"
+        raise ValidationError("alias", f"{value!r} has {detail}")
+    if value.lower() in RESERVED_ALIASES:
+        raise ValidationError("alias", f"{value!r} is a reserved word")
+    return value
+
+
+def _required_str(body: dict[str, Any], *names: str) -> str:
+    for name in names:
+        if isinstance(body.get(name), str) and body[name]:
+            return str(body[name])
+    raise ValidationError(names[0], "is required")
+
+
+def _nonce_view(nonce: dict[str, Any]) -> dict[str, Any]:
+    kind, _, name = nonce["target"].partition(":")
+    view = {"id": nonce["id"], kind + ("_id" if kind == "actor" else ""): name,
+            "level": nonce["level"], "max_uses": nonce["max_uses"],
+            "remaining_uses": nonce["remaining_uses"], "current_uses": nonce["current_uses"],
+            "description": nonce["description"], "owner": nonce["owner"],
+            "create_time": nonce["create_time"]}
+    return view
 
 
 def _positive_int(value: Any, name: str) -> int:

@@ -35,7 +35,8 @@ class Secret(str):
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "case": ("camel", "snake"),
-    "auth": ("none",),
+    "auth": ("none", "jwt"),
+    "jwt_profile": ("standard", "abaco"),
     "runner": ("docker",),
     "placer": ("local",),
     "actor_network": ("none", "host", "bridge"),
@@ -84,6 +85,25 @@ class Settings:
     sync_worker_idle_s: float = 900.0
     drain_timeout_s: float = 30.0
     start_attempts: int = 3
+    jwt_profile: str = "standard"
+    tenant_keys_dir: str = ""
+    jwt_user_claim: str = ""
+    jwt_roles_claim: str = ""
+    jwt_tenant_claim: str = ""
+    actor_token_key: str = ""
+    actor_token_margin_s: float = 300.0
+
+    @property
+    def tenant_keys_path(self) -> Path:
+        """Public keys of tenants' JWT issuers: ``{TENANT}.pem`` files."""
+        return Path(self.tenant_keys_dir) if self.tenant_keys_dir else self.data_dir / "tenant-keys"
+
+    @property
+    def actor_token_key_path(self) -> Path:
+        """The platform's private key for actor tokens (generated when missing)."""
+        if self.actor_token_key:
+            return Path(self.actor_token_key)
+        return self.data_dir / "secrets" / "actor-token.pem"
 
     def __post_init__(self) -> None:
         for name, allowed in _CHOICES.items():

@@ -31,6 +31,7 @@ from jobs.secrets import SecretStore
 from jobs.settings import Settings, load_settings
 from jobs.store import Store
 from jobs.timeutil import now_iso, seconds_between
+from jobs.tokens import TokenSigner
 
 LOG = logging.getLogger("abaco.worker")
 BLOCK_MS = 2000
@@ -44,7 +45,8 @@ def format_value(value: Any, style: str) -> str:
 
 
 def container_env(settings: Settings, actor: dict[str, Any], execution: dict[str, Any],
-                  worker_id: str, defaults: dict[str, str], state: Any) -> dict[str, str]:
+                  worker_id: str, defaults: dict[str, str], state: Any,
+                  token: str = "") -> dict[str, str]:
     """The environment contract of API.md, defaults then message parameters then ours."""
     style = settings.json_env_format
     content_type = execution.get("content_type") or "str"
@@ -61,7 +63,7 @@ def container_env(settings: Settings, actor: dict[str, Any], execution: dict[str
         "_abaco_username": execution.get("executor") or actor["owner"],
         "_abaco_api_server": settings.api_url,
         "_abaco_jwt_header_name": f"X-Jwt-Assertion-{actor['tenant']}",
-        "_abaco_access_token": "",
+        "_abaco_access_token": token,
         "_abaco_actor_state": format_value(state, style),
         "_abaco_Content_Type": content_type,
     })
@@ -98,6 +100,7 @@ class Worker:
         self.settings = settings
         self.tenant, self.actor_id, self.worker_id = tenant, actor_id, worker_id
         self.store, self.logs, self.secrets, self.runner = store, logs, secrets, runner
+        self.tokens = TokenSigner(settings)
         self.stopping = threading.Event()
         self.inbox = store.keys.inbox(tenant, actor_id)
         self.revision: int | None = None
@@ -156,8 +159,8 @@ class Worker:
             return True
         limit = idle_limit_s(actor.get("hints") or [], self.settings.worker_idle_s,
                              self.settings.sync_worker_idle_s)
-        if idle_s < limit:
-            return False
+        if idle_s < limit and not self.store.r.get(self.store.keys.starving()):
+            return False  # idle, but nobody else needs this slot yet
         alive = len(self.store.workers(self.tenant, self.actor_id))
         return may_leave_idle(alive, int(actor.get("min_workers") or 0))
 
@@ -301,12 +304,17 @@ class Worker:
         binary = None
         if execution.get("content_type") == "application/octet-stream":
             binary = self.store.get_binary(self.tenant, self.actor_id, execution["id"]) or b""
+        max_run_time = float(actor.get("max_run_time") or self.settings.max_run_time_s)
+        token = self.tokens.mint(actor["owner"], self.tenant, actor.get("owner_roles") or [],
+                                 max_run_time, self.actor_id, execution["id"]) \
+            if actor.get("token", True) else ""
         return RunSpec(
             execution_id=execution["id"], actor_id=self.actor_id, tenant=self.tenant,
             worker_id=self.worker_id, image=actor["image"],
-            env=container_env(self.settings, actor, execution, self.worker_id, defaults, state),
+            env=container_env(self.settings, actor, execution, self.worker_id, defaults, state,
+                              token),
             network=self.settings.actor_network,
-            max_run_time_s=float(actor.get("max_run_time") or self.settings.max_run_time_s),
+            max_run_time_s=max_run_time,
             mem_limit=actor.get("mem_limit"),
             nano_cpus=actor.get("max_cpus"), pids_limit=self.settings.pids_limit,
             privileged=bool(actor.get("privileged")), binary=binary)

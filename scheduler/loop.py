@@ -98,6 +98,11 @@ class Scheduler:
                 spare = spare[int(actor.get("min_workers") or 0):]
                 idle[f"{tenant}/{actor_id}"] = spare
                 owners.update({wid: (tenant, actor_id) for wid in spare})
+        if starving:
+            self.store.r.set(self.store.keys.starving(), starving,
+                             px=int(self.settings.scheduler_tick_s * 2000))
+        else:
+            self.store.r.delete(self.store.keys.starving())
         for worker_id in idle_to_reclaim(starving, idle):
             tenant, actor_id = owners[worker_id]
             self.store.update_worker(tenant, actor_id, worker_id, {"status": "SHUTTING_DOWN"})

@@ -78,7 +78,7 @@ def test_bad_actor_input_is_a_400_naming_the_field(client: FlaskClient, body, fi
 def test_messages_in_every_form(client: FlaskClient, settings: Settings):
     actor = _actor(client)
     path = f"/actors/{actor['id']}/messages"
-    sent = _ok(client.post(path + "?color=red&x-nonce=abc&_abaco_synchronous=false",
+    sent = _ok(client.post(path + "?color=red&_abaco_synchronous=false",
                            data={"message": "hello"}))
     assert sent["msg"] == "hello" and sent["executionId"]
     assert sent["_links"]["self"].endswith(f"/executions/{sent['executionId']}")

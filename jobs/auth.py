@@ -1,0 +1,169 @@
+"""Who is calling: JWT verification, tenants, roles, and the Caller every operation gets.
+
+``auth = none``: everyone is ``anonymous`` with the admin role in the default
+tenant (the API then binds to loopback only). ``auth = jwt``: a token in
+``X-Jwt-Assertion-<TENANT>`` (Abaco; the tenant comes from the header name) or
+``Authorization: Bearer`` (the tenant from a claim). Signatures are checked
+against the tenant's public key, ``{tenant_keys_dir}/{TENANT}.pem``, with RS256
+or ES256 only, so ``alg: none`` and HMAC signed with a public key are refused;
+``exp`` is required and ``nbf`` honoured. Actor tokens (issuer
+``abaco-platform``) are checked against the platform's own key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from jobs.errors import Unauthenticated
+from jobs.ids import check_id
+from jobs.settings import Settings
+from jobs.tokens import ISSUER, TokenSigner
+
+ROLES = ("limited", "user", "privileged", "admin")
+JWT_ALGORITHMS = ["RS256", "ES256"]
+HEADER_PREFIX = "x-jwt-assertion-"
+
+
+@dataclass(frozen=True)
+class NonceGrant:
+    """What a redeemed nonce allows: one actor or alias, up to one level."""
+
+    nonce_id: str
+    target: str
+    level: str
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: user, tenant and roles; a nonce narrows it to one target."""
+
+    user: str
+    tenant: str
+    roles: frozenset[str] = field(default_factory=lambda: frozenset({"admin"}))
+    nonce: NonceGrant | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
+
+    @property
+    def is_privileged(self) -> bool:
+        return bool({"admin", "privileged"} & self.roles)
+
+    @property
+    def is_limited(self) -> bool:
+        return not ({"admin", "privileged", "user"} & self.roles)
+
+
+@dataclass(frozen=True)
+class ClaimNames:
+    user: str
+    roles: str
+    tenant: str
+    role_names: Mapping[str, str]
+
+
+PROFILES = {
+    "standard": ClaimNames("sub", "roles", "tenant",
+                           {role: role for role in ROLES}),
+    "abaco": ClaimNames("http://wso2.org/claims/enduser", "http://wso2.org/claims/role",
+                        "http://wso2.org/claims/tenant",
+                        {"Internal/abaco-admin": "admin",
+                         "Internal/abaco-privileged": "privileged",
+                         "Internal/abaco-user": "user",
+                         "Internal/abaco-limited": "limited"}),
+}
+
+
+def claim_names(settings: Settings) -> ClaimNames:
+    base = PROFILES[settings.jwt_profile]
+    return ClaimNames(settings.jwt_user_claim or base.user,
+                      settings.jwt_roles_claim or base.roles,
+                      settings.jwt_tenant_claim or base.tenant, base.role_names)
+
+
+def platform_roles(raw: Any, names: ClaimNames) -> frozenset[str]:
+    """Map a roles claim (a list, or Abaco's comma-separated string) to platform roles."""
+    items = raw.split(",") if isinstance(raw, str) else list(raw or [])
+    return frozenset(names.role_names[r.strip()] for r in items
+                     if isinstance(r, str) and r.strip() in names.role_names)
+
+
+class Authenticator:
+    """Turns request headers into a Caller, or raises Unauthenticated saying why."""
+
+    def __init__(self, settings: Settings, signer: TokenSigner) -> None:
+        self.settings = settings
+        self.signer = signer
+        self.names = claim_names(settings)
+
+    def caller(self, headers: Mapping[str, str]) -> Caller:
+        if self.settings.auth == "none":
+            return Caller(user="anonymous", tenant=self.settings.default_tenant)
+        tenant, token = self._token(headers)
+        try:
+            if _issuer(token) == ISSUER:
+                return self._actor_token(token, tenant)
+            return self._tenant_token(token, tenant)
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("token expired") from None
+        except jwt.ImmatureSignatureError:
+            raise Unauthenticated("token not yet valid (nbf)") from None
+        except jwt.InvalidTokenError as exc:
+            raise Unauthenticated(f"invalid token: {exc}") from None
+
+    def _token(self, headers: Mapping[str, str]) -> tuple[str | None, str]:
+        for name, value in headers.items():
+            if name.lower().startswith(HEADER_PREFIX) and len(name) > len(HEADER_PREFIX):
+                return name[len(HEADER_PREFIX):].upper(), value.strip()
+        bearer = headers.get("Authorization") or headers.get("authorization") or ""
+        if bearer.lower().startswith("bearer ") and bearer[7:].strip():
+            return None, bearer[7:].strip()
+        raise Unauthenticated("no credentials: send X-Jwt-Assertion-<TENANT>, "
+                              "Authorization: Bearer <token>, or ?x-nonce=<nonce>")
+
+    def _tenant_token(self, token: str, header_tenant: str | None) -> Caller:
+        tenant = header_tenant or _unverified(token).get(self.names.tenant)
+        if not isinstance(tenant, str) or not tenant:
+            raise Unauthenticated(f"token has no {self.names.tenant} claim naming its tenant")
+        claims = jwt.decode(token, self._public_key(tenant), algorithms=JWT_ALGORITHMS,
+                            options={"require": ["exp"], "verify_aud": False})
+        claimed_tenant = claims.get(self.names.tenant)
+        if claimed_tenant not in (None, tenant):
+            raise Unauthenticated(f"token is for tenant {claimed_tenant}, not {tenant}")
+        user = claims.get(self.names.user)
+        if not isinstance(user, str) or not user:
+            raise Unauthenticated(f"token has no {self.names.user} claim naming the user")
+        roles = platform_roles(claims.get(self.names.roles), self.names) or frozenset({"user"})
+        return Caller(user=user, tenant=tenant, roles=roles)
+
+    def _actor_token(self, token: str, header_tenant: str | None) -> Caller:
+        claims = self.signer.verify(token)
+        if header_tenant not in (None, claims["tenant"]):
+            raise Unauthenticated(f"token is for tenant {claims['tenant']}, not {header_tenant}")
+        roles = frozenset(r for r in claims.get("roles", []) if r in ROLES) or frozenset({"user"})
+        return Caller(user=claims["sub"], tenant=claims["tenant"], roles=roles)
+
+    def _public_key(self, tenant: str) -> bytes:
+        check_id(tenant, "tenant")
+        path = Path(self.settings.tenant_keys_path) / f"{tenant}.pem"
+        try:
+            return path.read_bytes()
+        except OSError:
+            raise Unauthenticated(f"unknown tenant {tenant}") from None
+
+
+def _unverified(token: str) -> dict[str, Any]:
+    return dict(jwt.decode(token, options={"verify_signature": False}))
+
+
+def _issuer(token: str) -> Any:
+    try:
+        return _unverified(token).get("iss")
+    except jwt.InvalidTokenError:
+        return None
