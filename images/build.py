@@ -8,6 +8,8 @@ script. Run ``python images/build.py``; tests and benches call ``build_all()``.
 - abaco-test-fail: prints a line, exits ``${EXIT_CODE:-3}``.
 - abaco-test-sleep: sleeps ``${SLEEP:-60}`` s (a long-running actor).
 - abaco-test-noop: exits 0 at once (benchmarks).
+- abaco-test-token: POSTs ``{"count": 1, "by": <user>}`` to its own state with its
+  ``_abaco_access_token`` (needs the host network to reach the API).
 - abaco-test-memhog: holds ``${MB:-64}`` MiB of shell strings, then sleeps ``$SLEEP`` s.
 """
 
@@ -39,6 +41,12 @@ sleep "${SLEEP:-60}"
 echo done
 """,
     "abaco-test-noop": "exit 0\n",
+    "abaco-test-token": """
+wget -q -O- --header "Authorization: Bearer $_abaco_access_token" \\
+  --header "Content-Type: application/json" \\
+  --post-data "{\\"count\\": 1, \\"by\\": \\"$_abaco_username\\"}" \\
+  "$_abaco_api_server/actors/$_abaco_actor_id/state"
+""",
     "abaco-test-memhog": """
 x=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
 i=0

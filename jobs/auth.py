@@ -114,7 +114,7 @@ class Authenticator:
             raise Unauthenticated("token expired") from None
         except jwt.ImmatureSignatureError:
             raise Unauthenticated("token not yet valid (nbf)") from None
-        except jwt.InvalidTokenError as exc:
+        except jwt.PyJWTError as exc:  # bad signature, key type, format...
             raise Unauthenticated(f"invalid token: {exc}") from None
 
     def _token(self, headers: Mapping[str, str]) -> tuple[str | None, str]:
@@ -165,5 +165,5 @@ def _unverified(token: str) -> dict[str, Any]:
 def _issuer(token: str) -> Any:
     try:
         return _unverified(token).get("iss")
-    except jwt.InvalidTokenError:
+    except jwt.PyJWTError:
         return None

@@ -398,16 +398,20 @@ class Platform:
 
     def get_nonce(self, caller: Caller, ref: str, nonce_id: str,
                   alias_only: bool = False) -> dict[str, Any]:
+        return _nonce_view(self._nonce(caller, ref, nonce_id, alias_only))
+
+    def delete_nonce(self, caller: Caller, ref: str, nonce_id: str,
+                     alias_only: bool = False) -> None:
+        nonce = self._nonce(caller, ref, nonce_id, alias_only)
+        self.sharing.delete_nonce(caller.tenant, nonce_id, nonce["target"])
+
+    def _nonce(self, caller: Caller, ref: str, nonce_id: str,
+               alias_only: bool) -> dict[str, Any]:
         target, _owner = self._target(caller, ref, "UPDATE", alias_only)
         nonce = self.sharing.get_nonce(caller.tenant, check_id(nonce_id, "nonce_id"))
         if nonce["target"] != target:
             raise NotFound(f"nonce {nonce_id} not found on {ref}")
-        return _nonce_view(nonce)
-
-    def delete_nonce(self, caller: Caller, ref: str, nonce_id: str,
-                     alias_only: bool = False) -> None:
-        nonce = self.get_nonce(caller, ref, nonce_id, alias_only)
-        self.sharing.delete_nonce(caller.tenant, nonce_id, nonce["target"])
+        return nonce
 
     def redeem_nonce(self, nonce_id: str) -> Caller:
         """Count one use atomically and act as the nonce's owner, within its target and level."""
