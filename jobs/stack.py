@@ -371,13 +371,13 @@ class ApiComponent(Component):
         return "ABACO_API_PORT"
 
     def answers(self) -> bool:
-        """Our API answers with an envelope, even when degraded (503)."""
+        """Our API answers with its envelope, even as an error (no token, or degraded)."""
         url = f"http://{self.settings.api_host}:{self.settings.api_port}/actors"
         try:
             with _DIRECT.open(url, timeout=2) as reply:
                 return b'"version"' in reply.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code == 503 and b'"version"' in exc.read()
+        except urllib.error.HTTPError as exc:  # 401 under auth=jwt, 503 when degraded
+            return b'"version"' in exc.read()
         except (OSError, ValueError):
             return False
 

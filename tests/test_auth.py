@@ -220,8 +220,19 @@ def test_aliases_stand_for_actors_and_have_their_own_permissions(client: FlaskCl
                                                                "actorId": actor["id"]},
                                       headers=as_user("alice")), 400)["message"]
         assert message.startswith("alias") and named in message, message
+    assert [a["alias"] for a in _status(client.get("/actors/aliases", headers=as_user("bob")),
+                                        200)["result"]] == ["greeter"]
+    assert _status(client.get("/actors/aliases", headers=as_user("carol")), 200)["result"] == []
+    nonce = _status(client.post("/actors/aliases/greeter/nonces", json={"level": "EXECUTE"},
+                                headers=as_user("alice")), 200)["result"]
+    assert nonce["alias"] == "greeter"
+    _status(client.post(f"/actors/greeter/messages?x-nonce={nonce['id']}",
+                        data={"message": "m"}), 200)
+    _status(client.post(f"/actors/{actor['id']}/messages?x-nonce={nonce['id']}",
+                        data={"message": "m"}), 403)  # the alias's nonce, not the actor's
     _status(client.delete("/actors/aliases/greeter", headers=as_user("alice")), 200)
     _status(client.get("/actors/greeter", headers=as_user("alice")), 404)
+    _status(client.get(f"/actors/greeter?x-nonce={nonce['id']}"), 401)
 
 
 # -- nonces -------------------------------------------------------------------------------
