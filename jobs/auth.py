@@ -19,7 +19,7 @@ from typing import Any
 
 import jwt
 
-from jobs.errors import Unauthenticated
+from jobs.errors import Unauthenticated, ValidationError
 from jobs.ids import check_id
 from jobs.settings import Settings
 from jobs.tokens import ISSUER, TokenSigner
@@ -89,7 +89,12 @@ def claim_names(settings: Settings) -> ClaimNames:
 
 def platform_roles(raw: Any, names: ClaimNames) -> frozenset[str]:
     """Map a roles claim (a list, or Abaco's comma-separated string) to platform roles."""
-    items = raw.split(",") if isinstance(raw, str) else list(raw or [])
+    if isinstance(raw, str):
+        items = raw.split(",")
+    elif isinstance(raw, list):
+        items = raw
+    else:
+        return frozenset()
     return frozenset(names.role_names[r.strip()] for r in items
                      if isinstance(r, str) and r.strip() in names.role_names)
 
@@ -120,7 +125,11 @@ class Authenticator:
     def _token(self, headers: Mapping[str, str]) -> tuple[str | None, str]:
         for name, value in headers.items():
             if name.lower().startswith(HEADER_PREFIX) and len(name) > len(HEADER_PREFIX):
-                return name[len(HEADER_PREFIX):].upper(), value.strip()
+                tenant = name[len(HEADER_PREFIX):].upper()
+                try:
+                    return check_id(tenant, "tenant"), value.strip()
+                except ValidationError:
+                    raise Unauthenticated(f"invalid tenant {tenant!r} in {name}") from None
         bearer = headers.get("Authorization") or headers.get("authorization") or ""
         if bearer.lower().startswith("bearer ") and bearer[7:].strip():
             return None, bearer[7:].strip()
@@ -131,6 +140,10 @@ class Authenticator:
         tenant = header_tenant or _unverified(token).get(self.names.tenant)
         if not isinstance(tenant, str) or not tenant:
             raise Unauthenticated(f"token has no {self.names.tenant} claim naming its tenant")
+        try:
+            check_id(tenant, "tenant")
+        except ValidationError:
+            raise Unauthenticated(f"token names an invalid tenant {tenant!r}") from None
         claims = jwt.decode(token, self._public_key(tenant), algorithms=JWT_ALGORITHMS,
                             options={"require": ["exp"], "verify_aud": False})
         claimed_tenant = claims.get(self.names.tenant)
@@ -150,7 +163,6 @@ class Authenticator:
         return Caller(user=claims["sub"], tenant=claims["tenant"], roles=roles)
 
     def _public_key(self, tenant: str) -> bytes:
-        check_id(tenant, "tenant")
         path = Path(self.settings.tenant_keys_path) / f"{tenant}.pem"
         try:
             return path.read_bytes()

@@ -17,6 +17,7 @@ ACTOR_STATUSES = ("SUBMITTED", "READY", "ERROR", "SHUTTING_DOWN")
 EXECUTION_STATUSES = ("SUBMITTED", "RUNNING", "COMPLETE", "ERROR")
 FINAL_EXECUTION_STATUSES = ("COMPLETE", "ERROR")
 
+MAX_INT = 2**53  # what JSON clients and Redis counters handle exactly
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])([A-Z])")
 _MEM_LIMIT = re.compile(r"^\d+[bkmgBKMG]?$")
 
@@ -51,8 +52,10 @@ def _as_int(name: str, value: Any, minimum: int = 0) -> int:
         raise ValidationError(camel_field(name), f"must be an integer, got {value!r}")
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValidationError(camel_field(name), f"must be an integer, got {value!r}") from None
+    if abs(number) > MAX_INT:
+        raise ValidationError(camel_field(name), f"must be at most {MAX_INT}")
     if number < minimum:
         raise ValidationError(camel_field(name), f"must be at least {minimum}")
     return number

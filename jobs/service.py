@@ -117,6 +117,10 @@ class Platform:
     def update_actor(self, caller: Caller, actor_id: str, body: dict[str, Any]) -> dict[str, Any]:
         actor = self._actor(caller, actor_id, "UPDATE")
         actor_id = actor["id"]
+        if actor.get("privileged") and not caller.is_privileged and (
+                caller.user != actor["owner"] or caller.nonce):
+            raise PermissionDenied("privileged: only its owner or a privileged user may "
+                                   "update a privileged actor")
         existing = {**actor, "default_environment": self._env_values(actor)}
         fields = validate_actor_input(body, existing)
         _check_privileged_fields(caller, fields, {k: actor.get(k) for k in PRIVILEGED_FIELDS})
@@ -269,9 +273,9 @@ class Platform:
 
     def request_workers(self, caller: Caller, actor_id: str, num: Any) -> dict[str, Any]:
         """Admins ask for ``num`` workers now; the scheduler starts what is missing."""
-        if "admin" not in caller.roles:
+        if not caller.is_admin or caller.nonce:
             raise PermissionDenied("only admins may add workers")
-        actor_id = self._actor(caller, actor_id, "READ")["id"]
+        actor_id = self._actor(caller, actor_id, "UPDATE")["id"]
         count = _positive_int(num, "num")
         self.store.update_actor(caller.tenant, actor_id, {"workers_requested": count})
         self.store.wake_scheduler(caller.tenant, actor_id, "workers requested")
@@ -319,8 +323,16 @@ class Platform:
         return actor, f"alias:{ref}", alias["owner"]
 
     def _actor(self, caller: Caller, ref: str, needed: str = "READ") -> dict[str, Any]:
-        """The actor named by ``ref`` (id or alias), once the caller holds ``needed`` on it."""
+        """The actor named by ``ref`` (id or alias), once the caller holds ``needed`` on it.
+
+        Through an alias, the alias's owner must still hold ``needed`` on the actor too,
+        so revoking someone's access to an actor also revokes the aliases they made.
+        """
         actor, target, owner = self._resolve(caller, ref)
+        if target.startswith("alias:") and not self._alias_owner_holds(caller, ref, actor,
+                                                                       needed):
+            raise PermissionDenied(f"the owner of alias {ref} no longer holds {needed} on "
+                                   f"actor {actor['id']}")
         if not self._allowed(caller, owner, target, needed):
             raise PermissionDenied(f"{needed} permission on {target.replace(':', ' ')} "
                                    f"is required for {caller.user}")
@@ -330,16 +342,35 @@ class Platform:
         if caller.nonce is not None:
             return caller.nonce.target == target and \
                 LEVELS[caller.nonce.level] >= LEVELS[needed]
-        if caller.is_admin or caller.user == owner:
+        if caller.is_admin:
             return True
-        granted = self.sharing.permissions(caller.tenant, target)
-        level = max(LEVELS.get(granted.get(caller.user, "NONE"), 0),
-                    LEVELS.get(granted.get(WORLD, "NONE"), 0))
+        level = self._level(caller.tenant, caller.user, owner, target)
+        if caller.is_limited:
+            level = min(level, LEVELS["EXECUTE"])  # limited users only read and run
         return level >= LEVELS[needed]
+
+    def _alias_owner_holds(self, caller: Caller, alias: str, actor: dict[str, Any],
+                           needed: str) -> bool:
+        record = self.sharing.get_alias(caller.tenant, alias) or {}
+        if record.get("owner_admin"):
+            return True
+        level = self._level(caller.tenant, record.get("owner", ""), actor["owner"],
+                            f"actor:{actor['id']}")
+        return level >= LEVELS[needed]
+
+    def _level(self, tenant: str, user: str, owner: str, target: str) -> int:
+        if user == owner:
+            return LEVELS["UPDATE"]
+        granted = self.sharing.permissions(tenant, target)
+        return max(LEVELS.get(granted.get(user, "NONE"), 0),
+                   LEVELS.get(granted.get(WORLD, "NONE"), 0))
 
     # -- permissions -----------------------------------------------------------------
     def _target(self, caller: Caller, ref: str, needed: str,
                 alias_only: bool = False) -> tuple[str, str]:
+        """A target for permission and nonce operations, which a nonce may never perform."""
+        if caller.nonce is not None and needed != "READ":
+            raise PermissionDenied("a nonce cannot manage permissions or nonces")
         actor, target, owner = self._resolve(caller, ref)
         if alias_only and not target.startswith("alias:"):
             raise NotFound(f"alias {ref} not found")
@@ -378,10 +409,10 @@ class Platform:
         max_uses = body.get("maxUses", body.get("max_uses", -1))
         try:
             max_uses = int(max_uses)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ValidationError("maxUses", f"must be an integer, got {max_uses!r}") from None
-        if max_uses == 0 or max_uses < -1:
-            raise ValidationError("maxUses", "must be -1 (unlimited) or positive")
+        if max_uses == 0 or max_uses < -1 or max_uses > 2**53:
+            raise ValidationError("maxUses", "must be -1 (unlimited) or from 1 to 2**53")
         description = body.get("description", "")
         if not isinstance(description, str):
             raise ValidationError("description", "must be a string")
@@ -392,9 +423,11 @@ class Platform:
 
     def list_nonces(self, caller: Caller, ref: str,
                     alias_only: bool = False) -> list[dict[str, Any]]:
-        target, _owner = self._target(caller, ref, "UPDATE", alias_only)
-        return [_nonce_view(self.sharing.get_nonce(caller.tenant, nid))
-                for nid in self.sharing.nonce_ids(caller.tenant, target)]
+        target, owner = self._target(caller, ref, "UPDATE", alias_only)
+        nonces = [self.sharing.get_nonce(caller.tenant, nid)
+                  for nid in self.sharing.nonce_ids(caller.tenant, target)]
+        return [_nonce_view(n) for n in nonces
+                if caller.is_admin or caller.user in (owner, n["owner"])]
 
     def get_nonce(self, caller: Caller, ref: str, nonce_id: str,
                   alias_only: bool = False) -> dict[str, Any]:
@@ -407,15 +440,16 @@ class Platform:
 
     def _nonce(self, caller: Caller, ref: str, nonce_id: str,
                alias_only: bool) -> dict[str, Any]:
-        target, _owner = self._target(caller, ref, "UPDATE", alias_only)
+        target, owner = self._target(caller, ref, "UPDATE", alias_only)
         nonce = self.sharing.get_nonce(caller.tenant, check_id(nonce_id, "nonce_id"))
-        if nonce["target"] != target:
+        visible = caller.is_admin or caller.user in (owner, nonce["owner"])
+        if nonce["target"] != target or not visible:
             raise NotFound(f"nonce {nonce_id} not found on {ref}")
         return nonce
 
     def redeem_nonce(self, nonce_id: str) -> Caller:
         """Count one use atomically and act as the nonce's owner, within its target and level."""
-        tenant = nonce_id.partition("_")[0]
+        tenant = nonce_id.rpartition("_")[0]  # ids never contain "_"; tenants may
         check_id(nonce_id, "x-nonce")
         outcome = self.sharing.redeem(tenant, nonce_id) if tenant else 0
         if outcome == 0:
@@ -432,9 +466,11 @@ class Platform:
         if caller.is_limited or caller.nonce:
             raise PermissionDenied("limited users cannot create aliases")
         name = _alias_name(body.get("alias"))
+        if self.store.r.exists(self.store.keys.actor(caller.tenant, name)):
+            raise Conflict(f"alias {name} would hide the actor with that id")
         actor = self._actor(caller, _required_str(body, "actorId", "actor_id"), "UPDATE")
         record = {"alias": name, "actor_id": actor["id"], "owner": caller.user,
-                  "create_time": now_iso()}
+                  "owner_admin": caller.is_admin, "create_time": now_iso()}
         if not self.sharing.put_alias(caller.tenant, record, create=True):
             raise Conflict(f"alias {name} already exists")
         return self._alias_view(record)
@@ -466,7 +502,8 @@ class Platform:
 
     def _alias_view(self, record: dict[str, Any]) -> dict[str, Any]:
         base = f"{self.settings.api_url}/actors"
-        return {**record, "_links": {"self": f"{base}/aliases/{record['alias']}",
+        public = {k: v for k, v in record.items() if k != "owner_admin"}
+        return {**public, "_links": {"self": f"{base}/aliases/{record['alias']}",
                                      "actor": f"{base}/{record['actor_id']}"}}
 
     def _env_values(self, actor: dict[str, Any]) -> dict[str, str]:
@@ -536,9 +573,9 @@ def _nonce_view(nonce: dict[str, Any]) -> dict[str, Any]:
 def _positive_int(value: Any, name: str) -> int:
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValidationError(name, f"must be a positive integer, got {value!r}") from None
-    if number < 1 or isinstance(value, bool):
+    if number < 1 or number > 1000 or isinstance(value, bool):
         raise ValidationError(name, "must be a positive integer")
     return number
 

@@ -305,8 +305,9 @@ class Worker:
         if execution.get("content_type") == "application/octet-stream":
             binary = self.store.get_binary(self.tenant, self.actor_id, execution["id"]) or b""
         max_run_time = float(actor.get("max_run_time") or self.settings.max_run_time_s)
+        token_s = min(max_run_time, self.settings.max_run_time_s)
         token = self.tokens.mint(actor["owner"], self.tenant, actor.get("owner_roles") or [],
-                                 max_run_time, self.actor_id, execution["id"]) \
+                                 token_s, self.actor_id, execution["id"]) \
             if actor.get("token", True) else ""
         return RunSpec(
             execution_id=execution["id"], actor_id=self.actor_id, tenant=self.tenant,

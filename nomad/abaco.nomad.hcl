@@ -43,6 +43,7 @@ job "abaco" {
       }
 
       env {
+        ABACO_AUTH        = "jwt"
         ABACO_REDIS_URL   = var.redis_url
         ABACO_S3_ENDPOINT = var.s3_endpoint
         ABACO_VAULT_ADDR  = var.vault_addr
@@ -70,6 +71,7 @@ job "abaco" {
       }
 
       env {
+        ABACO_AUTH        = "jwt"
         ABACO_REDIS_URL   = var.redis_url
         ABACO_S3_ENDPOINT = var.s3_endpoint
         ABACO_VAULT_ADDR  = var.vault_addr

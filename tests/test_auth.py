@@ -328,3 +328,41 @@ def test_an_actor_updates_its_state_with_its_token(live_api, images: list[str]):
     denied = requests.post(f"{base}/actors/{other['id']}/state", json={"x": 1},
                            headers={"Authorization": f"Bearer {minted}"}, timeout=10)
     assert denied.status_code == 403, "the token acts as its owner only"
+
+
+def test_review_findings_stay_fixed(client: FlaskClient):
+    actor = _actor(client, "alice", stateless=False)
+    path = f"/actors/{actor['id']}"
+    for name in ("HTTP_PROXY", "https_proxy", "LD_PRELOAD", "_abaco_access_token", "MSG"):
+        message = _status(client.post(f"{path}/messages?{name}=x", data={"message": "m"},
+                                      headers=as_user("alice")), 400)["message"]
+        assert message.startswith(name)
+    assert _status(client.post("/actors", json={"image": "x", "maxRunTime": 1e400},
+                               headers=as_user("alice")), 400)["message"].startswith("maxRunTime")
+    # a nonce cannot turn itself into a permanent grant
+    updater = _nonce(client, actor["id"], "alice", level="UPDATE")
+    _status(client.post(f"{path}/permissions?x-nonce={updater}",
+                        json={"user": "mallory", "level": "UPDATE"}), 403)
+    _status(client.get(f"{path}/nonces?x-nonce={updater}"), 403)
+    # bob's alias stops working when alice revokes bob
+    _status(client.post(f"{path}/permissions", json={"user": "bob", "level": "UPDATE"},
+                        headers=as_user("alice")), 200)
+    _status(client.post("/actors/aliases", json={"alias": "bobs", "actorId": actor["id"]},
+                        headers=as_user("bob")), 200)
+    _status(client.get("/actors/bobs", headers=as_user("bob")), 200)
+    _status(client.post(f"{path}/permissions", json={"user": "bob", "level": "NONE"},
+                        headers=as_user("alice")), 200)
+    _status(client.get("/actors/bobs", headers=as_user("bob")), 403)
+    # nonces are visible only to their creator and the target's owner
+    _status(client.post(f"{path}/permissions", json={"user": "bob", "level": "UPDATE"},
+                        headers=as_user("alice")), 200)
+    assert _status(client.get(f"{path}/nonces", headers=as_user("bob")), 200)["result"] == []
+    _status(client.get(f"{path}/nonces/{updater}", headers=as_user("bob")), 404)
+    # an alias may not shadow an actor id; limited users stop at EXECUTE
+    _status(client.post("/actors/aliases", json={"alias": actor["id"], "actorId": actor["id"]},
+                        headers=as_user("alice")), 409)
+    _status(client.post(f"{path}/permissions", json={"user": "lim", "level": "UPDATE"},
+                        headers=as_user("alice")), 200)
+    limited = as_user("lim", roles=("limited",))
+    _status(client.post(f"{path}/messages", data={"message": "m"}, headers=limited), 200)
+    _status(client.put(path, json={"image": "y"}, headers=limited), 403)

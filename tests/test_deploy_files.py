@@ -25,6 +25,7 @@ def test_nomad_job_runs_the_real_entry_points():
     job = (ROOT / "nomad" / "abaco.nomad.hcl").read_text()
     assert '"api.app:create_app()"' in job
     assert '["-m", "scheduler"]' in job
+    assert job.count('ABACO_AUTH        = "jwt"') == 2, "a cluster API never runs without auth"
     assert (ROOT / "scheduler" / "__main__.py").exists()
 
 

@@ -14,6 +14,11 @@ from jobs.service import RESERVED_PARAMS, Message
 
 bp = Blueprint("messages", __name__)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Names a message may not set: they would redirect the actor's traffic (and its token),
+# change what it loads, or overwrite the platform's own contract.
+_FORBIDDEN_ENV = re.compile(
+    r"^(MSG|_abaco_.*|(HTTPS?|ALL|NO|FTP)_PROXY|LD_.*|PATH|PYTHON(PATH|HOME|STARTUP)"
+    r"|REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE|SSL_CERT_(FILE|DIR)|NODE_OPTIONS)$", re.IGNORECASE)
 
 
 def _message_env() -> dict[str, str]:
@@ -23,6 +28,8 @@ def _message_env() -> dict[str, str]:
             continue
         if not _ENV_NAME.match(name):
             raise ValidationError(name, "query parameter is not a valid environment name")
+        if _FORBIDDEN_ENV.match(name):
+            raise ValidationError(name, "query parameter may not set this variable")
         env[name] = value
     return env
 
