@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -12,8 +11,11 @@ from typing import Any
 
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "images"))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "images"), str(ROOT)]
 from build import build_all  # noqa: E402
+
+from tests.waits import wait_until  # noqa: E402
 
 NOOP = "abaco-test-noop"
 __all__ = ["NOOP", "build_all", "percentile", "raw_run", "create_actor", "wait_ready",
@@ -83,9 +85,7 @@ def starts_per_execution(since: float, actor_ids: set[str]) -> Counter[str]:
 
 
 def _wait(probe: Any, timeout_s: float, what: str, interval_s: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout_s
-    pause = threading.Event()
-    while not probe():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        pause.wait(interval_s)
+    try:
+        wait_until(probe, timeout_s, what, interval_s)
+    except AssertionError as exc:
+        raise SystemExit(str(exc)) from None

@@ -13,33 +13,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import requests
+from common import NOOP, build_all, percentile, progress, raw_run
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "images"))
-from build import build_all  # noqa: E402
-
-IMAGE = "abaco-test-noop"
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+IMAGE = NOOP
 
 
 def time_raw(count: int, network: str) -> list[float]:
     samples = []
     for i in range(count):
-        start = time.perf_counter()
-        subprocess.run(["docker", "run", "--rm", "--network", network, IMAGE], check=True,
-                       capture_output=True)
-        samples.append(time.perf_counter() - start)
-        print(f"\rraw docker run {i + 1}/{count}", end="", file=sys.stderr)
-    print(file=sys.stderr)
+        samples.append(raw_run(network, IMAGE))
+        progress("raw docker run", i + 1, count)
     return samples
 
 
@@ -55,8 +41,7 @@ def time_warm(api: str, count: int) -> list[float]:
             start = time.perf_counter()
             requests.post(url, data={"message": str(i)}, timeout=60).raise_for_status()
             samples.append(time.perf_counter() - start)
-            print(f"\rwarm message {i + 1}/{count}", end="", file=sys.stderr)
-        print(file=sys.stderr)
+            progress("warm message", i + 1, count)
         return samples
     finally:
         requests.delete(f"{api}/actors/{actor['id']}", timeout=10)
