@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from api.envelope import error
@@ -35,7 +35,10 @@ def status_for(exc: errors.AbacoError) -> int:
 def register(app: Flask) -> None:
     @app.errorhandler(errors.AbacoError)
     def domain_error(exc: errors.AbacoError) -> Response:
-        return error(exc.message, status_for(exc), exc.details or None)
+        status = status_for(exc)
+        if status >= 500:
+            LOG.warning("%s %s: %s", request.method, request.path, exc.message)
+        return error(exc.message, status, exc.details or None)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

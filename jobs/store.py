@@ -58,11 +58,16 @@ if redis.call('ZSCORE', KEYS[4], ARGV[1]) == false then return 0 end
 
 
 def connect(settings: Settings) -> redis.Redis:
-    """One Redis client per process, bytes in and out (logs and binary messages)."""
+    """One Redis client per process, bytes in and out (logs and binary messages).
+
+    The read timeout must outlast the longest blocking read (a synchronous message
+    waits up to ``sync_timeout_s``); redis-py's own default (5 s) would cut it short.
+    """
     return redis.Redis.from_url(
         settings.redis_url,
         password=settings.redis_password.reveal() or None,
         socket_connect_timeout=3,
+        socket_timeout=settings.sync_timeout_s + 10,
         health_check_interval=30,
     )
 

@@ -1,5 +1,7 @@
 """The Redis store against a real Redis."""
 
+import time
+
 from jobs.keys import INBOX_GROUP
 from jobs.store import Store
 
@@ -65,3 +67,10 @@ def test_final_records_publish_an_event(store: Store):
     store.finish_execution("T", "a1", "e1", {"status": "COMPLETE"})
     events = store.wait_events("T", "a1", before, 1.0)
     assert [(e["execution_id"], e["status"]) for _id, e in events] == [("e1", "COMPLETE")]
+
+
+def test_a_blocking_wait_longer_than_redis_py_default_timeout_is_not_an_error(store: Store):
+    store.create_actor(_actor())
+    started = time.monotonic()
+    assert store.wait_events("T", "a1", store.last_event_id("T", "a1"), 6.0) == []
+    assert time.monotonic() - started >= 5.9
