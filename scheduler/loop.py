@@ -23,6 +23,7 @@ from typing import Any, cast
 from jobs.errors import AbacoError, NotFound
 from jobs.ids import new_id
 from jobs.keys import INBOX_GROUP
+from jobs.lifecycle import retry_delays
 from jobs.placers.local import LocalPlacer
 from jobs.runners import Runner, make_runner
 from jobs.settings import Settings, load_settings
@@ -151,7 +152,7 @@ class Scheduler:
         ref = (actor["tenant"], actor["id"])
         future = self.image_checks.get(ref)
         if future is None:
-            future = self.pool.submit(self.runner.image_available, actor["image"])
+            future = self.pool.submit(self._image_with_retries, actor["image"])
             self.image_checks[ref] = future
             future.add_done_callback(lambda _f: self.store.wake_scheduler(*ref, "image checked"))
         if not future.done():
@@ -163,6 +164,15 @@ class Scheduler:
         status = {"status": "READY", "status_message": ""} if ok else {
             "status": "ERROR", "status_message": reason}
         self.store.update_actor(actor["tenant"], actor["id"], status)
+
+    def _image_with_retries(self, image: str) -> tuple[bool, str]:
+        """Present or pulled, trying ``start_attempts`` times with backoff (pool thread)."""
+        delays = retry_delays(self.settings.start_attempts)
+        while True:
+            ok, reason = self.runner.image_available(image)
+            if ok or not delays or self.stopping.is_set():
+                return ok, reason
+            self.stopping.wait(delays.pop(0))
 
     def _fail_queued(self, actor: dict[str, Any]) -> None:
         reason = f"actor is in ERROR: {actor.get('status_message')}"

@@ -124,6 +124,9 @@ def test_logs_are_live_while_running(platform: Platform, runner: DockerRunner):
 def test_scheduler_makes_an_actor_ready_or_error_naming_the_image(
         platform: Platform, runner: DockerRunner):
     placer = RecordingPlacer()
+    asked: list[str] = []
+    real_check = runner.image_available
+    runner.image_available = lambda image: asked.append(image) or real_check(image)  # type: ignore[method-assign]
     scheduler = Scheduler(platform.settings, platform.store, runner, placer)  # type: ignore[arg-type]
     good = platform.create_actor(CALLER, {"image": "abaco-test-echo"})
     bad = platform.create_actor(CALLER, {"image": "abaco-test-absent:9"})
@@ -133,6 +136,7 @@ def test_scheduler_makes_an_actor_ready_or_error_naming_the_image(
         and platform.store.get_actor("T", bad["id"])["status"] == "ERROR"), 30, "image checks")
     scheduler.tick()
     assert "abaco-test-absent:9" in platform.store.get_actor("T", bad["id"])["status_message"]
+    assert asked.count("abaco-test-absent:9") == platform.settings.start_attempts, "retried"
     record = platform.store.get_execution("T", bad["id"], queued)
     assert record["status"] == "ERROR" and "abaco-test-absent:9" in record["status_message"]
     assert placer.started == []
@@ -164,3 +168,24 @@ def test_lost_worker_messages_are_redelivered_or_failed_never_rerun(
     assert store.get_execution("T", actor["id"], unstarted)["status"] == "COMPLETE"
     assert worker._next_entry() is None
 
+
+
+def test_draining_workers_lets_running_executions_finish_and_keeps_the_queue(
+        platform: Platform):
+    """What the scheduler does on SIGTERM (placer.drain), with a real worker process."""
+    from jobs.placers.local import LocalPlacer
+
+    actor = _ready_actor(platform, stateless=False)
+    running = _send(platform, actor["id"], SLEEP="2")
+    queued = _send(platform, actor["id"])
+    placer = LocalPlacer(platform.settings, platform.store)
+    placer.start_worker("T", actor["id"], 1)
+    store = platform.store
+    wait_until(lambda: store.get_execution("T", actor["id"], running)["status"] == "RUNNING",
+               30, "RUNNING")
+    placer.drain(30)
+    record = store.get_execution("T", actor["id"], running)
+    assert record["status"] == "COMPLETE" and record["exit_code"] == 0
+    assert store.get_execution("T", actor["id"], queued)["status"] == "SUBMITTED"
+    assert store.queued_ids("T", actor["id"]) == [queued]
+    assert placer.children == {}
