@@ -19,7 +19,6 @@ STATUS_OF: dict[type[errors.AbacoError], int] = {
     errors.NotFound: 404,
     errors.Timeout: 408,
     errors.Conflict: 409,
-    errors.TooLarge: 413,
     errors.BackendUnavailable: 503,
     errors.SettingsError: 500,
 }

@@ -7,7 +7,6 @@
     ├── Conflict               the resource is in a state that forbids the call
     ├── PermissionDenied       authenticated but not allowed
     ├── Unauthenticated        no or bad credentials
-    ├── TooLarge               a body or message exceeds a configured limit
     ├── Timeout                a bounded wait ran out (e.g. synchronous messages)
     └── BackendUnavailable     Redis, S3, Vault or Docker could not be reached
 """
@@ -49,10 +48,6 @@ class PermissionDenied(AbacoError):
 
 
 class Unauthenticated(AbacoError):
-    pass
-
-
-class TooLarge(AbacoError):
     pass
 
 

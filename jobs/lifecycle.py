@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-WORKER_STATUSES = ("REQUESTED", "READY", "BUSY", "SHUTTING_DOWN", "ERROR")
-
 
 def idle_limit_s(hints: Iterable[str], idle_s: float, sync_idle_s: float) -> float:
     """How long a worker may sit idle; the ``sync`` hint keeps one warm for longer."""

@@ -85,11 +85,3 @@ class LogStore:
             raise NotFound(f"no logs stored for execution {execution_id}") from exc
         except _UNREACHABLE as exc:
             raise BackendUnavailable(f"s3 is unavailable: {exc}") from exc
-
-    def delete_execution(self, tenant: str, actor_id: str, execution_id: str) -> None:
-        base = self.prefix(tenant, actor_id, execution_id)
-        for name in ("logs.txt", "execution.json"):
-            try:
-                self.s3.delete_object(Bucket=self.bucket, Key=base + name)
-            except (botocore.exceptions.ClientError, *_UNREACHABLE):
-                continue

@@ -13,8 +13,6 @@ from typing import Any
 
 from jobs.errors import ValidationError
 
-ACTOR_STATUSES = ("SUBMITTED", "READY", "ERROR", "SHUTTING_DOWN")
-EXECUTION_STATUSES = ("SUBMITTED", "RUNNING", "COMPLETE", "ERROR")
 FINAL_EXECUTION_STATUSES = ("COMPLETE", "ERROR")
 
 MAX_INT = 2**53  # what JSON clients and Redis counters handle exactly
@@ -35,56 +33,52 @@ def to_camel(name: str) -> str:
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
-def camel_field(name: str) -> str:
-    return to_camel(name)
-
-
-def _as_bool(name: str, value: Any) -> bool:
+def as_bool(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
         return value.lower() in ("true", "1", "yes")
-    raise ValidationError(camel_field(name), f"must be a boolean, got {value!r}")
+    raise ValidationError(to_camel(name), f"must be a boolean, got {value!r}")
 
 
-def _as_int(name: str, value: Any, minimum: int = 0) -> int:
+def as_int(name: str, value: Any, minimum: int = 0, maximum: int = MAX_INT) -> int:
     if isinstance(value, bool):
-        raise ValidationError(camel_field(name), f"must be an integer, got {value!r}")
+        raise ValidationError(to_camel(name), f"must be an integer, got {value!r}")
     try:
         number = int(value)
     except (TypeError, ValueError, OverflowError):
-        raise ValidationError(camel_field(name), f"must be an integer, got {value!r}") from None
-    if abs(number) > MAX_INT:
-        raise ValidationError(camel_field(name), f"must be at most {MAX_INT}")
+        raise ValidationError(to_camel(name), f"must be an integer, got {value!r}") from None
+    if number > maximum or number < -MAX_INT:
+        raise ValidationError(to_camel(name), f"must be at most {maximum}")
     if number < minimum:
-        raise ValidationError(camel_field(name), f"must be at least {minimum}")
+        raise ValidationError(to_camel(name), f"must be at least {minimum}")
     return number
 
 
 def _as_str(name: str, value: Any, max_len: int = 4096) -> str:
     if not isinstance(value, str):
-        raise ValidationError(camel_field(name), f"must be a string, got {type(value).__name__}")
+        raise ValidationError(to_camel(name), f"must be a string, got {type(value).__name__}")
     if len(value) > max_len:
-        raise ValidationError(camel_field(name), f"must be at most {max_len} characters")
+        raise ValidationError(to_camel(name), f"must be at most {max_len} characters")
     return value
 
 
 def _as_image(name: str, value: Any) -> str:
     image = _as_str(name, value, 512).strip()
     if not image or any(ch.isspace() for ch in image):
-        raise ValidationError(camel_field(name), "must be a Docker image reference")
+        raise ValidationError(to_camel(name), "must be a Docker image reference")
     return image
 
 
 def _as_env(name: str, value: Any) -> dict[str, str]:
     if not isinstance(value, Mapping):
-        raise ValidationError(camel_field(name), "must be an object of names to string values")
+        raise ValidationError(to_camel(name), "must be an object of names to string values")
     env: dict[str, str] = {}
     for key, item in value.items():
         if not isinstance(key, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
-            raise ValidationError(camel_field(name), f"{key!r} is not a valid variable name")
+            raise ValidationError(to_camel(name), f"{key!r} is not a valid variable name")
         if isinstance(item, dict | list):
-            raise ValidationError(camel_field(name), f"value of {key} must be a string")
+            raise ValidationError(to_camel(name), f"value of {key} must be a string")
         env[key] = "" if item is None else str(item)
     return env
 
@@ -93,25 +87,25 @@ def _as_str_list(name: str, value: Any) -> list[str]:
     if isinstance(value, str):
         value = [part.strip() for part in value.split(",") if part.strip()]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValidationError(camel_field(name), "must be a list of strings")
+        raise ValidationError(to_camel(name), "must be a list of strings")
     return value
 
 
 def _as_mem_limit(name: str, value: Any) -> str:
     text = _as_str(name, value, 32)
     if not _MEM_LIMIT.match(text):
-        raise ValidationError(camel_field(name), f"{text!r} is not a size like '512m'")
+        raise ValidationError(to_camel(name), f"{text!r} is not a size like '512m'")
     return text.lower()
 
 
 def _as_mounts(name: str, value: Any) -> list[dict[str, str]]:
     if not isinstance(value, list):
-        raise ValidationError(camel_field(name), "must be a list of mounts")
+        raise ValidationError(to_camel(name), "must be a list of mounts")
     for mount in value:
         if not isinstance(mount, dict) or not {"host_path", "container_path"} <= {
             to_snake(k) for k in mount
         }:
-            raise ValidationError(camel_field(name), "each mount needs hostPath and containerPath")
+            raise ValidationError(to_camel(name), "each mount needs hostPath and containerPath")
     return value
 
 
@@ -127,22 +121,22 @@ ACTOR_INPUT: dict[str, tuple[Callable[[str, Any], Any], Any]] = {
     "image": (_as_image, None),
     "name": (_optional(_as_str), None),
     "description": (lambda n, v: _as_str(n, v) if v is not None else "", ""),
-    "stateless": (_as_bool, True),
-    "privileged": (_as_bool, False),
+    "stateless": (as_bool, True),
+    "privileged": (as_bool, False),
     "default_environment": (_as_env, {}),
-    "use_container_uid": (_as_bool, False),
-    "max_workers": (_optional(_as_int), None),
-    "min_workers": (lambda n, v: _as_int(n, v), 0),
+    "use_container_uid": (as_bool, False),
+    "max_workers": (_optional(as_int), None),
+    "min_workers": (lambda n, v: as_int(n, v), 0),
     "mem_limit": (_optional(_as_mem_limit), None),
-    "max_cpus": (_optional(_as_int), None),
-    "max_run_time": (_optional(lambda n, v: _as_int(n, v, 1)), None),
+    "max_cpus": (_optional(as_int), None),
+    "max_run_time": (_optional(lambda n, v: as_int(n, v, 1)), None),
     "hints": (_as_str_list, []),
     "link": (lambda n, v: _as_str(n, v) if v else "", ""),
     "webhook": (lambda n, v: _as_str(n, v) if v else "", ""),
-    "token": (_as_bool, True),
-    "log_ex": (_optional(lambda n, v: _as_int(n, v, 1)), None),
+    "token": (as_bool, True),
+    "log_ex": (_optional(lambda n, v: as_int(n, v, 1)), None),
     "cron_schedule": (_optional(_as_str), None),
-    "cron_on": (_as_bool, False),
+    "cron_on": (as_bool, False),
     "mounts": (_as_mounts, []),
 }
 # Accepted for Abaco compatibility but computed by the platform.
@@ -166,7 +160,7 @@ def validate_actor_input(
     data = normalize_keys(body)
     unknown = sorted(set(data) - set(ACTOR_INPUT) - _IGNORED_INPUT)
     if unknown:
-        raise ValidationError(camel_field(unknown[0]), "is not an actor field")
+        raise ValidationError(to_camel(unknown[0]), "is not an actor field")
     result: dict[str, Any] = {}
     for name, (convert, default) in ACTOR_INPUT.items():
         if name in data:

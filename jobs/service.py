@@ -22,7 +22,13 @@ from jobs.errors import (
 )
 from jobs.ids import check_id, new_id
 from jobs.logstore import LogStore
-from jobs.models import FINAL_EXECUTION_STATUSES, execution_summary, validate_actor_input
+from jobs.models import (
+    FINAL_EXECUTION_STATUSES,
+    as_bool,
+    as_int,
+    execution_summary,
+    validate_actor_input,
+)
 from jobs.secrets import SecretStore
 from jobs.settings import Settings
 from jobs.sharing import LEVELS, WORLD, SharingStore, new_nonce
@@ -125,7 +131,7 @@ class Platform:
         fields = validate_actor_input(body, existing)
         _check_privileged_fields(caller, fields, {k: actor.get(k) for k in PRIVILEGED_FIELDS})
         env = fields.pop("default_environment")
-        force = _flag(body.get("force", False), "force")
+        force = as_bool("force", body.get("force", False))
         changes: dict[str, Any] = {**fields, "env_names": sorted(env),
                                    "last_update_time": now_iso()}
         if force or fields["image"] != actor["image"]:
@@ -212,10 +218,13 @@ class Platform:
                         limit: int | None = None) -> dict[str, Any]:
         actor = self._actor(caller, actor_id, "READ")
         actor_id = actor["id"]
-        total, records = self.store.list_executions(caller.tenant, actor_id, offset, limit)
-        totals = self.store.execution_totals(caller.tenant, actor_id)
+        total, records = self.store.list_executions(caller.tenant, actor_id)
+        page = records[offset:] if limit is None else records[offset:offset + limit]
         return {"actor_id": actor_id, "owner": actor["owner"], "total_executions": total,
-                **totals, "executions": [execution_summary(r) for r in records]}
+                "total_cpu": sum(r.get("cpu") or 0 for r in records),
+                "total_io": sum(r.get("io") or 0 for r in records),
+                "total_runtime": sum(r.get("runtime") or 0 for r in records),
+                "executions": [execution_summary(r) for r in page]}
 
     def get_execution(self, caller: Caller, actor_id: str, eid: str) -> dict[str, Any]:
         actor = self._actor(caller, actor_id, "READ")
@@ -276,7 +285,7 @@ class Platform:
         if not caller.is_admin or caller.nonce:
             raise PermissionDenied("only admins may add workers")
         actor_id = self._actor(caller, actor_id, "UPDATE")["id"]
-        count = _positive_int(num, "num")
+        count = as_int("num", num, minimum=1, maximum=1000)
         self.store.update_actor(caller.tenant, actor_id, {"workers_requested": count})
         self.store.wake_scheduler(caller.tenant, actor_id, "workers requested")
         return {"num": count}
@@ -333,10 +342,13 @@ class Platform:
                                                                        needed):
             raise PermissionDenied(f"the owner of alias {ref} no longer holds {needed} on "
                                    f"actor {actor['id']}")
+        self._require(caller, owner, target, needed)
+        return actor
+
+    def _require(self, caller: Caller, owner: str, target: str, needed: str) -> None:
         if not self._allowed(caller, owner, target, needed):
             raise PermissionDenied(f"{needed} permission on {target.replace(':', ' ')} "
                                    f"is required for {caller.user}")
-        return actor
 
     def _allowed(self, caller: Caller, owner: str, target: str, needed: str) -> bool:
         if caller.nonce is not None:
@@ -374,9 +386,7 @@ class Platform:
         actor, target, owner = self._resolve(caller, ref)
         if alias_only and not target.startswith("alias:"):
             raise NotFound(f"alias {ref} not found")
-        if not self._allowed(caller, owner, target, needed):
-            raise PermissionDenied(f"{needed} permission on {target.replace(':', ' ')} "
-                                   f"is required for {caller.user}")
+        self._require(caller, owner, target, needed)
         return target, owner
 
     def get_permissions(self, caller: Caller, ref: str,
@@ -406,13 +416,9 @@ class Platform:
         level = str(body.get("level", "EXECUTE")).upper()
         if level not in ("READ", "EXECUTE", "UPDATE"):
             raise ValidationError("level", "must be READ, EXECUTE or UPDATE")
-        max_uses = body.get("maxUses", body.get("max_uses", -1))
-        try:
-            max_uses = int(max_uses)
-        except (TypeError, ValueError, OverflowError):
-            raise ValidationError("maxUses", f"must be an integer, got {max_uses!r}") from None
-        if max_uses == 0 or max_uses < -1 or max_uses > 2**53:
-            raise ValidationError("maxUses", "must be -1 (unlimited) or from 1 to 2**53")
+        max_uses = as_int("max_uses", body.get("maxUses", body.get("max_uses", -1)), minimum=-1)
+        if max_uses == 0:
+            raise ValidationError("maxUses", "must be -1 (unlimited) or positive")
         description = body.get("description", "")
         if not isinstance(description, str):
             raise ValidationError("description", "must be a string")
@@ -568,21 +574,3 @@ def _nonce_view(nonce: dict[str, Any]) -> dict[str, Any]:
             "description": nonce["description"], "owner": nonce["owner"],
             "create_time": nonce["create_time"]}
     return view
-
-
-def _positive_int(value: Any, name: str) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError, OverflowError):
-        raise ValidationError(name, f"must be a positive integer, got {value!r}") from None
-    if number < 1 or number > 1000 or isinstance(value, bool):
-        raise ValidationError(name, "must be a positive integer")
-    return number
-
-
-def _flag(value: Any, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
-        return value.lower() in ("true", "1")
-    raise ValidationError(name, "must be a boolean")

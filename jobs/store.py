@@ -233,17 +233,6 @@ class Store:
         return total, [decode(raw) for raw in raws if raw]
 
     @_translate
-    def execution_totals(self, tenant: str, actor_id: str) -> dict[str, float]:
-        """Sums of cpu, io and runtime over all executions of an actor."""
-        _, records = self.list_executions(tenant, actor_id)
-        totals = {"total_cpu": 0.0, "total_io": 0.0, "total_runtime": 0.0}
-        for record in records:
-            totals["total_cpu"] += record.get("cpu") or 0
-            totals["total_io"] += record.get("io") or 0
-            totals["total_runtime"] += record.get("runtime") or 0
-        return totals
-
-    @_translate
     def queued_ids(self, tenant: str, actor_id: str) -> list[str]:
         ids = cast(list, self.r.zrange(self.keys.queued(tenant, actor_id), 0, -1))
         return [e.decode() for e in ids]

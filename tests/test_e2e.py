@@ -72,6 +72,8 @@ def test_quickstart(base: str):
     assert [e["id"] for e in listing["executions"]] == [eid]
     record = _execution(base, actor["id"], eid)
     assert record["exitCode"] == 0 and record["runtime"] >= 0 and record["workerId"]
+    assert listing["totalRuntime"] == pytest.approx(record["runtime"])
+    assert listing["totalCpu"] == record["cpu"] and listing["totalIo"] == record["io"]
     logs = _result(requests.get(f"{base}/{actor['id']}/executions/{eid}/logs", timeout=10))
     assert "Contents of MSG: hi" in logs["logs"]
 
