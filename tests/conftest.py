@@ -22,7 +22,10 @@ from jobs.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-TEST_PORTS = {"redis": 16390, "s3": 19000, "vault": 18200, "api": 18000}
+# ABACO_TEST_PORT_OFFSET moves every test port, so two test sessions can run side by side.
+_OFFSET = int(os.environ.get("ABACO_TEST_PORT_OFFSET", "0"))
+TEST_PORTS = {name: port + _OFFSET for name, port in
+              {"redis": 16390, "s3": 19000, "vault": 18200, "api": 18000}.items()}
 
 
 def need(condition: bool, what: str) -> None:
