@@ -8,7 +8,10 @@
     ├── PermissionDenied       authenticated but not allowed
     ├── Unauthenticated        no or bad credentials
     ├── Timeout                a bounded wait ran out (e.g. synchronous messages)
-    └── BackendUnavailable     Redis, S3, Vault or Docker could not be reached
+    └── BackendUnavailable     Redis, S3, Vault or Docker could not serve the call: unreachable,
+        │                      failing (5xx), throttling, sealed... (HTTP 503; retry later)
+        └── BackendMisconfigured   the backend answers but refuses us: credentials, permissions,
+                                   missing bucket or mount (HTTP 503; an operator must act)
 """
 
 from __future__ import annotations
@@ -57,3 +60,11 @@ class Timeout(AbacoError):
 
 class BackendUnavailable(AbacoError):
     pass
+
+
+class BackendMisconfigured(BackendUnavailable):
+    """The backend answered, but refuses the platform's settings (keys, token, bucket, mount).
+
+    A kind of ``BackendUnavailable``: retrying later is still right (an operator may fix
+    it meanwhile), but waiting alone will not help, so it is worth alerting on.
+    """

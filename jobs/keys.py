@@ -28,10 +28,20 @@ Tenant keys (``{p}:{t}:``): ``aliases`` (hash alias -> JSON record),
 ``alias:{name}:permissions`` (hash), ``alias:{name}:nonces`` (set),
 ``nonce:{nid}`` (hash of plain strings, so a Lua script can count uses).
 
+Execution hash fields written only by ``jobs.inbox``: ``status``, ``worker_id``
+(the worker holding it, JSON null when none), ``inbox_entry`` (its current stream
+entry), ``handle`` (the runner's handle, once RUNNING), ``orphan`` (its worker died
+after claiming it: the next worker adopts the run instead of starting one). The actor
+hash carries ``fence``: the highest scheduler epoch that wrote to the actor.
+
 Global keys (``{p}:``): ``all-actors`` (set of ``tenant/actor_id``, for the
 scheduler's full pass), ``scheduler:wake`` (stream of actors needing a look),
-``scheduler:lock`` (string, the active scheduler's id, with a TTL),
-``scheduler:starving`` (string, actors waiting for a worker at the host cap, TTL).
+``{scheduler}:lock`` (string ``identity epoch``, the active scheduler, with a TTL),
+``{scheduler}:epoch`` (counter: each new lock holder gets the next epoch, its fencing
+token), ``scheduler:starving`` (string, actors waiting for a worker at the host cap,
+TTL), ``host:{host}:workers`` (set of ``tenant/actor_id/worker_id`` registered on a host,
+for the per-host cap), ``logs-pending`` (set of ``tenant/actor_id/execution_id`` whose logs
+are still to be copied to S3).
 """
 
 from __future__ import annotations
@@ -59,7 +69,16 @@ class Keys:
         return f"{self.prefix}:scheduler:wake"
 
     def scheduler_lock(self) -> str:
-        return f"{self.prefix}:scheduler:lock"
+        return f"{self.prefix}:{{scheduler}}:lock"
+
+    def scheduler_epoch(self) -> str:
+        return f"{self.prefix}:{{scheduler}}:epoch"
+
+    def host_workers(self, host: str) -> str:
+        return f"{self.prefix}:host:{host}:workers"
+
+    def logs_pending(self) -> str:
+        return f"{self.prefix}:logs-pending"
 
     def starving(self) -> str:
         """How many actors wait for a worker at the host cap (set by the scheduler, TTL)."""

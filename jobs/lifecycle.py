@@ -18,3 +18,18 @@ def may_leave_idle(alive: int, min_workers: int) -> bool:
 def retry_delays(attempts: int, first_s: float = 0.5, factor: float = 2.0) -> list[float]:
     """Backoff between ``attempts`` tries: 0.5 s, 1 s, 2 s..."""
     return [first_s * factor ** i for i in range(max(0, attempts - 1))]
+
+
+class Backoff:
+    """Growing pauses for riding out an outage: first, 2x first, ... capped at ``most``."""
+
+    def __init__(self, first_s: float, most_s: float) -> None:
+        self.first, self.most = first_s, most_s
+        self.current = 0.0
+
+    def next(self) -> float:
+        self.current = min(self.most, self.current * 2 if self.current else self.first)
+        return self.current
+
+    def reset(self) -> None:
+        self.current = 0.0

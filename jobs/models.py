@@ -12,8 +12,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from jobs.errors import ValidationError
+from jobs.status import FINAL_EXECUTION
 
-FINAL_EXECUTION_STATUSES = ("COMPLETE", "ERROR")
+FINAL_EXECUTION_STATUSES = tuple(sorted(str(s) for s in FINAL_EXECUTION))
 
 MAX_INT = 2**53  # what JSON clients and Redis counters handle exactly
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])([A-Z])")
@@ -180,3 +181,15 @@ def execution_summary(record: Mapping[str, Any]) -> dict[str, Any]:
     """The short form used in execution lists."""
     keys = ("id", "status", "start_time", "finish_time", "message_received_time")
     return {key: record.get(key) for key in keys}
+
+
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def mem_bytes(limit: str | None) -> int | None:
+    """``'512m'`` -> bytes (Docker's units: powers of 1024); None stays None."""
+    if not limit:
+        return None
+    text = str(limit).strip().lower()
+    unit = text[-1] if text[-1] in _UNITS else ""
+    return int(text[: len(text) - len(unit)]) * _UNITS[unit]

@@ -32,6 +32,7 @@ from jobs.models import (
 from jobs.secrets import SecretStore
 from jobs.settings import Settings
 from jobs.sharing import LEVELS, WORLD, SharingStore, new_nonce
+from jobs.status import ExecutionStatus
 from jobs.store import Store
 from jobs.timeutil import now_iso
 from jobs.tokens import TokenSigner
@@ -147,14 +148,12 @@ class Platform:
         """Stop workers (killing running containers), then delete every record."""
         actor = self._actor(caller, actor_id, "UPDATE")
         actor_id = actor["id"]
-        self.store.update_actor(caller.tenant, actor_id, {"status": "SHUTTING_DOWN"})
+        self.store.mark_deleting(caller.tenant, actor_id)  # from here, messages are refused
         for worker in self.store.workers(caller.tenant, actor_id):
             self.store.send_control(caller.tenant, actor_id, worker["id"], "stop",
                                     self.settings.heartbeat_ttl_s)
         for eid in self.store.running_ids(caller.tenant, actor_id):
-            record = self.store.get_execution(caller.tenant, actor_id, eid)
-            if record.get("worker_id"):
-                self._cancel_running(caller.tenant, actor_id, record["worker_id"], eid)
+            self._cancel_running(caller.tenant, actor_id, eid)
         if actor.get("env_names"):
             self.secrets.delete(caller.tenant, actor_id)
         self.sharing.drop_target(caller.tenant, f"actor:{actor_id}")
@@ -176,7 +175,7 @@ class Platform:
             "finish_time": None, "runtime": None, "cpu": None, "io": None, "mem_peak": None,
             "queue_time": None, "exit_code": None, "final_state": None,
             "msg": message.body, "content_type": message.content_type, "env": message.env,
-            "revision": actor["revision"], "dispatched": False,
+            "revision": actor["revision"],
         }
         self.store.post_message(execution, message.binary)
         return {"execution_id": execution["id"], "msg": message.body}
@@ -257,18 +256,18 @@ class Platform:
         if record["status"] in FINAL_EXECUTION_STATUSES:
             raise Conflict(f"execution {eid} has already finished ({record['status']})")
         reason = f"cancelled by {caller.user}"
-        if not self.store.drop_queued(caller.tenant, actor_id, eid, reason, status="COMPLETE"):
-            record = self.store.get_execution(caller.tenant, actor_id, eid)  # claimed meanwhile
-            if record.get("worker_id"):
-                self._cancel_running(caller.tenant, actor_id, record["worker_id"], eid)
+        if not self.store.drop_queued(caller.tenant, actor_id, eid, reason,
+                                      status=ExecutionStatus.COMPLETE):
+            self._cancel_running(caller.tenant, actor_id, eid)  # claimed meanwhile
         return self._execution_view(actor, self.store.get_execution(caller.tenant, actor_id,
                                                                     eid))
 
-    def _cancel_running(self, tenant: str, actor_id: str, worker_id: str, eid: str) -> None:
+    def _cancel_running(self, tenant: str, actor_id: str, eid: str) -> None:
         """The flag covers a worker between claim and start; the control message the rest."""
-        self.store.update_execution(tenant, actor_id, eid, {"cancel_requested": True})
-        self.store.send_control(tenant, actor_id, worker_id, f"cancel:{eid}",
-                                self.settings.heartbeat_ttl_s)
+        worker_id = self.store.inbox.request_cancel(tenant, actor_id, eid)
+        if worker_id:
+            self.store.send_control(tenant, actor_id, worker_id, f"cancel:{eid}",
+                                    self.settings.heartbeat_ttl_s)
 
     # -- workers ------------------------------------------------------------------
     def list_workers(self, caller: Caller, actor_id: str) -> list[dict[str, Any]]:

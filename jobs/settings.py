@@ -37,8 +37,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "case": ("camel", "snake"),
     "auth": ("none", "jwt"),
     "jwt_profile": ("standard", "abaco"),
-    "runner": ("docker",),
-    "placer": ("local",),
+    "runner": ("docker", "fake"),
+    "placer": ("local", "memory"),
     "actor_network": ("none", "host", "bridge"),
     "json_env_format": ("python", "json"),
 }
@@ -92,6 +92,13 @@ class Settings:
     jwt_tenant_claim: str = ""
     actor_token_key: str = ""
     actor_token_margin_s: float = 300.0
+    inbox_block_s: float = 2.0
+    backoff_first_s: float = 0.5
+    backoff_max_s: float = 30.0
+    outage_patience_s: float = 300.0
+    worker_startup_grace_s: float = 30.0
+    docker_timeout_s: float = 60.0
+    redis_connect_timeout_s: float = 3.0
 
     @property
     def tenant_keys_path(self) -> Path:
@@ -115,7 +122,9 @@ class Settings:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"setting {name} must be a positive number")
         for name in ("heartbeat_ttl_s", "worker_idle_s", "scheduler_tick_s", "sync_timeout_s",
-                     "max_run_time_s", "sync_worker_idle_s", "drain_timeout_s"):
+                     "max_run_time_s", "sync_worker_idle_s", "drain_timeout_s", "inbox_block_s",
+                     "backoff_first_s", "backoff_max_s", "outage_patience_s",
+                     "worker_startup_grace_s", "docker_timeout_s", "redis_connect_timeout_s"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"setting {name} must be a positive number of seconds")
         if self.auth == "none" and self.api_host not in ("127.0.0.1", "localhost", "::1"):

@@ -1,8 +1,10 @@
 """The Redis store: actors, executions, the inbox, state, workers and events.
 
 Records are Redis hashes whose values are JSON, so partial updates (one field)
-are single HSETs and reads need no schema. Every multi-key change to one actor
-is a MULTI/EXEC or Lua script over keys sharing the actor's hash tag.
+are single HSETs and reads need no schema. Every write on the message path
+(posting, claiming, finishing, worker registrations) goes through
+``jobs.inbox``, which this store exposes as ``store.inbox``; the store itself
+reads, and writes what no protocol step depends on (state, live logs, events).
 
 Redis errors are turned into ``BackendUnavailable`` at this boundary.
 """
@@ -12,61 +14,30 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar, cast
 
 import redis
 
-from jobs.errors import BackendUnavailable, NotFound
+from jobs.errors import BackendUnavailable, Conflict, NotFound
+from jobs.inbox import Inbox, Rejected
 from jobs.keys import INBOX_GROUP, Keys
 from jobs.settings import Settings
+from jobs.status import ActorStatus, ExecutionStatus
 from jobs.timeutil import now_iso
 
 T = TypeVar("T")
-EVENTS_MAXLEN = 1000
 
-# Claim a queued message for a worker: only one claimant wins, and a purged or
-# cancelled message is never started. KEYS: queued zset, execution hash.
-_CLAIM = """
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[2], 'worker_id', ARGV[2], 'dispatched', 'true')
-return 1
-"""
-
-# Write a final record once: a record already final (or deleted with its actor)
-# is left alone, so a worker wrongly taken for dead cannot overwrite "worker lost"
-# and a run finishing after its actor's deletion recreates nothing.
-# KEYS: execution hash, binary payload, events stream, queued zset.
-# ARGV: eid, status, event maxlen, then field/value pairs.
-_FINISH = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status or status == '"COMPLETE"' or status == '"ERROR"' then return 0 end
-redis.call('ZREM', KEYS[4], ARGV[1])
-for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('DEL', KEYS[2])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'event', 'EXECUTION_COMPLETE',
-           'execution_id', ARGV[1], 'status', ARGV[2])
-return 1
-"""
-
-
-# Like _FINISH, but only for a message still queued (not claimed by a worker).
-_DROP = """
-if redis.call('ZSCORE', KEYS[4], ARGV[1]) == false then return 0 end
-""" + _FINISH
-
-
-def connect(settings: Settings) -> redis.Redis:
+def connect(settings: Settings, kind: type[redis.Redis] = redis.Redis) -> redis.Redis:
     """One Redis client per process, bytes in and out (logs and binary messages).
 
     The read timeout must outlast the longest blocking read (a synchronous message
     waits up to ``sync_timeout_s``); redis-py's own default (5 s) would cut it short.
     """
-    return redis.Redis.from_url(
+    return kind.from_url(
         settings.redis_url,
         password=settings.redis_password.reveal() or None,
-        socket_connect_timeout=3,
+        socket_connect_timeout=settings.redis_connect_timeout_s,
         socket_timeout=settings.sync_timeout_s + 10,
         health_check_interval=30,
     )
@@ -99,9 +70,7 @@ class Store:
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.r = client
         self.keys = keys
-        self._claim = client.register_script(_CLAIM)
-        self._finish = client.register_script(_FINISH)
-        self._drop = client.register_script(_DROP)
+        self.inbox = Inbox(client, keys)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -127,12 +96,14 @@ class Store:
             raise NotFound(f"actor {actor_id} not found")
         return decode(cast(dict, raw))
 
-    @_translate
     def update_actor(self, tenant: str, actor_id: str, changes: Mapping[str, Any]) -> None:
-        key = self.keys.actor(tenant, actor_id)
-        if not self.r.exists(key):
+        """Change an existing actor; one atomic step, so a deleted actor never comes back."""
+        if not self.inbox.update_actor(tenant, actor_id, changes):
             raise NotFound(f"actor {actor_id} not found")
-        self.r.hset(key, mapping=encode(changes))
+
+    def mark_deleting(self, tenant: str, actor_id: str) -> None:
+        """From now on the actor takes no messages (``post`` checks it in the same step)."""
+        self.update_actor(tenant, actor_id, {"status": str(ActorStatus.SHUTTING_DOWN)})
 
     @_translate
     def list_actors(self, tenant: str) -> list[dict[str, Any]]:
@@ -178,32 +149,17 @@ class Store:
         return execution_ids
 
     # -- messages and executions ------------------------------------------
-    @_translate
     def post_message(self, execution: Mapping[str, Any], binary: bytes | None = None) -> None:
-        """Record the execution and queue its message in one transaction."""
-        tenant, actor_id, eid = execution["tenant"], execution["actor_id"], execution["id"]
-        score = time.time()
-        with self.r.pipeline() as pipe:
-            pipe.hset(self.keys.execution(tenant, actor_id, eid), mapping=encode(execution))
-            if binary is not None:
-                pipe.set(self.keys.execution_binary(tenant, actor_id, eid), binary)
-            pipe.zadd(self.keys.executions(tenant, actor_id), {eid: score})
-            pipe.zadd(self.keys.queued(tenant, actor_id), {eid: score})
-            pipe.xadd(self.keys.inbox(tenant, actor_id), {"eid": eid})
-            pipe.execute()
+        """Record the execution and queue its message, only while the actor takes messages."""
+        tenant, actor_id = execution["tenant"], execution["actor_id"]
+        rejected = self.inbox.post(execution, binary)
+        if isinstance(rejected, Rejected):
+            if rejected.status is None:
+                raise NotFound(f"actor {actor_id} not found")
+            raise Conflict(f"actor {actor_id} is {rejected.status}; it takes no messages")
         # The message is committed; if the wake-up fails, the next full pass finds it.
         with contextlib.suppress(BackendUnavailable):
             self.wake_scheduler(tenant, actor_id, "message")
-
-    @_translate
-    def requeue(self, tenant: str, actor_id: str, eid: str) -> None:
-        """Put a message that no container ever started back in the inbox."""
-        self.r.xadd(self.keys.inbox(tenant, actor_id), {"eid": eid})
-
-    @_translate
-    def claim(self, tenant: str, actor_id: str, eid: str, worker_id: str) -> bool:
-        keys = [self.keys.queued(tenant, actor_id), self.keys.execution(tenant, actor_id, eid)]
-        return bool(self._claim(keys=keys, args=[eid, json.dumps(worker_id)]))
 
     @_translate
     def get_execution(self, tenant: str, actor_id: str, eid: str) -> dict[str, Any]:
@@ -211,12 +167,6 @@ class Store:
         if not raw:
             raise NotFound(f"execution {eid} of actor {actor_id} not found")
         return decode(cast(dict, raw))
-
-    @_translate
-    def update_execution(
-        self, tenant: str, actor_id: str, eid: str, changes: Mapping[str, Any]
-    ) -> None:
-        self.r.hset(self.keys.execution(tenant, actor_id, eid), mapping=encode(changes))
 
     @_translate
     def list_executions(
@@ -241,43 +191,18 @@ class Store:
     def running_ids(self, tenant: str, actor_id: str, recent: int = 1000) -> list[str]:
         """Executions among the most recent that are claimed and not final."""
         _, records = self.list_executions(tenant, actor_id, offset=-recent)
-        return [r["id"] for r in records if r.get("dispatched") and
-                r.get("status") not in ("COMPLETE", "ERROR")]
+        return [r["id"] for r in records if r.get("worker_id") and
+                r.get("status") not in (ExecutionStatus.COMPLETE, ExecutionStatus.ERROR)]
 
     @_translate
     def queued_count(self, tenant: str, actor_id: str) -> int:
         return int(cast(int, self.r.zcard(self.keys.queued(tenant, actor_id))))
 
-    @_translate
     def drop_queued(self, tenant: str, actor_id: str, eid: str, reason: str,
-                    status: str = "ERROR") -> bool:
-        """End a message that has not started, with ``status`` and ``reason``, atomically.
-
-        Returns False when a worker claimed it first (or it is already final)."""
-        if not self.r.zscore(self.keys.queued(tenant, actor_id), eid):
-            return False
-        return self.finish_execution(tenant, actor_id, eid, {
-            "status": status, "status_message": reason, "finish_time": now_iso()},
-            only_if_queued=True)
-
-    @_translate
-    def finish_execution(self, tenant: str, actor_id: str, eid: str,
-                         record: Mapping[str, Any], only_if_queued: bool = False) -> bool:
-        """Write the final record once, drop the binary payload, publish the completion.
-
-        Returns False when the record was already final or no longer exists.
-        """
-        keys = [self.keys.execution(tenant, actor_id, eid),
-                self.keys.execution_binary(tenant, actor_id, eid),
-                self.keys.events(tenant, actor_id), self.keys.queued(tenant, actor_id)]
-        fields: list[str] = []
-        for key, value in encode(record).items():
-            fields += [key, value]
-        if only_if_queued:
-            return bool(self._drop(keys=keys, args=[eid, str(record.get("status")),
-                                                    EVENTS_MAXLEN, *fields]))
-        return bool(self._finish(keys=keys, args=[eid, str(record.get("status")),
-                                                  EVENTS_MAXLEN, *fields]))
+                    status: ExecutionStatus = ExecutionStatus.ERROR) -> bool:
+        """End a message no worker has claimed; False when a worker claimed it first."""
+        return self.inbox.drop(tenant, actor_id, eid, status, {
+            "status_message": reason, "finish_time": now_iso()})
 
     @_translate
     def get_binary(self, tenant: str, actor_id: str, eid: str) -> bytes | None:
@@ -295,6 +220,23 @@ class Store:
     @_translate
     def drop_live_log(self, tenant: str, actor_id: str, eid: str) -> None:
         self.r.delete(self.keys.execution_logs(tenant, actor_id, eid))
+
+    @_translate
+    def mark_logs_pending(self, tenant: str, actor_id: str, eid: str) -> None:
+        """The logs stay in Redis until the scheduler copies them to S3."""
+        self.r.sadd(self.keys.logs_pending(), f"{tenant}/{actor_id}/{eid}")
+
+    @_translate
+    def logs_pending(self, count: int = 100) -> list[tuple[str, str, str]]:
+        members = cast(list, self.r.srandmember(self.keys.logs_pending(), count) or [])
+        return [cast(tuple[str, str, str], tuple(m.decode().split("/", 2))) for m in members]
+
+    @_translate
+    def logs_copied(self, tenant: str, actor_id: str, eid: str) -> None:
+        with self.r.pipeline() as pipe:
+            pipe.delete(self.keys.execution_logs(tenant, actor_id, eid))
+            pipe.srem(self.keys.logs_pending(), f"{tenant}/{actor_id}/{eid}")
+            pipe.execute()
 
     # -- state --------------------------------------------------------------
     @_translate
@@ -327,29 +269,9 @@ class Store:
         return events
 
     # -- workers ------------------------------------------------------------
-    @_translate
-    def register_worker(self, tenant: str, actor_id: str, worker: Mapping[str, Any],
-                        ttl_s: float) -> None:
-        with self.r.pipeline() as pipe:
-            pipe.hset(self.keys.workers(tenant, actor_id), worker["id"], json.dumps(worker))
-            pipe.set(self.keys.heartbeat(tenant, actor_id, worker["id"]), "1",
-                     px=int(ttl_s * 1000))
-            pipe.execute()
-
-    @_translate
     def update_worker(self, tenant: str, actor_id: str, worker_id: str,
-                      changes: Mapping[str, Any]) -> None:
-        key = self.keys.workers(tenant, actor_id)
-        raw = self.r.hget(key, worker_id)
-        if raw is None:
-            return
-        worker = json.loads(cast(bytes, raw))
-        worker.update(changes)
-        self.r.hset(key, worker_id, json.dumps(worker))
-
-    @_translate
-    def heartbeat(self, tenant: str, actor_id: str, worker_id: str, ttl_s: float) -> None:
-        self.r.set(self.keys.heartbeat(tenant, actor_id, worker_id), "1", px=int(ttl_s * 1000))
+                      changes: Mapping[str, Any]) -> bool:
+        return self.inbox.update_worker(tenant, actor_id, worker_id, changes)
 
     @_translate
     def workers(self, tenant: str, actor_id: str) -> list[dict[str, Any]]:
@@ -385,24 +307,6 @@ class Store:
         return None if reply is None else cast(tuple, reply)[1].decode()
 
     @_translate
-    def worker_standing(self, tenant: str, actor_id: str, worker_id: str) -> tuple[int | None,
-                                                                                  bool]:
-        """The actor's revision (None once deleted) and whether this worker is still
-        registered; one round trip per worker loop."""
-        with self.r.pipeline(transaction=False) as pipe:
-            pipe.hget(self.keys.actor(tenant, actor_id), "revision")
-            pipe.hexists(self.keys.workers(tenant, actor_id), worker_id)
-            raw, registered = pipe.execute()
-        return (None if raw is None else int(json.loads(raw))), bool(registered)
-
-    @_translate
-    def pending_count(self, tenant: str, actor_id: str, consumer: str) -> int:
-        """Inbox entries delivered to ``consumer`` and not yet acknowledged."""
-        entries = self.r.xpending_range(self.keys.inbox(tenant, actor_id), INBOX_GROUP,
-                                        min="-", max="+", count=1, consumername=consumer)
-        return len(cast(list, entries))
-
-    @_translate
     def get_worker(self, tenant: str, actor_id: str, worker_id: str) -> dict[str, Any]:
         raw = self.r.hget(self.keys.workers(tenant, actor_id), worker_id)
         if raw is None:
@@ -410,12 +314,29 @@ class Store:
         return dict(json.loads(cast(bytes, raw)))
 
     @_translate
-    def remove_worker(self, tenant: str, actor_id: str, worker_id: str) -> None:
-        with self.r.pipeline() as pipe:
-            pipe.hdel(self.keys.workers(tenant, actor_id), worker_id)
-            pipe.delete(self.keys.heartbeat(tenant, actor_id, worker_id))
-            pipe.delete(self.keys.worker_control(tenant, actor_id, worker_id))
-            pipe.execute()
+    def starving(self) -> bool:
+        """Do actors wait for a worker at the host cap? (set by the scheduler, with a TTL)."""
+        return bool(self.r.exists(self.keys.starving()))
+
+    @_translate
+    def set_starving(self, count: int, ttl_s: float) -> None:
+        if count:
+            self.r.set(self.keys.starving(), count, px=max(1, int(ttl_s * 1000)))
+        else:
+            self.r.delete(self.keys.starving())
+
+    @_translate
+    def host_workers(self, host: str) -> list[tuple[str, str, str]]:
+        members = cast(set, self.r.smembers(self.keys.host_workers(host)))
+        return [cast(tuple[str, str, str], tuple(m.decode().split("/", 2))) for m in members]
+
+    @_translate
+    def add_host_worker(self, host: str, tenant: str, actor_id: str, wid: str) -> None:
+        self.r.sadd(self.keys.host_workers(host), f"{tenant}/{actor_id}/{wid}")
+
+    @_translate
+    def drop_host_worker(self, host: str, tenant: str, actor_id: str, wid: str) -> None:
+        self.r.srem(self.keys.host_workers(host), f"{tenant}/{actor_id}/{wid}")
 
     # -- scheduler ----------------------------------------------------------
     @_translate

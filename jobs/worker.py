@@ -1,18 +1,24 @@
-"""The worker: a warm slot of one actor that turns inbox messages into executions.
+"""The worker: a warm slot of one revision of one actor, turning messages into runs.
 
-Loop: block on the inbox (XREADGROUP ... BLOCK), claim the message (a Lua
-script, so a purged message never starts), run it through the Runner, store the
-logs in S3, write the final record, then acknowledge. The message is
-acknowledged only after the record is final, so a worker killed at any point
-leaves a pending entry that the scheduler resolves (see ``scheduler.recovery``).
+The scheduler registers a worker before placing it; the registration is the
+worker's fencing token (``jobs.inbox``): once the scheduler takes it for dead and
+removes it, every write it tries is refused and it leaves without touching
+anything, its run left for the worker that adopts it.
 
-A heartbeat key with a TTL says the worker is alive; a worker idle for
-``worker_idle_s`` leaves, and one whose actor is gone leaves at once.
+Loop: block on the inbox, claim (refused for a worker of an older revision),
+start the run through the Runner, mark it RUNNING with the run's handle, wait
+for it, store the logs in S3, then finish (final record + XACK in one step) and
+only then remove what is left of the run on the engine. A claimed execution that
+is already RUNNING is an orphan: its worker died, so this one waits on the same
+handle and records the true result. Transient failures (Redis, S3, Vault, the
+engine) are ridden out with backoff; a message that could not be started goes
+back to the queue, and the actor shows why.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -20,21 +26,24 @@ import signal
 import socket
 import threading
 import time
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from jobs.errors import AbacoError, BackendUnavailable, NotFound
-from jobs.keys import INBOX_GROUP
-from jobs.lifecycle import idle_limit_s, may_leave_idle, retry_delays
+from jobs.inbox import Outcome
+from jobs.lifecycle import Backoff, idle_limit_s, may_leave_idle, retry_delays
 from jobs.logstore import LogStore
-from jobs.runners import Runner, RunResult, RunSpec, make_runner
+from jobs.models import mem_bytes
+from jobs.runners import Runner, RunResult, RunSpec, StartFailed, make_runner
 from jobs.secrets import SecretStore
 from jobs.settings import Settings, load_settings
+from jobs.status import ActorStatus, ExecutionStatus, WorkerStatus
 from jobs.store import Store
-from jobs.timeutil import now_iso, seconds_between
+from jobs.timeutil import now_iso, parse_iso, seconds_between
 from jobs.tokens import TokenSigner
 
 LOG = logging.getLogger("abaco.worker")
-BLOCK_MS = 2000
+T = TypeVar("T")
 
 
 def format_value(value: Any, style: str) -> str:
@@ -92,55 +101,82 @@ class LogSink:
             LOG.warning("live log of %s not updated: redis unavailable", self.eid)
 
 
+class Fenced(Exception):
+    """This worker's registration is gone: it may read, but must not write."""
+
+
 class Worker:
-    """One warm worker of one actor."""
+    """One warm worker of one revision of one actor."""
 
     def __init__(self, settings: Settings, tenant: str, actor_id: str, worker_id: str,
                  store: Store, logs: LogStore, secrets: SecretStore, runner: Runner) -> None:
         self.settings = settings
         self.tenant, self.actor_id, self.worker_id = tenant, actor_id, worker_id
         self.store, self.logs, self.secrets, self.runner = store, logs, secrets, runner
+        self.inbox = store.inbox
         self.tokens = TokenSigner(settings)
         self.stopping = threading.Event()
-        self.inbox = store.keys.inbox(tenant, actor_id)
-        self.revision: int | None = None
+        self.fenced = threading.Event()
+        self.actor: dict[str, Any] = {}
+        self.revision = 0
         self.current: str | None = None
+        self.handle_of: dict[str, str] = {}
         self.cancelled: set[str] = set()
         self.executions = 0
+        self.backoff = Backoff(settings.backoff_first_s, settings.backoff_max_s)
 
     # -- lifecycle --------------------------------------------------------------
     def run(self) -> None:
-        """Serve the inbox until idle, stopped, replaced by a new revision, or the actor is gone."""
-        self._register()
+        """Serve until idle, stopped, replaced by a new revision, fenced off, or the actor
+        is gone."""
+        if not self.activate():
+            return
         control = threading.Thread(target=self._control_loop, daemon=True)
         control.start()
         idle_since = time.monotonic()
         try:
-            while not self.stopping.is_set():
-                revision, registered = self.store.worker_standing(
-                    self.tenant, self.actor_id, self.worker_id)
-                if revision != self.revision or not registered:
-                    break  # updated, deleted, or taken for dead and replaced
+            while not self.stopping.is_set() and not self.fenced.is_set():
                 entry = self._next_entry()
                 if entry is None:
                     if self._idle_too_long(time.monotonic() - idle_since):
                         break
                     continue
-                self.handle(*entry)
+                if not self.handle(*entry):
+                    break
                 idle_since = time.monotonic()
-        except Exception as exc:
-            self._set_status("ERROR", str(exc))
-            raise
+        except Fenced:
+            LOG.warning("worker %s was taken for dead; leaving its run to another", self.worker_id)
         finally:
             self.stopping.set()
-            self._deregister()
+            self._leave()
+
+    def activate(self) -> bool:
+        """Take up the registration the scheduler made; False when it is gone or stale."""
+        try:
+            registration = self.store.get_worker(self.tenant, self.actor_id, self.worker_id)
+            actor = self.store.get_actor(self.tenant, self.actor_id)
+        except NotFound:
+            return False
+        self.revision = int(registration.get("revision") or actor["revision"])
+        if int(actor["revision"]) != self.revision:
+            LOG.info("actor %s moved to revision %s before worker %s started", self.actor_id,
+                     actor["revision"], self.worker_id)
+            self._leave()
+            return False
+        self.actor = actor  # this worker runs this revision's image, whatever comes later
+        return self.inbox.heartbeat(self.tenant, self.actor_id, self.worker_id,
+                                    self.settings.heartbeat_ttl_s, {
+                                        "status": str(WorkerStatus.READY), "pid": os.getpid(),
+                                        "image": actor["image"], "revision": self.revision,
+                                        "host_id": socket.gethostname(),
+                                        "last_health_check_time": now_iso()})
 
     def stop(self) -> None:
         """Finish the current execution (within the drain timeout), then leave."""
         if self.stopping.is_set():
             return
         self.stopping.set()
-        self._set_status("SHUTTING_DOWN")
+        self._set_status(WorkerStatus.SHUTTING_DOWN)
         current = self.current
         if current is not None:
             timer = threading.Timer(self.settings.drain_timeout_s, self._drain, args=(current,))
@@ -148,65 +184,56 @@ class Worker:
             timer.start()
 
     def _drain(self, eid: str) -> None:
-        if self.current == eid:
+        handle = self.handle_of.get(eid)
+        if self.current == eid and handle:
             LOG.warning("drain timeout: stopping execution %s", eid)
-            self.runner.stop_execution(eid)
+            self._stop_run(handle)
 
     def _idle_too_long(self, idle_s: float) -> bool:
         try:
             actor = self.store.get_actor(self.tenant, self.actor_id)
+            if int(actor["revision"]) != self.revision:
+                return True  # replaced by workers of the new revision
+            limit = idle_limit_s(actor.get("hints") or [], self.settings.worker_idle_s,
+                                 self.settings.sync_worker_idle_s)
+            if idle_s < limit and not self.store.starving():
+                return False  # idle, but nobody else needs this slot yet
+            alive = len(self.store.workers(self.tenant, self.actor_id))
         except NotFound:
             return True
-        limit = idle_limit_s(actor.get("hints") or [], self.settings.worker_idle_s,
-                             self.settings.sync_worker_idle_s)
-        if idle_s < limit and not self.store.r.get(self.store.keys.starving()):
-            return False  # idle, but nobody else needs this slot yet
-        alive = len(self.store.workers(self.tenant, self.actor_id))
+        except BackendUnavailable:
+            return False
         return may_leave_idle(alive, int(actor.get("min_workers") or 0))
 
-    def _register(self) -> None:
-        actor = self.store.get_actor(self.tenant, self.actor_id)
-        self.revision = int(actor["revision"])
-        worker = {"id": self.worker_id, "status": "READY", "pid": os.getpid(),
-                  "image": actor["image"], "revision": self.revision,
-                  "host_id": socket.gethostname(), "host_ip": "127.0.0.1",
-                  "location": "local", "create_time": now_iso(), "cid": None,
-                  "last_execution_time": None, "last_health_check_time": now_iso()}
-        self.store.register_worker(self.tenant, self.actor_id, worker,
-                                   self.settings.heartbeat_ttl_s)
-
-    def _set_status(self, status: str, message: str = "") -> None:
+    def _set_status(self, status: WorkerStatus, message: str = "") -> None:
         try:
             self.store.update_worker(self.tenant, self.actor_id, self.worker_id,
-                                     {"status": status, "status_message": message})
+                                     {"status": str(status), "status_message": message})
         except AbacoError as exc:
             LOG.warning("worker status not updated: %s", exc)
 
-    def _deregister(self) -> None:
-        """Leave; if messages arrived meanwhile, make sure the scheduler looks again."""
+    def _leave(self) -> None:
+        """Deregister; if messages arrived meanwhile, make sure the scheduler looks again."""
         try:
-            self.store.remove_worker(self.tenant, self.actor_id, self.worker_id)
-            if not self.store.pending_count(self.tenant, self.actor_id, self.worker_id):
-                self.store.r.xgroup_delconsumer(self.inbox, INBOX_GROUP, self.worker_id)
-        except Exception as exc:  # noqa: BLE001 - the inbox may be gone with its actor
-            LOG.info("deregistration incomplete: %s", exc)
-        try:
+            self.inbox.leave(self.tenant, self.actor_id, self.worker_id)
             self.store.wake_scheduler(self.tenant, self.actor_id, "worker left")
         except AbacoError as exc:
-            LOG.warning("could not wake the scheduler: %s", exc)
+            LOG.warning("could not deregister cleanly (the scheduler will): %s", exc)
 
     def _control_loop(self) -> None:
         """Heartbeat, and obey ``stop`` / ``cancel:<eid>`` at once (a blocking pop)."""
         interval = self.settings.heartbeat_ttl_s / 3
-        while not self.stopping.is_set() or self.current is not None:
+        while not self.fenced.is_set() and (not self.stopping.is_set() or self.current):
             try:
-                self.store.heartbeat(self.tenant, self.actor_id, self.worker_id,
-                                     self.settings.heartbeat_ttl_s)
+                if not self.inbox.heartbeat(self.tenant, self.actor_id, self.worker_id,
+                                            self.settings.heartbeat_ttl_s):
+                    self.fenced.set()
+                    return
                 command = self.store.wait_control(self.tenant, self.actor_id, self.worker_id,
                                                   interval)
             except BackendUnavailable:
                 LOG.warning("heartbeat failed: redis unavailable")
-                self.stopping.wait(interval)
+                self.fenced.wait(interval)
                 continue
             if command == "stop":
                 self.stop()
@@ -214,91 +241,213 @@ class Worker:
                 self._cancel(command.partition(":")[2])
 
     def _cancel(self, eid: str) -> None:
-        """Kill the container off this thread, so a slow engine never delays the heartbeat."""
-        if eid == self.current:
-            self.cancelled.add(eid)
-            threading.Thread(target=self.runner.stop_execution, args=(eid,), daemon=True).start()
+        """Kill the run off this thread, so a slow engine never delays the heartbeat."""
+        self.cancelled.add(eid)
+        handle = self.handle_of.get(eid)
+        if eid == self.current and handle:
+            threading.Thread(target=self._stop_run, args=(handle,), daemon=True).start()
+
+    def _stop_run(self, handle: str) -> None:
+        try:
+            self.runner.stop(handle)
+        except AbacoError as exc:
+            LOG.warning("could not stop run %s: %s", handle, exc)
 
     def _next_entry(self) -> tuple[str, str] | None:
         try:
-            reply = self.store.r.xreadgroup(INBOX_GROUP, self.worker_id, {self.inbox: ">"},
-                                            count=1, block=BLOCK_MS)
-        except Exception as exc:  # noqa: BLE001 - redis down or the inbox deleted with its actor
+            entry = self.inbox.read(self.tenant, self.actor_id, self.worker_id,
+                                    int(self.settings.inbox_block_s * 1000))
+        except BackendUnavailable as exc:
             LOG.warning("inbox read failed: %s", exc)
-            self.stopping.wait(1.0)
+            self.stopping.wait(self.backoff.next())
             return None
-        for _stream, entries in cast(list, reply or []):
-            for entry_id, fields in entries:
-                return entry_id.decode(), fields[b"eid"].decode()
-        return None
+        self.backoff.reset()
+        return entry
 
     # -- one message --------------------------------------------------------------
-    def handle(self, entry_id: str, eid: str) -> None:
-        """Run one message to its final record, then acknowledge it."""
-        if self.store.claim(self.tenant, self.actor_id, eid, self.worker_id):
-            self.current = eid
-            try:
-                self._execute(eid)
-            except NotFound:
-                LOG.info("actor or execution %s vanished while running", eid)
-            except Exception as exc:
-                LOG.exception("execution %s failed in the platform", eid)
-                self._fail(eid, f"platform error: {exc}")
-            finally:
-                self.current = None
-        self._ack(entry_id)
-
-    def _fail(self, eid: str, reason: str) -> None:
-        """Record ERROR with a reason; if even that fails, the pending entry lets the
-        scheduler resolve it once this worker is gone."""
+    def handle(self, entry: str, eid: str) -> bool:
+        """Claim and serve one delivery; False when this worker must leave."""
+        outcome = self._retrying(lambda: self.inbox.claim(
+            self.tenant, self.actor_id, self.worker_id, self.revision, entry, eid))
+        if outcome is Outcome.FENCED:
+            raise Fenced()
+        if outcome is Outcome.STALE:
+            return False  # the actor moved on: workers of the new revision serve it
+        if outcome not in (Outcome.CLAIMED, Outcome.ADOPT):
+            return True
+        self.current = eid
         try:
-            self.store.finish_execution(self.tenant, self.actor_id, eid, {
-                "status": "ERROR", "status_message": reason, "finish_time": now_iso()})
-        except AbacoError:
-            raise SystemExit(f"cannot record the failure of {eid}; leaving it pending") from None
+            return self._serve(entry, eid)
+        finally:
+            self.current = None
+            self.handle_of.pop(eid, None)
 
-    def _ack(self, entry_id: str) -> None:
-        with self.store.r.pipeline() as pipe:
-            pipe.xack(self.inbox, INBOX_GROUP, entry_id)
-            pipe.xdel(self.inbox, entry_id)
-            pipe.execute()
-
-    def _execute(self, eid: str) -> None:
-        actor = self.store.get_actor(self.tenant, self.actor_id)
-        execution = self.store.get_execution(self.tenant, self.actor_id, eid)
-        execution.update(revision=actor["revision"], cold=self.executions == 0)
-        if execution.get("cancel_requested"):
-            self.cancelled.add(eid)
-        self.executions += 1
-        self.store.update_worker(self.tenant, self.actor_id, self.worker_id,
-                                 {"status": "BUSY"})
-        spec = self._spec(actor, execution)
+    def _serve(self, entry: str, eid: str) -> bool:
+        execution = self._retrying(lambda: self.store.get_execution(
+            self.tenant, self.actor_id, eid))
+        self._set_status(WorkerStatus.BUSY)
+        if execution["status"] == ExecutionStatus.RUNNING and execution.get("handle"):
+            handle = str(execution["handle"])
+            self._retrying(lambda: self.store.drop_live_log(self.tenant, self.actor_id, eid))
+        else:
+            started = self._start(entry, execution)
+            if started is None:
+                return not self.fenced.is_set()
+            handle = started
+        self.handle_of[eid] = handle
+        if eid in self.cancelled or execution.get("cancel_requested"):
+            self._stop_run(handle)
         sink = LogSink(self.store, self.tenant, self.actor_id, eid, self.settings.max_log_bytes)
-        result = self._run_with_retries(spec, execution, sink)
-        if eid in self.cancelled:
+        result = self.runner.wait(handle, sink, self._deadline(execution))
+        if eid in self.cancelled or self._cancel_requested(eid):
             result.notes.insert(0, "cancelled")
-        self._finish(execution, result, bytes(sink.data))
-        if result.error and not result.started:
-            self.store.update_actor(self.tenant, self.actor_id, {
-                "status": "ERROR", "status_message": result.error})
-        status = "SHUTTING_DOWN" if self.stopping.is_set() else "READY"
-        self.store.update_worker(self.tenant, self.actor_id, self.worker_id,
-                                 {"status": status, "last_execution_time": now_iso()})
+        self._record(entry, {**execution, "handle": handle}, result, bytes(sink.data))
+        self._set_status(WorkerStatus.SHUTTING_DOWN if self.stopping.is_set()
+                         else WorkerStatus.READY)
+        return True
 
-    def _run_with_retries(self, spec: RunSpec, execution: dict[str, Any],
-                          sink: LogSink) -> RunResult:
-        """A container that cannot be created or started is retried with backoff."""
+    def _start(self, entry: str, execution: dict[str, Any]) -> str | None:
+        """Start the run and mark it RUNNING; None when it was given back or ended."""
+        eid = execution["id"]
+        if execution.get("cancel_requested"):
+            self._finish(entry, eid, ExecutionStatus.COMPLETE,
+                         {"status_message": "cancelled before it started",
+                          "finish_time": now_iso()})
+            return None
+        try:
+            spec = self._spec(execution)
+            handle = self._start_with_retries(spec)
+        except StartFailed as exc:
+            if exc.transient:
+                self._give_back(entry, eid, exc.message)
+            else:
+                self._finish(entry, eid, ExecutionStatus.ERROR,
+                             {"status_message": exc.message, "finish_time": now_iso()})
+                self._ask_for_image_check(exc.message)
+            return None
+        except BackendUnavailable as exc:
+            self._give_back(entry, eid, exc.message)
+            return None
+        started = now_iso()
+        self.executions += 1
+        outcome = self._retrying(lambda: self.inbox.running(
+            self.tenant, self.actor_id, self.worker_id, eid, {
+                "handle": handle, "start_time": started, "revision": self.revision,
+                "cold": self.executions == 1, "worker_id": self.worker_id,
+                "queue_time": seconds_between(execution["message_received_time"], started)}))
+        if outcome is Outcome.FENCED:
+            raise Fenced()  # the run is left for the worker that adopts it
+        if outcome is not Outcome.OK:
+            LOG.warning("execution %s could not be marked running (%s)", eid, outcome)
+            return None
+        return handle
+
+    def _start_with_retries(self, spec: RunSpec) -> str:
+        """A transient start failure is tried ``start_attempts`` times with backoff."""
         delays = retry_delays(self.settings.start_attempts)
         while True:
-            result = self.runner.run(
-                spec, lambda started: self._mark_running(execution, started), sink)
-            if result.started or not delays or execution["id"] in self.cancelled:
-                return result
-            LOG.warning("execution %s did not start (%s); retrying", execution["id"],
-                        result.error)
-            self.stopping.wait(delays.pop(0))
+            try:
+                return self.runner.start(spec)
+            except StartFailed as exc:
+                if not exc.transient or not delays or spec.execution_id in self.cancelled:
+                    raise
+                LOG.warning("execution %s did not start (%s); retrying", spec.execution_id,
+                            exc.message)
+                self.stopping.wait(delays.pop(0))
 
-    def _spec(self, actor: dict[str, Any], execution: dict[str, Any]) -> RunSpec:
+    def _give_back(self, entry: str, eid: str, reason: str) -> None:
+        """Back to the queue, the reason shown on the actor, and a pause before the next."""
+        LOG.warning("execution %s goes back to the queue: %s", eid, reason)
+        outcome = self._retrying(lambda: self.inbox.release(
+            self.tenant, self.actor_id, self.worker_id, entry, eid))
+        if outcome is Outcome.FENCED:
+            raise Fenced()
+        with contextlib.suppress(AbacoError):
+            self.store.update_actor(self.tenant, self.actor_id, {
+                "status_message": f"waiting: {reason}"})
+        self.stopping.wait(self.backoff.next())
+
+    def _ask_for_image_check(self, reason: str) -> None:
+        """The scheduler, not a worker, decides whether the actor is in ERROR."""
+        if "image" not in reason.lower():
+            return
+        try:
+            self.store.update_actor(self.tenant, self.actor_id, {
+                "status": str(ActorStatus.SUBMITTED), "status_message": reason})
+            self.store.wake_scheduler(self.tenant, self.actor_id, "image check")
+        except AbacoError:
+            pass
+
+    def _deadline(self, execution: dict[str, Any]) -> float:
+        limit = float(self.actor.get("max_run_time") or self.settings.max_run_time_s)
+        begun = execution.get("start_time")
+        start = parse_iso(begun).timestamp() if begun else time.time()
+        return start + limit
+
+    def _cancel_requested(self, eid: str) -> bool:
+        try:
+            record = self.store.get_execution(self.tenant, self.actor_id, eid)
+        except AbacoError:
+            return False
+        return bool(record.get("cancel_requested"))
+
+    def _record(self, entry: str, execution: dict[str, Any], result: RunResult,
+                logs: bytes) -> None:
+        """Logs to S3 (or kept in Redis for later), then the final record, then cleanup."""
+        fields = _result_fields(execution, result)
+        record = {**execution, **fields}
+        stored = self._store_logs(record, logs) if not result.gone else True
+        outcome = self._finish(entry, execution["id"], ExecutionStatus(fields.pop("status")),
+                               fields)
+        if outcome is not Outcome.OK:
+            return  # someone else holds it now: leave the run and its logs to them
+        if stored:
+            self._quietly(lambda: self.store.drop_live_log(self.tenant, self.actor_id,
+                                                           execution["id"]))
+        self._quietly(lambda: self.runner.stop(execution["handle"], remove=True))
+
+    def _store_logs(self, record: dict[str, Any], logs: bytes) -> bool:
+        try:
+            self.logs.put(self.tenant, self.actor_id, record["id"], logs,
+                          _public_record(record))
+            return True
+        except AbacoError as exc:
+            LOG.warning("logs of %s kept in redis for now: %s", record["id"], exc.message)
+            self._quietly(lambda: self.store.mark_logs_pending(self.tenant, self.actor_id,
+                                                               record["id"]))
+            return False
+
+    def _finish(self, entry: str, eid: str, status: ExecutionStatus,
+                fields: dict[str, Any]) -> Outcome:
+        fields.pop("status", None)
+        outcome = self._retrying(lambda: self.inbox.finish(
+            self.tenant, self.actor_id, self.worker_id, entry, eid, status, fields))
+        if outcome is Outcome.FENCED:
+            raise Fenced()
+        return outcome
+
+    def _retrying(self, step: Callable[[], T]) -> T:
+        """Ride out a Redis outage: retry with backoff until it answers or we are fenced."""
+        backoff = Backoff(self.settings.backoff_first_s, self.settings.backoff_max_s)
+        deadline = time.monotonic() + self.settings.outage_patience_s
+        while True:
+            try:
+                return step()
+            except BackendUnavailable:
+                if self.fenced.is_set():
+                    raise Fenced() from None
+                if time.monotonic() > deadline:
+                    raise
+                self.fenced.wait(backoff.next())
+
+    def _quietly(self, step: Callable[[], Any]) -> None:
+        try:
+            step()
+        except AbacoError as exc:
+            LOG.warning("cleanup step failed: %s", exc)
+
+    def _spec(self, execution: dict[str, Any]) -> RunSpec:
+        actor = self.actor
         defaults = self.secrets.get(self.tenant, self.actor_id) if actor.get("env_names") else {}
         state = self.store.get_state(self.tenant, self.actor_id)
         binary = None
@@ -309,52 +458,30 @@ class Worker:
         token = self.tokens.mint(actor["owner"], self.tenant, actor.get("owner_roles") or [],
                                  token_s, self.actor_id, execution["id"]) \
             if actor.get("token", True) else ""
+        max_cpus = actor.get("max_cpus")
         return RunSpec(
             execution_id=execution["id"], actor_id=self.actor_id, tenant=self.tenant,
             worker_id=self.worker_id, image=actor["image"],
-            env=container_env(self.settings, actor, execution, self.worker_id, defaults, state,
-                              token),
-            network=self.settings.actor_network,
-            max_run_time_s=max_run_time,
-            mem_limit=actor.get("mem_limit"),
-            nano_cpus=actor.get("max_cpus"), pids_limit=self.settings.pids_limit,
-            privileged=bool(actor.get("privileged")), binary=binary)
-
-    def _mark_running(self, execution: dict[str, Any], started: str) -> None:
-        if execution["id"] in self.cancelled:  # cancelled between claim and start
-            self.runner.stop_execution(execution["id"])
-        self.store.update_execution(self.tenant, self.actor_id, execution["id"], {
-            "status": "RUNNING", "start_time": started, "worker_id": self.worker_id,
-            "revision": execution["revision"], "cold": execution["cold"],
-            "queue_time": seconds_between(execution["message_received_time"], started)})
-
-    def _finish(self, execution: dict[str, Any], result: RunResult, logs: bytes) -> None:
-        record = {**execution, **_result_fields(execution, result)}
-        record.pop("dispatched", None)
-        stored = True
-        if record.get("start_time"):
-            try:
-                self.logs.put(self.tenant, self.actor_id, execution["id"], logs,
-                              _public_record(record))
-            except AbacoError as exc:
-                stored = False
-                record["status_message"] = (record.get("status_message") or "") + \
-                    f" (logs kept in redis: {exc.message})"
-        recorded = self.store.finish_execution(self.tenant, self.actor_id, execution["id"],
-                                               record)
-        if stored or not recorded:
-            self.store.drop_live_log(self.tenant, self.actor_id, execution["id"])
+            env=container_env(self.settings, {**actor, "revision": self.revision}, execution,
+                              self.worker_id, defaults, state, token),
+            network=self.settings.actor_network, max_run_time_s=max_run_time,
+            memory_bytes=mem_bytes(actor.get("mem_limit")),
+            cpus=max_cpus / 1e9 if max_cpus else None, pids_limit=self.settings.pids_limit,
+            engine_access=bool(actor.get("privileged")), binary=binary)
 
 
 def _result_fields(execution: dict[str, Any], result: RunResult) -> dict[str, Any]:
-    if result.error:
-        return {"status": "ERROR", "status_message": result.error,
-                "finish_time": result.finish_time}
+    if result.gone:
+        return {"status": str(ExecutionStatus.ERROR), "finish_time": result.finish_time,
+                "status_message": "worker lost: " + "; ".join(result.notes)}
+    notes = list(result.notes)
+    if result.killed_reason:
+        notes.append(result.killed_reason)
     fields: dict[str, Any] = {
-        "status": "COMPLETE", "status_message": "; ".join(result.notes),
-        "exit_code": result.exit_code, "final_state": result.final_state,
-        "runtime": result.runtime, "cpu": result.cpu, "io": result.io,
-        "mem_peak": result.mem_peak, "finish_time": result.finish_time,
+        "status": str(ExecutionStatus.COMPLETE), "status_message": "; ".join(notes),
+        "exit_code": result.exit_code, "final_state": result.raw,
+        "runtime": result.runtime, "cpu": result.cpu_ns, "io": result.io_bytes,
+        "mem_peak": result.mem_peak_bytes, "finish_time": result.finish_time,
     }
     if result.start_time:
         fields["start_time"] = result.start_time

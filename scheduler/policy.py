@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
-
-RecoveryAction = Literal["ack", "requeue", "fail"]
 
 
 @dataclass(frozen=True)
@@ -74,18 +71,3 @@ def idle_to_reclaim(starving: int, idle_by_actor: dict[str, list[str]]) -> list[
             if not ids:
                 queues.remove(ids)
     return chosen
-
-
-def recovery_action(execution: dict[str, Any] | None) -> RecoveryAction:
-    """What to do with a message a dead worker held.
-
-    Final record: only the acknowledgement was missing. Never dispatched: no
-    container can have started, so deliver it again. Dispatched: it may have run,
-    so it ends ERROR rather than running twice.
-    """
-    if execution is None or execution.get("status") in ("COMPLETE", "ERROR"):
-        return "ack"
-    if not execution.get("dispatched") and execution.get("status") == "SUBMITTED":
-        return "requeue"
-    return "fail"
-

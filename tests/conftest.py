@@ -115,3 +115,24 @@ def api_stack(services: Settings, images: list[str]) -> Iterator[Settings]:
     yield services
     subprocess.run([sys.executable, "-m", "jobs.cli", "down"], env=env, cwd=ROOT,
                    capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.fixture
+def harness(settings: Settings):  # type: ignore[no-untyped-def]
+    """The real worker and scheduler with the shipped fakes (no Docker needed)."""
+    from jobs.placers.memory import MemoryPlacer
+    from jobs.runners.fake import FakeRunner
+    from jobs.service import Platform
+    from scheduler.loop import Scheduler
+    from tests.harness import Harness, fast_settings
+
+    fast = fast_settings(settings)
+    platform = Platform.from_settings(fast)
+    platform.logs.ensure_bucket()
+    runner = FakeRunner()
+    placer = MemoryPlacer(fast, platform.store, runner, platform.logs, platform.secrets)
+    scheduler = Scheduler(fast, platform.store, runner, placer, platform.logs)
+    yield Harness(platform, runner, scheduler)
+    scheduler.stopping.set()
+    placer.drain(2)
+    scheduler.close()

@@ -1,8 +1,21 @@
-"""The Runner interface: run one execution, report when it starts and what it printed.
+"""The Runner interface: one execution, in platform terms, on any engine.
 
-A runner is given everything it needs in a ``RunSpec`` and returns a
-``RunResult``; it never touches Redis or S3, so the same worker loop drives a
-local Docker engine or a Nomad cluster.
+    start(spec) -> handle        idempotent per execution: a second call for the same
+                                 execution returns the handle of the run that exists
+                                 and never starts a second one
+    wait(handle, on_log, deadline) -> RunResult
+                                 follows the run (logs from its beginning) until it
+                                 ends, killing it once ``deadline`` (epoch seconds)
+                                 passes; any process may wait on any handle, so a run
+                                 outlives the worker that started it
+    stop(handle, remove)         kill it (cancel, drain); ``remove`` also deletes
+                                 what is left of it on the engine
+    check_image(image)           present, or fetched now
+
+A runner never touches Redis or S3: the worker records what it returns. The spec
+carries platform units (bytes, CPUs, pids); the result is normalised, with the
+engine's own final state kept opaque in ``raw``. Handles are strings, stored in
+the execution record when it goes RUNNING.
 """
 
 from __future__ import annotations
@@ -11,10 +24,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from jobs.errors import AbacoError
+
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One execution, as the runner needs it."""
+    """One execution, as any runner needs it."""
 
     execution_id: str
     actor_id: str
@@ -22,41 +37,65 @@ class RunSpec:
     worker_id: str
     image: str
     env: dict[str, str]
-    network: str
+    network: str                      # "none", "host" or "bridge"
     max_run_time_s: float
-    mem_limit: str | None = None
-    nano_cpus: int | None = None
+    memory_bytes: int | None = None
+    cpus: float | None = None
     pids_limit: int | None = None
-    privileged: bool = False
+    engine_access: bool = False       # the engine's socket inside (privileged actors)
     user: str | None = None
-    binary: bytes | None = None
+    binary: bytes | None = None       # the message payload, delivered as a file
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class RunResult:
-    """What came out of one execution. Units: seconds, CPU nanoseconds, bytes."""
+    """What came out of one run. Units: seconds, CPU nanoseconds, bytes.
+
+    ``gone`` says the run no longer exists on the engine (removed, or the engine lost
+    its state): nothing true can be said of its outcome.
+    """
 
     exit_code: int | None
-    final_state: dict[str, Any]
     start_time: str | None
     finish_time: str
-    runtime: float
-    cpu: int = 0
-    io: int = 0
-    mem_peak: int = 0
-    error: str | None = None
-    started: bool = False
+    runtime: float = 0.0
+    oom_killed: bool = False
+    killed_reason: str | None = None
+    cpu_ns: int = 0
+    mem_peak_bytes: int = 0
+    io_bytes: int = 0
+    gone: bool = False
+    raw: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class ImageCheck:
+    """The verdict on one image. ``transient``: the engine could not be asked; try later."""
+
+    ok: bool
+    reason: str = ""
+    transient: bool = False
+
+
+class StartFailed(AbacoError):
+    """The run could not be started. ``transient`` failures (engine down, timeouts) are
+    worth retrying; the others (bad image, bad spec) are not."""
+
+    def __init__(self, message: str, transient: bool = True) -> None:
+        super().__init__(message, transient=transient)
+        self.transient = transient
+
+
 class Runner(Protocol):
-    """Runs executions; ``on_start`` fires once the container runs, ``on_log`` per chunk."""
+    """See the module docstring."""
 
-    def run(self, spec: RunSpec, on_start: Callable[[str], None],
-            on_log: Callable[[bytes], None]) -> RunResult: ...
+    def start(self, spec: RunSpec) -> str: ...
 
-    def kill_execution(self, execution_id: str) -> bool: ...
+    def wait(self, handle: str, on_log: Callable[[bytes], None],
+             deadline: float) -> RunResult: ...
 
-    def stop_execution(self, execution_id: str) -> bool: ...
+    def stop(self, handle: str, remove: bool = False) -> None: ...
 
-    def image_available(self, image: str) -> tuple[bool, str]: ...
+    def check_image(self, image: str) -> ImageCheck: ...

@@ -1,9 +1,10 @@
 """DockerRunner: each execution is a fresh container on a Docker engine this process reaches.
 
-Logs and stats are followed as streams from the engine in two threads; the
-main thread blocks on the container's exit with the run-time limit as its
-timeout. Every container carries labels naming its execution, so a lost
-worker's container can be found and killed by the scheduler.
+The container's name is derived from the execution, so starting twice is refused
+by the engine itself, and its id is the handle. Logs and stats are followed as
+streams in two threads; the caller blocks on the container's exit until the
+deadline. Containers outlive their worker (run the engine with live-restore so
+they also outlive an engine restart): a new worker waits on the same handle.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import io
 import logging
 import tarfile
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -20,7 +22,8 @@ import docker
 import docker.errors
 import requests
 
-from jobs.runners.base import RunResult, RunSpec
+from jobs.errors import BackendUnavailable
+from jobs.runners.base import ImageCheck, RunResult, RunSpec, StartFailed
 from jobs.settings import Settings
 from jobs.timeutil import now_iso, to_iso
 
@@ -28,14 +31,16 @@ LOG = logging.getLogger(__name__)
 LABEL_EXECUTION = "abaco.execution"
 LABEL_ACTOR = "abaco.actor"
 LABEL_WORKER = "abaco.worker"
+LABEL_LIMIT = "abaco.max-run-time"
 DOCKER_SOCKET = "/var/run/docker.sock"
 STREAM_JOIN_S = 5.0
 
 
 def docker_client(settings: Settings) -> docker.DockerClient:
     if settings.docker_host:
-        return docker.DockerClient(base_url=settings.docker_host, version="auto", timeout=60)
-    return docker.from_env(version="auto", timeout=60)
+        return docker.DockerClient(base_url=settings.docker_host, version="auto",
+                                   timeout=int(settings.docker_timeout_s))
+    return docker.from_env(version="auto", timeout=int(settings.docker_timeout_s))
 
 
 def parse_docker_time(text: str | None) -> datetime | None:
@@ -68,6 +73,14 @@ class StatsFollower:
         self.io = max(self.io, total)
 
 
+ENGINE_ERRORS = (docker.errors.DockerException, requests.RequestException)
+
+
+def container_name(spec: RunSpec) -> str:
+    """Derived from the execution, so the engine itself refuses a second container."""
+    return f"abaco-{spec.tenant}-{spec.actor_id}-{spec.execution_id}"
+
+
 class DockerRunner:
     """Runner on the Docker engine named by settings (or the environment's default)."""
 
@@ -76,66 +89,125 @@ class DockerRunner:
         self.client = client or docker_client(settings)
 
     # -- images -----------------------------------------------------------------
-    def image_available(self, image: str) -> tuple[bool, str]:
-        """Present, or pulled now. Returns (ok, reason when not)."""
+    def check_image(self, image: str) -> ImageCheck:
+        """Present, or pulled now."""
         try:
             self.client.images.get(image)
-            return True, ""
+            return ImageCheck(True)
         except docker.errors.ImageNotFound:
             pass
-        except (docker.errors.DockerException, requests.RequestException) as exc:
-            return False, f"docker engine unavailable: {exc}"
+        except ENGINE_ERRORS as exc:
+            return ImageCheck(False, f"docker engine unavailable: {exc}", transient=True)
         try:
             self.client.images.pull(image)
-            return True, ""
-        except (docker.errors.DockerException, requests.RequestException) as exc:
-            return False, f"image {image} is not present and could not be pulled: {exc}"
+            return ImageCheck(True)
+        except (docker.errors.NotFound, docker.errors.ImageNotFound) as exc:
+            return ImageCheck(False, f"image {image} is not present and could not be "
+                                     f"pulled: {exc}")
+        except ENGINE_ERRORS as exc:
+            if _engine_down(exc):
+                return ImageCheck(False, f"docker engine unavailable: {exc}", transient=True)
+            return ImageCheck(False, f"image {image} is not present and could not be "
+                                     f"pulled: {exc}")
 
-    # -- executions -------------------------------------------------------------
-    def run(self, spec: RunSpec, on_start: Callable[[str], None],
-            on_log: Callable[[bytes], None]) -> RunResult:
-        try:
-            container = self.client.containers.create(**self._create_args(spec))
-        except (docker.errors.DockerException, requests.RequestException) as exc:
-            return _failed(f"could not create the container: {exc}")
-        try:
-            return self._run_created(container, spec, on_start, on_log)
-        finally:
-            # Off the message path: the result is already known. Not a daemon thread,
-            # so a worker that exits still removes its last container first.
-            threading.Thread(target=_remove_quietly, args=(container,)).start()
-
-    def _run_created(self, container: Any, spec: RunSpec, on_start: Callable[[str], None],
-                     on_log: Callable[[bytes], None]) -> RunResult:
+    # -- runs ---------------------------------------------------------------------
+    def start(self, spec: RunSpec) -> str:
+        container = self._create_or_find(spec)
+        if _started(container):
+            return str(container.id)  # started before, by a worker that died: adopt it
         try:
             if spec.binary is not None:
                 container.put_archive("/", _binary_tar(spec.binary))
             container.start()
-        except (docker.errors.DockerException, requests.RequestException) as exc:
+        except ENGINE_ERRORS as exc:
             if not _did_start(container):  # a timed-out start may still have started it
-                return _failed(f"could not start the container: {exc}")
-        on_start(now_iso())
-        stats = StatsFollower()
-        threads = [
-            threading.Thread(target=_follow_logs, args=(container, on_log), daemon=True),
-            threading.Thread(target=_follow_stats, args=(container, stats), daemon=True),
-        ]
-        for thread in threads:
-            thread.start()
-        notes = []
+                _remove_quietly(container)
+                raise StartFailed(f"could not start the container: {exc}",
+                                  transient=_engine_down(exc) or _server_error(exc)) from exc
+        return str(container.id)
+
+    def _create_or_find(self, spec: RunSpec) -> Any:
+        name = container_name(spec)
         try:
-            container.wait(timeout=spec.max_run_time_s)
-        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
-            notes.append(f"killed: exceeded the maximum run time of {spec.max_run_time_s:g} s")
-            _kill_quietly(container)
-        threads[0].join(STREAM_JOIN_S)
+            return self.client.containers.create(name=name, **self._create_args(spec))
+        except docker.errors.ImageNotFound as exc:
+            raise StartFailed(f"could not create the container: {exc}", transient=False) \
+                from exc
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:
+                raise StartFailed(f"could not create the container: {exc}",
+                                  transient=_server_error(exc)) from exc
+        except ENGINE_ERRORS as exc:
+            raise StartFailed(f"could not create the container: {exc}") from exc
+        try:
+            return self.client.containers.get(name)  # 409: it exists already
+        except ENGINE_ERRORS as exc:
+            raise StartFailed(f"could not find container {name}: {exc}") from exc
+
+    def wait(self, handle: str, on_log: Callable[[bytes], None],
+             deadline: float) -> RunResult:
+        """Follow the run to its end, riding out an engine that stops answering."""
+        resumable = _Resumable(on_log)
+        pause = threading.Event()
+        delay = 0.5
+        while True:
+            try:
+                return self._wait_once(handle, resumable, deadline)
+            except _Gone:
+                return _gone(f"container {handle[:12]} no longer exists on the engine")
+            except ENGINE_ERRORS as exc:
+                if time.time() > deadline + self.settings.outage_patience_s:
+                    raise BackendUnavailable(f"docker engine unavailable: {exc}") from exc
+                LOG.warning("engine did not answer while waiting on %s: %s", handle[:12], exc)
+            resumable.restart()
+            pause.wait(delay)
+            delay = min(delay * 2, 5.0)
+
+    def _wait_once(self, handle: str, on_log: _Resumable, deadline: float) -> RunResult:
+        try:
+            container = self.client.containers.get(handle)
+        except docker.errors.NotFound as exc:
+            raise _Gone() from exc
+        stats = StatsFollower()
+        logs = threading.Thread(target=_follow_logs, args=(container, on_log), daemon=True)
+        logs.start()
+        threading.Thread(target=_follow_stats, args=(container, stats), daemon=True).start()
+        notes: list[str] = []
+        killed = None
+        try:
+            container.wait(timeout=max(0.01, deadline - time.time()))
+        except requests.exceptions.ReadTimeout:
+            if time.time() < deadline:
+                raise
+            killed = f"killed: exceeded the maximum run time of {_limit(container)} s"
+            container.kill()
+            container.wait(timeout=30)
+        except docker.errors.NotFound as exc:
+            raise _Gone() from exc
+        logs.join(STREAM_JOIN_S)
         try:
             container.reload()
-            state = dict(container.attrs.get("State") or {})
+        except docker.errors.NotFound as exc:
+            raise _Gone() from exc
+        result = _result(dict(container.attrs.get("State") or {}), stats, notes)
+        result.killed_reason = killed
+        return result
+
+    def stop(self, handle: str, remove: bool = False) -> None:
+        """Kill the run (and remove what is left of it); a run already gone is fine."""
+        try:
+            container = self.client.containers.get(handle)
+            if remove:
+                container.remove(force=True)
+            elif container.status == "running":
+                container.kill()
         except docker.errors.NotFound:
-            state = {"Status": "removed", "ExitCode": None}
-            notes.append("the container was removed while it ran")
-        return _result(state, stats, notes)
+            return
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: not running any more
+                raise BackendUnavailable(f"docker engine: {exc}") from exc
+        except ENGINE_ERRORS as exc:
+            raise BackendUnavailable(f"docker engine unavailable: {exc}") from exc
 
     def _create_args(self, spec: RunSpec) -> dict[str, Any]:
         args: dict[str, Any] = {
@@ -144,41 +216,64 @@ class DockerRunner:
             "detach": True,
             "network_mode": spec.network,
             "labels": {LABEL_EXECUTION: spec.execution_id, LABEL_ACTOR: spec.actor_id,
-                       LABEL_WORKER: spec.worker_id},
+                       LABEL_WORKER: spec.worker_id, LABEL_LIMIT: f"{spec.max_run_time_s:g}",
+                       **spec.labels},
             "security_opt": ["no-new-privileges"],
         }
-        if spec.mem_limit:
-            args["mem_limit"] = spec.mem_limit
-        if spec.nano_cpus:
-            args["nano_cpus"] = spec.nano_cpus
+        if spec.memory_bytes:
+            args["mem_limit"] = spec.memory_bytes
+        if spec.cpus:
+            args["nano_cpus"] = int(spec.cpus * 1e9)
         if spec.pids_limit:
             args["pids_limit"] = spec.pids_limit
         if spec.user:
             args["user"] = spec.user
-        if spec.privileged:
+        if spec.engine_access:
             args["volumes"] = {DOCKER_SOCKET: {"bind": DOCKER_SOCKET, "mode": "rw"}}
         return args
 
-    def kill_execution(self, execution_id: str) -> bool:
-        """Kill and remove the container of an execution, wherever its worker went."""
-        return self._each_container(execution_id, lambda c: c.remove(force=True))
 
-    def stop_execution(self, execution_id: str) -> bool:
-        """Kill the container (cancel, drain); its worker still records and removes it."""
-        return self._each_container(execution_id, lambda c: c.kill())
+class _Gone(Exception):
+    """The container does not exist (any more)."""
 
-    def _each_container(self, execution_id: str, action: Callable[[Any], None]) -> bool:
-        try:
-            found = self.client.containers.list(
-                all=True, filters={"label": f"{LABEL_EXECUTION}={execution_id}"})
-        except (docker.errors.DockerException, requests.RequestException):
-            return False
-        for container in found:
-            try:
-                action(container)
-            except (docker.errors.DockerException, requests.RequestException):
-                continue
-        return bool(found)
+
+class _Resumable:
+    """Passes log bytes on once: after an interrupted stream, the replay from the
+    container's first byte is skipped up to what was already delivered."""
+
+    def __init__(self, on_log: Callable[[bytes], None]) -> None:
+        self.on_log = on_log
+        self.delivered = 0
+        self.seen = 0
+
+    def restart(self) -> None:
+        self.seen = 0
+
+    def __call__(self, chunk: bytes) -> None:
+        skip = max(0, self.delivered - self.seen)
+        self.seen += len(chunk)
+        if skip < len(chunk):
+            self.on_log(chunk[skip:])
+            self.delivered += len(chunk) - skip
+
+
+def _engine_down(exc: Exception) -> bool:
+    return isinstance(exc, requests.RequestException) or not isinstance(
+        exc, docker.errors.APIError)
+
+
+def _server_error(exc: Exception) -> bool:
+    status = getattr(exc, "status_code", None)
+    return status is None or status >= 500
+
+
+def _limit(container: Any) -> str:
+    return str((container.labels or {}).get(LABEL_LIMIT, "?"))
+
+
+def _started(container: Any) -> bool:
+    state = container.attrs.get("State") or {}
+    return parse_docker_time(state.get("StartedAt")) is not None
 
 
 def _follow_logs(container: Any, on_log: Callable[[bytes], None]) -> None:
@@ -207,16 +302,9 @@ def _remove_quietly(container: Any) -> None:
 def _did_start(container: Any) -> bool:
     try:
         container.reload()
-    except (docker.errors.DockerException, requests.RequestException):
+    except ENGINE_ERRORS:
         return False
-    return parse_docker_time((container.attrs.get("State") or {}).get("StartedAt")) is not None
-
-
-def _kill_quietly(container: Any) -> None:
-    try:
-        container.kill()
-    except (docker.errors.DockerException, requests.RequestException):
-        LOG.warning("could not kill container %s", container.id)
+    return _started(container)
 
 
 def _binary_tar(data: bytes) -> bytes:
@@ -235,19 +323,19 @@ def _result(state: dict[str, Any], stats: StatsFollower, notes: list[str]) -> Ru
     finished = parse_docker_time(state.get("FinishedAt"))
     runtime = (finished - started).total_seconds() if started and finished else 0.0
     return RunResult(
-        started=True,
         exit_code=state.get("ExitCode"),
-        final_state=state,
         start_time=to_iso(started) if started else None,
         finish_time=to_iso(finished) if finished else now_iso(),
         runtime=max(runtime, 0.0),
-        cpu=stats.cpu,
-        io=stats.io,
-        mem_peak=stats.mem_peak,
+        oom_killed=bool(state.get("OOMKilled")),
+        cpu_ns=stats.cpu,
+        io_bytes=stats.io,
+        mem_peak_bytes=stats.mem_peak,
+        raw=state,
         notes=notes,
     )
 
 
-def _failed(reason: str) -> RunResult:
-    return RunResult(exit_code=None, final_state={}, start_time=None, finish_time=now_iso(),
-                     runtime=0.0, error=reason)
+def _gone(reason: str) -> RunResult:
+    return RunResult(exit_code=None, start_time=None, finish_time=now_iso(), gone=True,
+                     notes=[reason])

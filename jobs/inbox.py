@@ -1,0 +1,598 @@
+"""The inbox protocol: how a message becomes exactly one run, in one place.
+
+Every step is one Lua script over keys of one actor (one hash tag, see
+``jobs.keys``), so each is atomic and valid on Redis Cluster. Nothing outside
+this module touches an actor's inbox stream, its ``queued`` set, the
+execution state machine (``jobs.status``) or worker registrations.
+
+Keys of one actor (``{p}:{t}:actor:{tag}`` + suffix)::
+
+    ""            hash    the actor; ``fence`` = highest scheduler epoch seen
+    :inbox        stream  one entry per delivery, field ``eid``; group ``workers``
+    :queued       zset    executions waiting for a worker (new, or orphaned)
+    :executions   zset    every execution, by time received
+    :exec:{eid}   hash    the execution (JSON values)
+    :workers      hash    worker id -> JSON registration
+    :worker:{w}:hb string  heartbeat, with a TTL
+
+Fencing. A worker's registration is its fencing token: ``claim``, ``running``,
+``finish``, ``release``, ``heartbeat`` and ``activate`` succeed only while the
+worker is still registered for the actor. The scheduler registers workers and
+removes dead ones; it holds a lock whose every new holder gets the next
+*epoch*, and an actor remembers the highest epoch that wrote to it (``fence``):
+a scheduler with an older epoch (one that was paused past its lock's TTL) can
+read, but no longer write. A worker or scheduler taken for dead can read, but can
+no longer change anything.
+
+Steps (who, what):
+
+- ``post`` (api): only while the actor exists and accepts messages; the record,
+  the queued entry and the stream entry in one step.
+- ``claim`` (worker): refused for an unregistered worker, and for a worker of an
+  older revision (the entry goes back for a worker of the current one); an
+  orphaned run is handed over for adoption instead of a new start.
+- ``running`` (worker): SUBMITTED -> RUNNING with the runner's handle.
+- ``finish`` (worker): the final record, the completion event and the XACK.
+- ``release`` (worker): an unstarted message goes back to the queue.
+- ``drop`` (api: cancel, purge): a message still waiting ends, never a claimed one.
+- ``recover`` (scheduler): an entry of a dead worker is acknowledged, delivered
+  again, or its execution orphaned for adoption, only if that execution is still
+  held by the dead worker; requeue and acknowledgement are one step.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, cast
+
+import redis
+
+from jobs.errors import BackendUnavailable
+from jobs.keys import INBOX_GROUP, Keys
+from jobs.status import ACCEPTS_MESSAGES, ExecutionStatus, transitions_json
+
+EVENTS_MAXLEN = 1000
+NULL = "null"
+
+_PRELUDE = f"""
+local GROUP = '{INBOX_GROUP}'
+local MOVES = cjson.decode([[{transitions_json()}]])
+local function may_move(from, to)
+  local edges = MOVES[from]
+  if not edges then return false end
+  for _, edge in ipairs(edges) do if edge == to then return true end end
+  return false
+end
+local function registered(workers, wid)
+  return redis.call('HEXISTS', workers, wid) == 1
+end
+local function fence(actor, epoch)
+  if redis.call('EXISTS', actor) == 0 then return false end
+  local seen = tonumber(redis.call('HGET', actor, 'fence') or '0')
+  epoch = tonumber(epoch)
+  if epoch < seen then return false end
+  if epoch > seen then redis.call('HSET', actor, 'fence', epoch) end
+  return true
+end
+local function ack(inbox, entry)
+  if entry and entry ~= '' then
+    redis.call('XACK', inbox, GROUP, entry)
+    redis.call('XDEL', inbox, entry)
+  end
+end
+local function deliver(inbox, exec, eid)
+  local id = redis.call('XADD', inbox, '*', 'eid', eid)
+  redis.call('HSET', exec, 'inbox_entry', cjson.encode(id))
+end
+local function hset_pairs(key, argv, first)
+  for i = first, #argv, 2 do redis.call('HSET', key, argv[i], argv[i + 1]) end
+end
+"""
+
+# KEYS: actor, exec, binary, executions, queued, inbox. ARGV: eid, score, has_binary,
+# binary, accepted statuses (JSON list of JSON strings), then field/value pairs.
+_POST = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 'gone' end
+local accepted = false
+for _, s in ipairs(cjson.decode(ARGV[5])) do if s == status then accepted = true end end
+if not accepted then return status end
+hset_pairs(KEYS[2], ARGV, 6)
+if ARGV[3] == '1' then redis.call('SET', KEYS[3], ARGV[4]) end
+redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[5], ARGV[2], ARGV[1])
+deliver(KEYS[6], KEYS[2], ARGV[1])
+return 'ok'
+"""
+
+# KEYS: workers, queued, exec, actor, inbox. ARGV: wid, eid, revision, entry, wid_json.
+_CLAIM = """
+if not registered(KEYS[1], ARGV[1]) then return 'fenced' end
+local revision = redis.call('HGET', KEYS[4], 'revision')
+if not revision then ack(KEYS[5], ARGV[4]); return 'gone' end
+local queued = redis.call('ZSCORE', KEYS[2], ARGV[2])
+if tonumber(revision) ~= tonumber(ARGV[3]) then
+  ack(KEYS[5], ARGV[4])
+  if queued then deliver(KEYS[5], KEYS[3], ARGV[2]) end
+  return 'stale'
+end
+if not queued then ack(KEYS[5], ARGV[4]); return 'gone' end
+local status = redis.call('HGET', KEYS[3], 'status')
+local holder = redis.call('HGET', KEYS[3], 'worker_id')
+if (status ~= '"SUBMITTED"' and status ~= '"RUNNING"') or (holder and holder ~= 'null') then
+  redis.call('ZREM', KEYS[2], ARGV[2]); ack(KEYS[5], ARGV[4]); return 'gone'
+end
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('HSET', KEYS[3], 'worker_id', ARGV[5])
+if redis.call('HGET', KEYS[3], 'orphan') == 'true' then return 'adopt' end
+return 'claimed'
+"""
+
+# KEYS: workers, exec. ARGV: wid, wid_json, then field/value pairs.
+_RUNNING = """
+if not registered(KEYS[1], ARGV[1]) then return 'fenced' end
+if redis.call('HGET', KEYS[2], 'worker_id') ~= ARGV[2] then return 'lost' end
+local status = redis.call('HGET', KEYS[2], 'status')
+if not may_move(status, '"RUNNING"') then return 'illegal' end
+redis.call('HSET', KEYS[2], 'status', '"RUNNING"')
+hset_pairs(KEYS[2], ARGV, 3)
+return 'ok'
+"""
+
+# KEYS: workers, exec, binary, events, inbox, queued. ARGV: wid, wid_json, entry,
+# status_json, eid, maxlen, then field/value pairs. An empty wid finishes without a
+# worker (the scheduler failing messages of an actor whose image is gone).
+_FINISH = """
+if ARGV[1] ~= '' and not registered(KEYS[1], ARGV[1]) then return 'fenced' end
+local status = redis.call('HGET', KEYS[2], 'status')
+if not status then ack(KEYS[5], ARGV[3]); return 'gone' end
+if ARGV[1] ~= '' and redis.call('HGET', KEYS[2], 'worker_id') ~= ARGV[2] then
+  return 'lost'
+end
+if not may_move(status, ARGV[4]) then ack(KEYS[5], ARGV[3]); return 'illegal' end
+hset_pairs(KEYS[2], ARGV, 7)
+redis.call('HSET', KEYS[2], 'status', ARGV[4])
+redis.call('HDEL', KEYS[2], 'orphan')
+redis.call('DEL', KEYS[3])
+redis.call('ZREM', KEYS[6], ARGV[5])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'event', 'EXECUTION_COMPLETE',
+           'execution_id', ARGV[5], 'status', cjson.decode(ARGV[4]))
+ack(KEYS[5], ARGV[3])
+return 'ok'
+"""
+
+# KEYS: workers, exec, queued, inbox, executions. ARGV: wid, wid_json, entry, eid.
+_RELEASE = """
+if not registered(KEYS[1], ARGV[1]) then return 'fenced' end
+if redis.call('HGET', KEYS[2], 'worker_id') ~= ARGV[2] then return 'lost' end
+local status = redis.call('HGET', KEYS[2], 'status')
+if status ~= '"SUBMITTED"' and redis.call('HGET', KEYS[2], 'orphan') ~= 'true' then
+  return 'illegal'
+end
+redis.call('HSET', KEYS[2], 'worker_id', 'null')
+local score = redis.call('ZSCORE', KEYS[5], ARGV[4]) or '0'
+redis.call('ZADD', KEYS[3], score, ARGV[4])
+ack(KEYS[4], ARGV[3])
+deliver(KEYS[4], KEYS[2], ARGV[4])
+return 'ok'
+"""
+
+# KEYS: exec, binary, events, queued, inbox. ARGV: eid, status_json, maxlen, then pairs.
+_DROP = """
+if not redis.call('ZSCORE', KEYS[4], ARGV[1]) then return 'claimed' end
+local status = redis.call('HGET', KEYS[1], 'status')
+local holder = redis.call('HGET', KEYS[1], 'worker_id')
+if status ~= '"SUBMITTED"' or (holder and holder ~= 'null')
+   or redis.call('HGET', KEYS[1], 'orphan') == 'true' then return 'claimed' end
+redis.call('ZREM', KEYS[4], ARGV[1])
+local entry = redis.call('HGET', KEYS[1], 'inbox_entry')
+if entry then ack(KEYS[5], cjson.decode(entry)) end
+hset_pairs(KEYS[1], ARGV, 4)
+redis.call('HSET', KEYS[1], 'status', ARGV[2])
+redis.call('DEL', KEYS[2])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'event', 'EXECUTION_COMPLETE',
+           'execution_id', ARGV[1], 'status', cjson.decode(ARGV[2]))
+return 'ok'
+"""
+
+# KEYS: actor, workers, hb, exec, queued, inbox, executions.
+# ARGV: epoch, dead wid, dead wid_json, entry, eid.
+_RECOVER = """
+if not fence(KEYS[1], ARGV[1]) then return 'fenced' end
+if redis.call('EXISTS', KEYS[3]) == 1 and registered(KEYS[2], ARGV[2]) then return 'alive' end
+local status = redis.call('HGET', KEYS[4], 'status')
+if not status or status == '"COMPLETE"' or status == '"ERROR"' then
+  ack(KEYS[6], ARGV[4]); return 'acked'
+end
+local holder = redis.call('HGET', KEYS[4], 'worker_id') or 'null'
+if holder == 'null' then
+  ack(KEYS[6], ARGV[4])
+  if redis.call('ZSCORE', KEYS[5], ARGV[5]) then
+    deliver(KEYS[6], KEYS[4], ARGV[5]); return 'redelivered'
+  end
+  return 'acked'
+end
+if holder ~= ARGV[3] then ack(KEYS[6], ARGV[4]); return 'stale' end
+redis.call('HSET', KEYS[4], 'worker_id', 'null', 'orphan', 'true')
+local score = redis.call('ZSCORE', KEYS[7], ARGV[5]) or '0'
+redis.call('ZADD', KEYS[5], score, ARGV[5])
+ack(KEYS[6], ARGV[4])
+deliver(KEYS[6], KEYS[4], ARGV[5])
+return 'orphaned'
+"""
+
+# KEYS: exec. Returns the holder (JSON) of a live execution after flagging it, or 'final'.
+_CANCEL = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 'gone' end
+if status == '"COMPLETE"' or status == '"ERROR"' then return 'final' end
+redis.call('HSET', KEYS[1], 'cancel_requested', 'true')
+return redis.call('HGET', KEYS[1], 'worker_id') or 'null'
+"""
+
+# KEYS: actor, workers, hb. ARGV: epoch, wid, record_json, ttl_ms, limit, revision.
+_REGISTER = """
+if not fence(KEYS[1], ARGV[1]) then return 'fenced' end
+if redis.call('HGET', KEYS[1], 'status') ~= '"READY"' then return 'not-ready' end
+if tonumber(redis.call('HGET', KEYS[1], 'revision')) ~= tonumber(ARGV[6]) then
+  return 'stale'
+end
+if tonumber(ARGV[5]) >= 0 and redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[5]) then
+  return 'full'
+end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+redis.call('SET', KEYS[3], '1', 'PX', ARGV[4])
+return 'ok'
+"""
+
+# KEYS: actor, workers, hb, control. ARGV: epoch, wid, force.
+_REMOVE = """
+if not fence(KEYS[1], ARGV[1]) then
+  if redis.call('EXISTS', KEYS[1]) == 1 then return 'fenced' end
+end
+if ARGV[3] ~= '1' and redis.call('EXISTS', KEYS[3]) == 1 then return 'alive' end
+redis.call('HDEL', KEYS[2], ARGV[2])
+redis.call('DEL', KEYS[3], KEYS[4])
+return 'ok'
+"""
+
+# KEYS: workers, hb. ARGV: wid, ttl_ms, changes_json (may be '{}').
+_BEAT = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+if ARGV[3] ~= '{}' then
+  local record = cjson.decode(raw)
+  for k, v in pairs(cjson.decode(ARGV[3])) do record[k] = v end
+  redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(record))
+end
+if ARGV[2] ~= '0' then redis.call('SET', KEYS[2], '1', 'PX', ARGV[2]) end
+return 1
+"""
+
+# KEYS: actor. ARGV: field/value pairs. Never recreates a deleted actor.
+_UPDATE_ACTOR = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+hset_pairs(KEYS[1], ARGV, 1)
+return 1
+"""
+
+# KEYS: actor. ARGV: epoch, revision, then pairs. The scheduler's verdict on one revision.
+_ACTOR_VERDICT = """
+if not fence(KEYS[1], ARGV[1]) then return 'fenced' end
+if tonumber(redis.call('HGET', KEYS[1], 'revision')) ~= tonumber(ARGV[2]) then
+  return 'stale'
+end
+if redis.call('HGET', KEYS[1], 'status') == '"SHUTTING_DOWN"' then return 'deleting' end
+hset_pairs(KEYS[1], ARGV, 3)
+return 'ok'
+"""
+
+# KEYS: lock, epoch. ARGV: identity, ttl_ms. Returns our epoch, or 0 (someone else holds it).
+_ACQUIRE = """
+local holder = redis.call('GET', KEYS[1])
+if not holder then
+  local epoch = redis.call('INCR', KEYS[2])
+  redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. epoch, 'PX', ARGV[2])
+  return epoch
+end
+local space = string.find(holder, ' [^ ]*$')
+if string.sub(holder, 1, space - 1) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return tonumber(string.sub(holder, space + 1))
+end
+return 0
+"""
+
+# KEYS: lock. ARGV: identity. Compare-and-delete.
+_RELEASE_LOCK = """
+local holder = redis.call('GET', KEYS[1])
+if holder and string.sub(holder, 1, #ARGV[1] + 1) == ARGV[1] .. ' ' then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class Outcome(StrEnum):
+    """What a protocol step did; every caller decides from this, never from a guess."""
+
+    OK = "ok"
+    CLAIMED = "claimed"
+    ADOPT = "adopt"
+    STALE = "stale"            # a newer revision (or an older epoch) decides instead
+    GONE = "gone"              # the actor or message no longer exists / waits
+    FENCED = "fenced"          # the writer is no longer registered (or holds no lock)
+    LOST = "lost"              # the execution is held by someone else now
+    ILLEGAL = "illegal"        # the state machine has no such move
+    ALIVE = "alive"
+    ACKED = "acked"
+    REDELIVERED = "redelivered"
+    ORPHANED = "orphaned"
+    FULL = "full"
+    NOT_READY = "not-ready"
+    DELETING = "deleting"
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """``post`` refused: the actor is gone (None) or in this status."""
+
+    status: str | None
+
+
+def _pairs(fields: Mapping[str, Any]) -> list[str]:
+    flat: list[str] = []
+    for key, value in fields.items():
+        flat += [key, json.dumps(value)]
+    return flat
+
+
+def _outcome(raw: Any) -> Outcome:
+    return Outcome(raw.decode() if isinstance(raw, bytes) else str(raw))
+
+
+class Inbox:
+    """The protocol's steps, bound to one Redis client and key builder."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.r = client
+        self.keys = keys
+        self._scripts = {name: client.register_script(_PRELUDE + body) for name, body in {
+            "post": _POST, "claim": _CLAIM, "running": _RUNNING, "finish": _FINISH,
+            "release": _RELEASE, "drop": _DROP, "recover": _RECOVER, "register": _REGISTER,
+            "remove": _REMOVE, "beat": _BEAT, "update_actor": _UPDATE_ACTOR,
+            "verdict": _ACTOR_VERDICT, "cancel": _CANCEL}.items()}
+        self._acquire = client.register_script(_ACQUIRE)
+        self._release_lock = client.register_script(_RELEASE_LOCK)
+
+    def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return self._scripts[name](keys=keys, args=args)
+        except redis.RedisError as exc:
+            raise BackendUnavailable(f"redis is unavailable: {exc}") from exc
+
+    # -- api ------------------------------------------------------------------------
+    def post(self, execution: Mapping[str, Any], binary: bytes | None = None) -> Rejected | None:
+        """Record an execution and queue it, only while its actor accepts messages."""
+        t, a, eid = execution["tenant"], execution["actor_id"], execution["id"]
+        k = self.keys
+        accepted = json.dumps([json.dumps(str(s)) for s in ACCEPTS_MESSAGES])
+        raw = self._run("post", [k.actor(t, a), k.execution(t, a, eid),
+                                 k.execution_binary(t, a, eid), k.executions(t, a),
+                                 k.queued(t, a), k.inbox(t, a)],
+                        [eid, time.time(), "1" if binary is not None else "0", binary or b"",
+                         accepted, *_pairs(execution)])
+        text = raw.decode()
+        if text == "ok":
+            return None
+        return Rejected(None if text == "gone" else json.loads(text))
+
+    def drop(self, tenant: str, actor_id: str, eid: str, status: ExecutionStatus,
+             fields: Mapping[str, Any]) -> bool:
+        """End a message no worker has claimed (cancel, purge); False once claimed."""
+        k = self.keys
+        raw = self._run("drop", [k.execution(tenant, actor_id, eid),
+                                 k.execution_binary(tenant, actor_id, eid),
+                                 k.events(tenant, actor_id), k.queued(tenant, actor_id),
+                                 k.inbox(tenant, actor_id)],
+                        [eid, json.dumps(str(status)), EVENTS_MAXLEN, *_pairs(fields)])
+        return _outcome(raw) is Outcome.OK
+
+    def request_cancel(self, tenant: str, actor_id: str, eid: str) -> str | None:
+        """Flag a claimed execution for cancelling; the worker holding it (None if none).
+
+        The flag covers a worker between claim and start, and an adopter; the caller
+        tells the holder at once through its control list."""
+        raw = self._run("cancel", [self.keys.execution(tenant, actor_id, eid)], [])
+        text = raw.decode()
+        return None if text in ("gone", "final", NULL) else str(json.loads(text))
+
+    def update_actor(self, tenant: str, actor_id: str, changes: Mapping[str, Any]) -> bool:
+        """Change fields of an existing actor; a deleted one is never recreated."""
+        return bool(self._run("update_actor", [self.keys.actor(tenant, actor_id)],
+                              _pairs(changes)))
+
+    def update_worker(self, tenant: str, actor_id: str, worker_id: str,
+                      changes: Mapping[str, Any]) -> bool:
+        """Merge fields into a registration atomically; False once it is gone."""
+        k = self.keys
+        return bool(self._run("beat", [k.workers(tenant, actor_id),
+                                       k.heartbeat(tenant, actor_id, worker_id)],
+                              [worker_id, 0, json.dumps(dict(changes)) or "{}"]))
+
+    # -- worker ---------------------------------------------------------------------
+    def heartbeat(self, tenant: str, actor_id: str, worker_id: str, ttl_s: float,
+                  changes: Mapping[str, Any] | None = None) -> bool:
+        """Beat (and merge ``changes``) only while registered: False means fenced off."""
+        k = self.keys
+        return bool(self._run("beat", [k.workers(tenant, actor_id),
+                                       k.heartbeat(tenant, actor_id, worker_id)],
+                              [worker_id, max(1, int(ttl_s * 1000)),
+                               json.dumps(dict(changes or {})) or "{}"]))
+
+    def claim(self, tenant: str, actor_id: str, worker_id: str, revision: int, entry: str,
+              eid: str) -> Outcome:
+        k = self.keys
+        return _outcome(self._run("claim", [
+            k.workers(tenant, actor_id), k.queued(tenant, actor_id),
+            k.execution(tenant, actor_id, eid), k.actor(tenant, actor_id),
+            k.inbox(tenant, actor_id)], [worker_id, eid, revision, entry, json.dumps(worker_id)]))
+
+    def running(self, tenant: str, actor_id: str, worker_id: str, eid: str,
+                fields: Mapping[str, Any]) -> Outcome:
+        k = self.keys
+        return _outcome(self._run("running", [k.workers(tenant, actor_id),
+                                              k.execution(tenant, actor_id, eid)],
+                                  [worker_id, json.dumps(worker_id), *_pairs(fields)]))
+
+    def finish(self, tenant: str, actor_id: str, worker_id: str | None, entry: str,
+               eid: str, status: ExecutionStatus, fields: Mapping[str, Any]) -> Outcome:
+        """Write the final record, publish the completion and acknowledge, in one step."""
+        k = self.keys
+        return _outcome(self._run("finish", [
+            k.workers(tenant, actor_id), k.execution(tenant, actor_id, eid),
+            k.execution_binary(tenant, actor_id, eid), k.events(tenant, actor_id),
+            k.inbox(tenant, actor_id), k.queued(tenant, actor_id)],
+            [worker_id or "", json.dumps(worker_id), entry, json.dumps(str(status)), eid,
+             EVENTS_MAXLEN, *_pairs(fields)]))
+
+    def release(self, tenant: str, actor_id: str, worker_id: str, entry: str,
+                eid: str) -> Outcome:
+        """Give back a claimed message that no container ran (a transient failure)."""
+        k = self.keys
+        return _outcome(self._run("release", [
+            k.workers(tenant, actor_id), k.execution(tenant, actor_id, eid),
+            k.queued(tenant, actor_id), k.inbox(tenant, actor_id),
+            k.executions(tenant, actor_id)], [worker_id, json.dumps(worker_id), entry, eid]))
+
+    def read(self, tenant: str, actor_id: str, worker_id: str,
+             block_ms: int) -> tuple[str, str] | None:
+        """Block for the next entry delivered to this worker: (entry id, execution id)."""
+        try:
+            reply = self.r.xreadgroup(INBOX_GROUP, worker_id,
+                                      {self.keys.inbox(tenant, actor_id): ">"},
+                                      count=1, block=block_ms)
+        except redis.ResponseError as exc:  # NOGROUP: the inbox went with its actor
+            raise BackendUnavailable(f"inbox unavailable: {exc}") from exc
+        except redis.RedisError as exc:
+            raise BackendUnavailable(f"redis is unavailable: {exc}") from exc
+        for _stream, entries in cast(list, reply or []):
+            for entry_id, fields in entries:
+                return entry_id.decode(), fields[b"eid"].decode()
+        return None
+
+    def leave(self, tenant: str, actor_id: str, worker_id: str) -> None:
+        """A worker deregisters itself (it holds nothing: its entries are acknowledged)."""
+        k = self.keys
+        try:
+            with self.r.pipeline() as pipe:
+                pipe.hdel(k.workers(tenant, actor_id), worker_id)
+                pipe.delete(k.heartbeat(tenant, actor_id, worker_id),
+                            k.worker_control(tenant, actor_id, worker_id))
+                pipe.execute()
+            pending = self.r.xpending_range(k.inbox(tenant, actor_id), INBOX_GROUP, min="-",
+                                            max="+", count=1, consumername=worker_id)
+            if not pending:
+                self.r.xgroup_delconsumer(k.inbox(tenant, actor_id), INBOX_GROUP, worker_id)
+        except redis.RedisError as exc:
+            raise BackendUnavailable(f"redis is unavailable: {exc}") from exc
+
+    # -- scheduler ------------------------------------------------------------------
+    def acquire(self, identity: str, ttl_s: float) -> int:
+        """Take or renew the scheduler lock; our epoch, or 0 while another holds it."""
+        k = self.keys
+        try:
+            return int(self._acquire(keys=[k.scheduler_lock(), k.scheduler_epoch()],
+                                     args=[identity, max(1, int(ttl_s * 1000))]))
+        except redis.RedisError as exc:
+            raise BackendUnavailable(f"redis is unavailable: {exc}") from exc
+
+    def release_lock(self, identity: str) -> bool:
+        try:
+            return bool(self._release_lock(keys=[self.keys.scheduler_lock()], args=[identity]))
+        except redis.RedisError as exc:
+            raise BackendUnavailable(f"redis is unavailable: {exc}") from exc
+
+    def register(self, epoch: int, tenant: str, actor_id: str, record: Mapping[str, Any],
+                 ttl_s: float, limit: int, revision: int) -> Outcome:
+        """Register a worker (REQUESTED) before it is placed; ``limit`` -1 means none."""
+        k = self.keys
+        return _outcome(self._run("register", [
+            k.actor(tenant, actor_id), k.workers(tenant, actor_id),
+            k.heartbeat(tenant, actor_id, record["id"])],
+            [epoch, record["id"], json.dumps(dict(record)), max(1, int(ttl_s * 1000)), limit,
+             revision]))
+
+    def remove(self, epoch: int, tenant: str, actor_id: str, worker_id: str,
+               force: bool = False) -> Outcome:
+        """Drop a registration whose heartbeat lapsed (or, ``force``, whose process ended)."""
+        k = self.keys
+        return _outcome(self._run("remove", [
+            k.actor(tenant, actor_id), k.workers(tenant, actor_id),
+            k.heartbeat(tenant, actor_id, worker_id),
+            k.worker_control(tenant, actor_id, worker_id)],
+            [epoch, worker_id, "1" if force else "0"]))
+
+    def recover(self, epoch: int, tenant: str, actor_id: str, dead: str, entry: str,
+                eid: str) -> Outcome:
+        """Resolve one entry a dead worker held (see the module docstring)."""
+        k = self.keys
+        if not eid:  # the entry's content is gone: nothing to run, only to acknowledge
+            try:
+                self.r.xack(k.inbox(tenant, actor_id), INBOX_GROUP, entry)
+            except redis.RedisError as exc:
+                raise BackendUnavailable(f"redis is unavailable: {exc}") from exc
+            return Outcome.ACKED
+        return _outcome(self._run("recover", [
+            k.actor(tenant, actor_id), k.workers(tenant, actor_id),
+            k.heartbeat(tenant, actor_id, dead), k.execution(tenant, actor_id, eid),
+            k.queued(tenant, actor_id), k.inbox(tenant, actor_id),
+            k.executions(tenant, actor_id)], [epoch, dead, json.dumps(dead), entry, eid]))
+
+    def verdict(self, epoch: int, tenant: str, actor_id: str, revision: int,
+                fields: Mapping[str, Any]) -> Outcome:
+        """Set the status of one revision of an actor (its image checked)."""
+        return _outcome(self._run("verdict", [self.keys.actor(tenant, actor_id)],
+                                  [epoch, revision, *_pairs(fields)]))
+
+    def pending(self, tenant: str, actor_id: str) -> dict[str, list[tuple[str, str]]]:
+        """Entries delivered and not acknowledged, by consumer: (entry id, execution id)."""
+        inbox = self.keys.inbox(tenant, actor_id)
+        try:
+            consumers = cast(list, self.r.xinfo_consumers(inbox, INBOX_GROUP))
+            held: dict[str, list[tuple[str, str]]] = {}
+            for consumer in consumers:
+                name = _text(consumer["name"])
+                rows = cast(list, self.r.xpending_range(inbox, INBOX_GROUP, min="-", max="+",
+                                                        count=1000, consumername=name))
+                ids = [_text(row["message_id"]) for row in rows]
+                held[name] = [(entry, _eid_of(self.r, inbox, entry)) for entry in ids]
+            return held
+        except redis.ResponseError:
+            return {}  # no inbox: the actor is gone
+        except redis.RedisError as exc:
+            raise BackendUnavailable(f"redis is unavailable: {exc}") from exc
+
+    def forget_consumer(self, tenant: str, actor_id: str, consumer: str) -> None:
+        try:
+            self.r.xgroup_delconsumer(self.keys.inbox(tenant, actor_id), INBOX_GROUP, consumer)
+        except redis.ResponseError:
+            return
+        except redis.RedisError as exc:
+            raise BackendUnavailable(f"redis is unavailable: {exc}") from exc
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _eid_of(client: redis.Redis, inbox: str, entry: str) -> str:
+    """The execution an entry names ('' when the entry was deleted from the stream)."""
+    rows = cast(list, client.xrange(inbox, min=entry, max=entry, count=1))
+    if not rows or not rows[0][1]:
+        return ""
+    return _text(rows[0][1][b"eid"])

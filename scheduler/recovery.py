@@ -1,0 +1,57 @@
+"""What dead workers held: their registrations go, their inbox entries are resolved.
+
+Dead means: no heartbeat (the start-up grace covers a worker still starting), or
+its process was seen to end. Each entry is resolved by one fenced step
+(``Inbox.recover``), which acts only if the execution is still held by the dead
+worker: already final -> acknowledged; never claimed -> delivered again; claimed
+-> orphaned, so the next worker adopts the run through its handle (or starts it,
+if it never started: starts are idempotent per execution).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from jobs.inbox import Outcome
+from jobs.store import Store
+
+LOG = logging.getLogger("abaco.scheduler")
+
+
+def recover_actor(store: Store, epoch: int, tenant: str, actor_id: str,
+                  ended: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Resolve what the actor's dead workers held; return its live workers."""
+    ended = set(ended)
+    workers = store.workers(tenant, actor_id)
+    beating = store.alive_worker_ids(tenant, actor_id, [w["id"] for w in workers])
+    live = []
+    for worker in workers:
+        wid = worker["id"]
+        if wid in beating and wid not in ended:
+            live.append(worker)
+            continue
+        outcome = store.inbox.remove(epoch, tenant, actor_id, wid, force=wid in ended)
+        if outcome is Outcome.ALIVE:
+            live.append(worker)
+        elif outcome is Outcome.OK and worker.get("host_id"):
+            store.drop_host_worker(worker["host_id"], tenant, actor_id, wid)
+    _resolve_entries(store, epoch, tenant, actor_id, {w["id"] for w in live})
+    return live
+
+
+def _resolve_entries(store: Store, epoch: int, tenant: str, actor_id: str,
+                     live: set[str]) -> None:
+    for consumer, entries in store.inbox.pending(tenant, actor_id).items():
+        if consumer in live:
+            continue
+        outcomes = [store.inbox.recover(epoch, tenant, actor_id, consumer, entry, eid)
+                    for entry, eid in entries]
+        if Outcome.ALIVE in outcomes or Outcome.FENCED in outcomes:
+            continue
+        store.inbox.forget_consumer(tenant, actor_id, consumer)
+        if entries:
+            LOG.warning("worker %s of %s/%s gone; its entries: %s", consumer, tenant, actor_id,
+                        ", ".join(f"{eid or '-'} {o}" for (_e, eid), o in zip(entries, outcomes,
+                                                                              strict=True)))
