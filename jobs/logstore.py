@@ -44,7 +44,7 @@ TRUNCATION_MARKER = "\n[abaco: log truncated at {limit} bytes]\n"
 # Attempts per S3 request, the pauses between them, and the time after which no new
 # attempt starts: a down S3 costs a caller at most about RETRY_BUDGET_S plus one
 # request's timeouts.
-ATTEMPTS = 1
+ATTEMPTS = 3
 PAUSES_S = (0.2, 0.6)
 RETRY_BUDGET_S = 4.0
 CONNECT_TIMEOUT_S = 2

@@ -3,10 +3,14 @@
 Starts, in order, Redis (AOF on), an S3 endpoint that keeps its data on disk
 (localbucket), OpenBao (raft storage, initialised and unsealed here, keys kept
 0600 under the data dir), a Docker engine when none answers, then the API
-(gunicorn) and the scheduler. A component that already answers on its address
-is reused; a port held by something else is a one-line error naming the
-setting to change. Started processes leave pid files under ``{data_dir}/run``
-and logs under ``{data_dir}/logs``; ``abaco down`` stops exactly those.
+(gunicorn, gevent workers) and the scheduler. A component that already answers
+on its address is reused; a port held by something else is a one-line error
+naming the setting to change. Started processes leave pid files under
+``{data_dir}/run`` and logs under ``{data_dir}/logs``; ``abaco down`` stops
+exactly those. A component we started that died is started again: what it left
+behind (the live members of its session, such as gunicorn workers orphaned by a
+killed master) is killed first and its port awaited with a deadline; one that
+lives but stops answering is stopped and started again.
 """
 
 from __future__ import annotations
@@ -34,6 +38,11 @@ from jobs.errors import AbacoError
 from jobs.settings import Secret, Settings
 
 PROBE_INTERVAL_S = 0.1
+# After what we started died: how long its port may take to be freed, how long a process
+# that lives but does not answer gets to stop on SIGTERM, and a bound on SIGKILL's effect.
+PORT_FREE_TIMEOUT_S = 15.0
+HUNG_GRACE_S = 10.0
+KILL_TIMEOUT_S = 10.0
 # Probes of our own services go direct, whatever http_proxy says.
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -143,6 +152,64 @@ def pid_alive(paths: Paths, name: str, pid_file: Path | None = None) -> int | No
     return pid if marker in cmdline and not _zombie(pid) else None
 
 
+def recorded_pid(pid_file: Path) -> int | None:
+    try:
+        return int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields of ``/proc/{pid}/stat`` after the command name: state, ppid, pgrp, session..."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+    except OSError:
+        return None
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
+            errors="replace")
+    except OSError:
+        return ""
+
+
+def session_members(session: int, marker: str) -> list[int]:
+    """Live processes of session ``session`` whose command line contains ``marker``.
+
+    Every process ``spawn`` starts leads a session of its own, and what it forks
+    (gunicorn's workers, Redis's rewrite child) stays in it after the leader dies;
+    the kernel does not hand out the leader's pid again while any member lives. So
+    this names exactly the leftovers of one start, on a host shared with other stacks.
+    """
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _proc_stat(int(entry.name))
+        if (fields and len(fields) > 3 and fields[3] == str(session)
+                and fields[0] not in ("Z", "X") and marker in _cmdline(int(entry.name))):
+            members.append(int(entry.name))
+    return sorted(members)
+
+
+def stop_processes(pids: list[int], grace_s: float) -> None:
+    """SIGTERM, and SIGKILL what is left after ``grace_s`` (at once when 0); wait them out."""
+    first = signal.SIGTERM if grace_s > 0 else signal.SIGKILL
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, first)
+    if grace_s > 0:
+        with contextlib.suppress(StackError):
+            wait_for(lambda: not any(_alive(pid) for pid in pids), grace_s, "processes")
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not any(_alive(pid) for pid in pids), KILL_TIMEOUT_S,
+             f"processes {pids} to exit after SIGKILL")
+
+
 def tool(name: str, hint: str) -> str:
     """Find an executable next to this Python first (the venv), then on PATH."""
     local = Path(sys.executable).parent / name
@@ -166,6 +233,18 @@ class Component:
     def address(self) -> tuple[str, int]:
         raise NotImplementedError
 
+    @property
+    def pid_file(self) -> Path:
+        return self.paths.run / f"{self.name}.pid"
+
+    @property
+    def marker(self) -> str:
+        return PROGRAM_MARKERS.get(self.name, self.name)
+
+    def own_pid(self) -> int | None:
+        """The pid of the process we started, if it still lives."""
+        return pid_alive(self.paths, self.name)
+
     def answers(self) -> bool:
         """Is our kind of service answering (and usable by us) on the address?"""
         raise NotImplementedError
@@ -176,19 +255,57 @@ class Component:
     def after_start(self) -> None:
         """Post-start set-up, also run on a reused service (idempotent)."""
 
+    def clear_previous(self) -> str:
+        """If the process we started last died (or is a zombie), kill what it left behind.
+
+        Its leftovers (gunicorn workers orphaned by a killed master, a Redis rewrite
+        child) may still answer on the port or hold it; they are the live members of
+        its session. Returns a note for the progress line, empty when nothing died.
+        """
+        pid = recorded_pid(self.pid_file)
+        if pid is None or self.own_pid() is not None:
+            return ""
+        leftovers = session_members(pid, self.marker)
+        stop_processes(leftovers, grace_s=0)  # their leader is gone: nothing to drain
+        self.pid_file.unlink(missing_ok=True)
+        if leftovers:
+            return f"pid {pid} had died; killed {len(leftovers)} leftover process(es)"
+        return f"pid {pid} had died"
+
+    def stop_hung(self, pid: int) -> str:
+        """Stop our process that lives but does not answer, with whatever it forked."""
+        stop_processes(session_members(pid, self.marker) or [pid], grace_s=HUNG_GRACE_S)
+        self.pid_file.unlink(missing_ok=True)
+        return f"pid {pid} did not answer; stopped it"
+
     def up(self) -> str:
         host, port = self.address
+        note = self.clear_previous()
+        pid = self.own_pid()
+        if pid is not None and not self.answers():
+            try:  # ours and alive: still starting, or hung
+                wait_for(self.answers, self.start_timeout_s(), f"{self.name} (pid {pid})")
+            except StackError:
+                note = self.stop_hung(pid)
         if self.answers():
             self.after_start()
             return f"reused on {host}:{port}"
         if port_open(host, port):
-            raise StackError(f"{self.name}: port {port} on {host} is taken by something else; "
-                             f"free it or set {self.setting_hint()}")
+            taken = (f"{self.name}: port {port} on {host} is taken by something else; "
+                     f"free it or set {self.setting_hint()}")
+            if not note:
+                raise StackError(taken)
+            try:  # what we started there is going away; let the port go with a deadline
+                wait_for(lambda: not port_open(host, port), PORT_FREE_TIMEOUT_S,
+                         f"port {port} to be freed")
+            except StackError:
+                raise StackError(f"{taken} (still, {PORT_FREE_TIMEOUT_S:g} s after {note})"
+                                 ) from None
         self.start()
         wait_for(self.answers, self.start_timeout_s(), f"{self.name} on {host}:{port} "
                  f"(see {self.paths.logs / (self.name + '.log')})")
         self.after_start()
-        return f"started on {host}:{port}"
+        return f"started on {host}:{port}" + (f" ({note})" if note else "")
 
     def setting_hint(self) -> str:
         return "its address setting"
@@ -334,6 +451,14 @@ class VaultComponent(Component):
                                              options={"version": "2"})
 
 
+# Actor containers run without a network by default, and survive an engine restart.
+DOCKERD_FLAGS = ["--bridge=none", "--iptables=false", "--live-restore"]
+# Connections one gevent API worker serves at once: a synchronous message is one of
+# them, parked on a Redis read, not a thread.
+API_WORKER_CONNECTIONS = 1000
+UNIX_PATH_MAX = 108  # sun_path, with its closing NUL
+
+
 class DockerComponent(Component):
     name = "dockerd"
 
@@ -354,10 +479,31 @@ class DockerComponent(Component):
     def up(self) -> str:
         if self.answers():
             return "reused (engine answers)"
+        note, pid = "", self.own_pid()
+        if pid is not None:  # ours and alive: still starting, or hung
+            try:
+                wait_for(self.answers, self.start_timeout_s(), f"dockerd (pid {pid})")
+                return f"reused (pid {pid})"
+            except StackError:
+                # Only the engine itself: its containerd keeps the containers running
+                # (--live-restore) and the next engine takes them over.
+                note = self.stop_hung(pid)
+        elif (old := recorded_pid(self.pid_file)) is not None:
+            note = f"pid {old} had died"
+            self.pid_file.unlink(missing_ok=True)
         binary = tool("dockerd", "apt-get install docker.io")
-        spawn(self.paths, self.name, [binary, "--bridge=none", "--iptables=false"])
-        wait_for(self.answers, 60, f"dockerd (see {self.paths.logs / 'dockerd.log'})")
-        return "started (--bridge=none --iptables=false)"
+        spawn(self.paths, self.name, [binary, *DOCKERD_FLAGS])
+        wait_for(self.answers, self.start_timeout_s(),
+                 f"dockerd (see {self.paths.logs / 'dockerd.log'})")
+        return f"started ({' '.join(DOCKERD_FLAGS)})" + (f" ({note})" if note else "")
+
+    def stop_hung(self, pid: int) -> str:
+        stop_processes([pid], grace_s=HUNG_GRACE_S)
+        self.pid_file.unlink(missing_ok=True)
+        return f"pid {pid} did not answer; stopped it"
+
+    def start_timeout_s(self) -> float:
+        return 60.0
 
 
 class ApiComponent(Component):
@@ -381,13 +527,32 @@ class ApiComponent(Component):
         except (OSError, ValueError):
             return False
 
-    def start(self) -> None:
+    def argv(self) -> list[str]:
+        """gunicorn with gevent workers: a request waiting on Redis (a synchronous
+        message) parks a greenlet, so hundreds of them leave the API answering."""
         s = self.settings
-        spawn(self.paths, self.name, [
-            sys.executable, "-m", "gunicorn", "--bind", f"{s.api_host}:{s.api_port}",
-            "--workers", str(s.api_workers), "--threads", "8",
-            "--timeout", str(int(s.sync_timeout_s + 30)), "--graceful-timeout", "10",
-            "api.app:create_app()"], env=s.as_env())
+        return [sys.executable, "-m", "gunicorn", "--bind", f"{s.api_host}:{s.api_port}",
+                "--workers", str(s.api_workers), "--worker-class", "gevent",
+                "--worker-connections", str(API_WORKER_CONNECTIONS),
+                "--timeout", str(int(s.sync_timeout_s + 30)), "--graceful-timeout", "10",
+                *gunicorn_control_socket(self.paths), "api.app:create_app()"]
+
+    def start(self) -> None:
+        spawn(self.paths, self.name, self.argv(), env=self.settings.as_env())
+
+
+def gunicorn_control_socket(paths: Paths) -> list[str]:
+    """This stack's own gunicorn control socket under ``run/``, never the per-user default
+    that every stack on the host would share; none when the path is too long for a socket."""
+    from gunicorn.config import KNOWN_SETTINGS
+
+    if "control_socket" not in {setting.name for setting in KNOWN_SETTINGS}:
+        return []  # an older gunicorn has none
+    path = (paths.run / "gunicorn.ctl").resolve()
+    if len(os.fsencode(path)) >= UNIX_PATH_MAX:
+        return ["--no-control-socket"]
+    return ["--control-socket", str(path)]
+
 
 
 class SchedulerComponent(Component):
@@ -401,11 +566,13 @@ class SchedulerComponent(Component):
         return pid_alive(self.paths, self.name) is not None
 
     def up(self) -> str:
-        if self.answers():
-            return f"reused (pid {pid_alive(self.paths, self.name)})"
+        note = self.clear_previous()
+        pid = self.own_pid()
+        if pid is not None:
+            return f"reused (pid {pid})"
         pid = spawn(self.paths, self.name, [sys.executable, "-m", "scheduler"],
                     env=self.settings.as_env())
-        return f"started (pid {pid})"
+        return f"started (pid {pid})" + (f" ({note})" if note else "")
 
 
 COMPONENTS: list[type[Component]] = [RedisComponent, S3Component, VaultComponent,
@@ -444,6 +611,12 @@ def down(settings: Settings, say: Callable[[str], None] = print) -> None:
         if pid is not None:
             grace = settings.drain_timeout_s + 10 if name == "scheduler" else 20.0
             _terminate(pid, name, say, grace)
+        elif name != "dockerd" and (dead := recorded_pid(paths.run / f"{name}.pid")):
+            # It died before us; what it forked may live on (orphaned gunicorn workers).
+            leftovers = session_members(dead, PROGRAM_MARKERS.get(name, name))
+            stop_processes(leftovers, grace_s=0)
+            if leftovers:
+                say(f"{name:<10} killed {len(leftovers)} leftover process(es) of pid {dead}")
         (paths.run / f"{name}.pid").unlink(missing_ok=True)
         if name == "scheduler":
             _stop_workers(paths, settings.drain_timeout_s + 10, say)

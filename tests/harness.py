@@ -66,3 +66,15 @@ def fast_settings(settings: Settings) -> Settings:
                             worker_startup_grace_s=3.0, inbox_block_s=0.2,
                             backoff_first_s=0.05, backoff_max_s=0.5, outage_patience_s=5.0,
                             start_attempts=2, scheduler_tick_s=0.5, drain_timeout_s=5.0)
+
+
+def register_worker(store, tenant: str, actor_id: str, worker_id: str,  # type: ignore[no-untyped-def]
+                    ttl_s: float = 30.0) -> None:
+    """Register a worker as the scheduler would, without taking the scheduler's lock: the
+    epoch used is the one the actor last saw, so no running scheduler is fenced off."""
+    actor = store.get_actor(tenant, actor_id)
+    outcome = store.inbox.register(int(actor.get("fence") or 0), tenant, actor_id,
+                                   {"id": worker_id, "status": "REQUESTED",
+                                    "revision": int(actor["revision"]), "host_id": "tests"},
+                                   ttl_s, -1, int(actor["revision"]))
+    assert outcome == "ok", outcome

@@ -301,6 +301,7 @@ def test_an_actor_updates_its_state_with_its_token(live_api, images: list[str]):
     from jobs.runners.docker import DockerRunner
     from jobs.service import Platform
     from jobs.worker import Worker
+    from tests.harness import register_worker
 
     base, settings = live_api
     settings = settings.replace(actor_network="host")
@@ -315,7 +316,8 @@ def test_an_actor_updates_its_state_with_its_token(live_api, images: list[str]):
     platform.store.update_actor("DEV", actor["id"], {"status": "READY"})
     worker = Worker(settings, "DEV", actor["id"], "wtoken", platform.store, platform.logs,
                     platform.secrets, DockerRunner(settings))
-    worker._register()
+    register_worker(platform.store, "DEV", actor["id"], "wtoken")
+    assert worker.activate()
     entry = worker._next_entry()
     assert entry is not None
     worker.handle(*entry)

@@ -1,13 +1,15 @@
+import json
+
 import pytest
 
 from jobs.errors import ValidationError
 from jobs.keys import Keys
 from jobs.lifecycle import idle_limit_s, may_leave_idle, retry_delays
+from jobs.status import IllegalTransition, can_move, check_move, transitions_json
 from scheduler.policy import (
     ActorLoad,
     fair_share,
     idle_to_reclaim,
-    recovery_action,
     workers_to_start,
 )
 
@@ -68,16 +70,24 @@ def test_idle_workers_leave_only_above_min_workers():
     assert retry_delays(1) == []
 
 
-@pytest.mark.parametrize("record, action", [
-    (None, "ack"),
-    ({"status": "COMPLETE", "dispatched": True}, "ack"),
-    ({"status": "ERROR"}, "ack"),
-    ({"status": "SUBMITTED", "dispatched": False}, "requeue"),
-    ({"status": "SUBMITTED", "dispatched": True}, "fail"),
-    ({"status": "RUNNING", "dispatched": True}, "fail"),
+@pytest.mark.parametrize("before, after, legal", [
+    ("SUBMITTED", "RUNNING", True), ("SUBMITTED", "COMPLETE", True),
+    ("SUBMITTED", "ERROR", True), ("RUNNING", "COMPLETE", True), ("RUNNING", "ERROR", True),
+    ("RUNNING", "SUBMITTED", False), ("RUNNING", "RUNNING", False),
+    ("COMPLETE", "RUNNING", False), ("ERROR", "COMPLETE", False), ("COMPLETE", "ERROR", False),
 ])
-def test_recovery_never_runs_a_started_message_twice(record, action):
-    assert recovery_action(record) == action
+def test_the_execution_table_allows_only_forward_moves(before, after, legal):
+    assert can_move(before, after) is legal
+    if not legal:
+        with pytest.raises(IllegalTransition):
+            check_move(before, after)
+
+
+def test_the_scripts_get_the_same_table_as_python():
+    table = json.loads(transitions_json())
+    assert table['"SUBMITTED"'] == ['"COMPLETE"', '"ERROR"', '"RUNNING"']
+    assert table['"COMPLETE"'] == [] and table['"ERROR"'] == []
+
 
 
 def test_idle_workers_are_reclaimed_round_robin_for_starving_actors():

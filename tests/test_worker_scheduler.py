@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
 
 from jobs.keys import INBOX_GROUP
+from tests.harness import register_worker
 from jobs.runners.docker import DockerRunner
 from jobs.service import Caller, Message, Platform
 from jobs.settings import Settings
@@ -21,17 +23,25 @@ CALLER = Caller("alice", "T")
 class RecordingPlacer:
     """Stands in for LocalPlacer where a test must see, not spawn, worker starts."""
 
+    host = "recording-host"
+    location = "recording"
+
     def __init__(self) -> None:
         self.started: list[tuple[str, str]] = []
 
-    def start_worker(self, tenant: str, actor_id: str, revision: int) -> str:
+    def place(self, tenant: str, actor_id: str, worker_id: str) -> None:
         self.started.append((tenant, actor_id))
-        return f"w{len(self.started)}"
 
     def capacity(self) -> int:
         return 100
 
-    def reap(self) -> None:
+    def release(self, worker_id: str, graceful: bool = True) -> None:
+        return None
+
+    def ended(self) -> list[tuple[str, str, str]]:
+        return []
+
+    def drain(self, timeout_s: float) -> None:
         return None
 
 
@@ -48,8 +58,11 @@ def runner(platform: Platform) -> DockerRunner:
 
 
 def _worker(platform: Platform, runner: DockerRunner, actor_id: str, wid: str = "w1") -> Worker:
-    return Worker(platform.settings, "T", actor_id, wid, platform.store, platform.logs,
-                  platform.secrets, runner)
+    register_worker(platform.store, "T", actor_id, wid)
+    worker = Worker(platform.settings, "T", actor_id, wid, platform.store, platform.logs,
+                    platform.secrets, runner)
+    assert worker.activate()
+    return worker
 
 
 def _ready_actor(platform: Platform, **fields: Any) -> dict[str, Any]:
@@ -75,7 +88,6 @@ def test_a_message_becomes_a_complete_execution(platform: Platform, runner: Dock
     platform.store.set_state("T", actor["id"], {"n": 1})
     eid = _send(platform, actor["id"], {"k": "v"}, color="red")
     worker = _worker(platform, runner, actor["id"])
-    worker._register()
     _serve_one(worker)
     record = platform.store.get_execution("T", actor["id"], eid)
     assert record["status"] == "COMPLETE" and record["exit_code"] == 0
@@ -94,17 +106,17 @@ def test_a_message_becomes_a_complete_execution(platform: Platform, runner: Dock
     assert platform.store.r.xlen(inbox) == 0
 
 
-def test_a_container_that_cannot_start_ends_error_with_a_reason(
+def test_a_container_that_cannot_start_ends_error_and_the_scheduler_judges_the_image(
         platform: Platform, runner: DockerRunner):
     actor = _ready_actor(platform)
-    platform.store.update_actor("T", actor["id"], {"image": "abaco-test-missing:0"})
+    worker = _worker(platform, runner, actor["id"])
+    worker.actor["image"] = "abaco-test-missing:0"  # the image went away after the check
     eid = _send(platform, actor["id"])
-    _serve_one(_worker(platform, runner, actor["id"]))
+    _serve_one(worker)
     record = platform.store.get_execution("T", actor["id"], eid)
     assert record["status"] == "ERROR" and "abaco-test-missing" in record["status_message"]
-    after_retries = platform.store.get_actor("T", actor["id"])
-    assert after_retries["status"] == "ERROR"
-    assert "abaco-test-missing" in after_retries["status_message"]
+    after = platform.store.get_actor("T", actor["id"])
+    assert after["status"] == "SUBMITTED", "a worker asks for a check; it never sets ERROR"
 
 
 def test_logs_are_live_while_running(platform: Platform, runner: DockerRunner):
@@ -125,8 +137,8 @@ def test_scheduler_makes_an_actor_ready_or_error_naming_the_image(
         platform: Platform, runner: DockerRunner):
     placer = RecordingPlacer()
     asked: list[str] = []
-    real_check = runner.image_available
-    runner.image_available = lambda image: asked.append(image) or real_check(image)  # type: ignore[method-assign]
+    real_check = runner.check_image
+    runner.check_image = lambda image: asked.append(image) or real_check(image)  # type: ignore[method-assign]
     scheduler = Scheduler(platform.settings, platform.store, runner, placer)  # type: ignore[arg-type]
     good = platform.create_actor(CALLER, {"image": "abaco-test-echo"})
     bad = platform.create_actor(CALLER, {"image": "abaco-test-absent:9"})
@@ -145,29 +157,41 @@ def test_scheduler_makes_an_actor_ready_or_error_naming_the_image(
     assert placer.started == [("T", good["id"])]
 
 
-def test_lost_worker_messages_are_redelivered_or_failed_never_rerun(
+def test_a_lost_worker_run_is_adopted_and_an_unstarted_message_redelivered(
         platform: Platform, runner: DockerRunner):
     actor = _ready_actor(platform)
-    started = _send(platform, actor["id"])
+    started = _send(platform, actor["id"], SLEEP="1")
     unstarted = _send(platform, actor["id"])
     store = platform.store
-    inbox = store.keys.inbox("T", actor["id"])
-    store.register_worker("T", actor["id"], {"id": "dead"}, ttl_s=60)
-    entries = store.r.xreadgroup(INBOX_GROUP, "dead", {inbox: ">"}, count=2)[0][1]
-    assert len(entries) == 2
-    assert store.claim("T", actor["id"], started, "dead")
-    store.r.delete(store.keys.heartbeat("T", actor["id"], "dead"))
+    since = int(time.time()) - 1
+    dead = _worker(platform, runner, actor["id"], "dead")
+    first = dead._next_entry()
+    second = dead._next_entry()
+    assert first and second and first[1] == started
+    assert store.inbox.claim("T", actor["id"], "dead", 1, *first) == "claimed"
+    spec = dead._spec(store.get_execution("T", actor["id"], started))
+    handle = runner.start(spec)
+    assert store.inbox.running("T", actor["id"], "dead", started, {"handle": handle}) == "ok"
+    store.r.delete(store.keys.heartbeat("T", actor["id"], "dead"))  # the worker dies here
     placer = RecordingPlacer()
     Scheduler(platform.settings, store, runner, placer).tick()  # type: ignore[arg-type]
-    assert store.get_execution("T", actor["id"], started)["status_message"] == "worker lost"
+    assert store.get_execution("T", actor["id"], started)["status"] == "RUNNING"
     assert store.get_execution("T", actor["id"], unstarted)["status"] == "SUBMITTED"
-    assert store.workers("T", actor["id"]) == []
-    assert placer.started == [("T", actor["id"])]
+    assert "dead" not in [w["id"] for w in store.workers("T", actor["id"])]
+    assert placer.started and set(placer.started) == {("T", actor["id"])}
     worker = _worker(platform, runner, actor["id"], "w2")
     _serve_one(worker)
+    _serve_one(worker)
+    adopted = store.get_execution("T", actor["id"], started)
+    assert adopted["status"] == "COMPLETE" and adopted["exit_code"] == 0, adopted
+    assert adopted["worker_id"] == "w2" and "Contents of MSG" in platform.get_logs(
+        CALLER, actor["id"], started)
     assert store.get_execution("T", actor["id"], unstarted)["status"] == "COMPLETE"
     assert worker._next_entry() is None
-
+    starts = runner.client.api.events(since=since, until=int(time.time()) + 1, decode=True,
+                                       filters={"event": "start", "label": "abaco.execution="
+                                                + started})
+    assert len(list(starts)) == 1, "adopted, not run twice"
 
 
 def test_draining_workers_lets_running_executions_finish_and_keeps_the_queue(
@@ -179,7 +203,10 @@ def test_draining_workers_lets_running_executions_finish_and_keeps_the_queue(
     running = _send(platform, actor["id"], SLEEP="2")
     queued = _send(platform, actor["id"])
     placer = LocalPlacer(platform.settings, platform.store)
-    placer.start_worker("T", actor["id"], 1)
+    scheduler = Scheduler(platform.settings, platform.store, DockerRunner(platform.settings),
+                          placer)
+    assert scheduler.acquire_lock()
+    assert scheduler.start_worker(platform.store.get_actor("T", actor["id"]))
     store = platform.store
     wait_until(lambda: store.get_execution("T", actor["id"], running)["status"] == "RUNNING",
                30, "RUNNING")

@@ -176,9 +176,9 @@ class DockerRunner:
         killed = None
         try:
             container.wait(timeout=max(0.01, deadline - time.time()))
-        except requests.exceptions.ReadTimeout:
-            if time.time() < deadline:
-                raise
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+            if time.time() < deadline - 0.05:
+                raise  # the engine, not the deadline
             killed = f"killed: exceeded the maximum run time of {_limit(container)} s"
             container.kill()
             container.wait(timeout=30)
@@ -258,8 +258,8 @@ class _Resumable:
 
 
 def _engine_down(exc: Exception) -> bool:
-    return isinstance(exc, requests.RequestException) or not isinstance(
-        exc, docker.errors.APIError)
+    """The engine did not answer (an APIError, even a 500, is an answer)."""
+    return not isinstance(exc, docker.errors.APIError)
 
 
 def _server_error(exc: Exception) -> bool:
