@@ -20,6 +20,7 @@ STATUS_OF: dict[type[errors.AbacoError], int] = {
     errors.Timeout: 408,
     errors.Conflict: 409,
     errors.BackendUnavailable: 503,
+    errors.BackendMisconfigured: 503,
     errors.SettingsError: 500,
 }
 

@@ -64,8 +64,8 @@ class SecretStore:
             reply = self.client.secrets.kv.v2.read_secret_version(
                 path=path, mount_point=self.mount, raise_on_deleted_version=False)
         except hvac.exceptions.InvalidPath as exc:
-            if True:
-                raise KeyError
+            if self._secret_missing(exc):
+                return {}
             raise self._domain_error(exc, f"reading {self.mount}/{path}") from exc
         except _VaultFailure as exc:
             raise self._domain_error(exc, f"reading {self.mount}/{path}") from exc

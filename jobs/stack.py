@@ -280,7 +280,7 @@ class Component:
 
     def up(self) -> str:
         host, port = self.address
-        note = self.clear_previous()
+        note = ""
         pid = self.own_pid()
         if pid is not None and not self.answers():
             try:  # ours and alive: still starting, or hung

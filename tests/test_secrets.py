@@ -87,7 +87,7 @@ def test_missing_mount_is_named_not_read_as_empty(settings: Settings):
 def test_vault_down_is_unavailable(settings: Settings):
     secrets = SecretStore(settings.replace(vault_addr=f"http://127.0.0.1:{_free_port()}"))
     for call in _all_calls(secrets):
-        with pytest.raises(BackendUnavailable, match="vault is unreachable at http://127") as caught:
+        with pytest.raises(BackendUnavailable, match="vault is unreachable at http") as caught:
             call()
         assert not isinstance(caught.value, BackendMisconfigured)
 

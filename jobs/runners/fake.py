@@ -56,6 +56,7 @@ class FakeRunner:
         self.runs: dict[str, _Run] = {}
         self.starts: Counter[str] = Counter()
         self.start_attempts: Counter[str] = Counter()
+        self.history: list[RunSpec] = []   # every spec that really started, in order
         self.before_start: Callable[[RunSpec], None] | None = None
         self._lock = threading.Lock()
 
@@ -83,6 +84,7 @@ class FakeRunner:
             run = _Run(handle, spec, plan, now_iso())
             self.runs[handle] = run
             self.starts[spec.execution_id] += 1
+            self.history.append(spec)
         threading.Thread(target=self._play, args=(run,), daemon=True).start()
         return handle
 
