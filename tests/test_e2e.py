@@ -133,9 +133,8 @@ def test_sigkill_of_a_worker_during_a_burst(base: str, api_stack: Settings, dock
     for pid_file in pid_files:
         os.kill(int(pid_file.read_text()), signal.SIGKILL)
     records = _check_no_loss_no_rerun(base, docker_client, actor["id"], eids, since)
-    lost = [r for r in records if r["status"] == "ERROR"]
-    assert all(r["statusMessage"] == "worker lost" for r in lost)
-    assert len(lost) <= len(pid_files)
+    wrong = [r for r in records if r["status"] != "COMPLETE" or r["exitCode"] != 0]
+    assert not wrong, f"a killed worker's runs are adopted, not lost: {wrong[:3]}"
     assert len({r["workerId"] for r in records if r["status"] == "COMPLETE"}) >= 2, \
         "a replacement worker should have taken over"
 

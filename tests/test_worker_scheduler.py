@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 
 from jobs.keys import INBOX_GROUP
-from tests.harness import register_worker
 from jobs.runners.docker import DockerRunner
 from jobs.service import Caller, Message, Platform
 from jobs.settings import Settings
 from jobs.worker import Worker
 from scheduler.loop import Scheduler
+from tests.harness import register_worker
 from tests.waits import wait_until
 
 CALLER = Caller("alice", "T")

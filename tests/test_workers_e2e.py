@@ -13,6 +13,7 @@ import pytest
 import redis
 import requests
 
+from jobs.keys import Keys
 from jobs.settings import Settings
 from jobs.store import Store
 from tests.conftest import ROOT
@@ -202,6 +203,7 @@ def test_kill_9_of_the_active_scheduler_hands_over_to_the_standby(
 def test_the_lock_has_a_ttl(api_stack: Settings):
     client = redis.Redis.from_url(api_stack.redis_url,
                                   password=api_stack.redis_password.reveal())
-    wait_until(lambda: client.exists(f"{api_stack.prefix}:scheduler:lock"), 10, "lock held")
-    assert 0 < client.pttl(f"{api_stack.prefix}:scheduler:lock") <= 3000
+    lock = Keys(api_stack.prefix).scheduler_lock()
+    wait_until(lambda: client.exists(lock), 10, "lock held")
+    assert 0 < client.pttl(lock) <= 3000
 
