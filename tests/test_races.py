@@ -250,3 +250,56 @@ def test_a_message_racing_a_delete_is_refused_or_accounted_for(harness: Harness)
     thread.join(10)
     leftovers = [k for k in harness.store.r.scan_iter(match=f"*{{T/{actor['id']}}}*")]
     assert leftovers == [], "no orphan keys"
+
+
+def test_a_worker_rides_out_a_redis_blip_and_finishes_its_run(harness: Harness):
+    from jobs.keys import Keys
+    from jobs.placers.memory import SeverableRedis
+    from jobs.store import Store, connect
+    from jobs.worker import Worker
+
+    gate = threading.Event()
+    harness.runner.plan = lambda spec: FakeRun(exit_code=4, gate=gate)
+    actor = harness.actor()
+    harness.manual_worker(actor, "w")  # registered; this worker runs on its own connection
+    client = connect(harness.platform.settings, SeverableRedis)
+    assert isinstance(client, SeverableRedis)
+    worker = Worker(harness.platform.settings, "T", actor["id"], "w",
+                    Store(client, Keys(harness.platform.settings.prefix)),
+                    harness.platform.logs, harness.platform.secrets, harness.runner)
+    assert worker.activate()
+    eid = harness.send(actor["id"])
+    serving = threading.Thread(target=worker.handle, args=_entry(harness, worker))
+    serving.start()
+    wait_until(lambda: harness.execution(actor["id"], eid)["status"] == "RUNNING", 10,
+               "RUNNING")
+    client.severed = True          # Redis goes away...
+    gate.set()                     # ...while the run ends
+    wait_until(lambda: harness.runner.running() == [], 10, "the run ended")
+    assert harness.execution(actor["id"], eid)["status"] == "RUNNING"
+    client.severed = False         # Redis is back
+    serving.join(10)
+    record = harness.execution(actor["id"], eid)
+    assert record["status"] == "COMPLETE" and record["exit_code"] == 4
+    assert record["worker_id"] == "w" and not worker.fenced.is_set()
+
+
+def test_a_vault_outage_gives_the_message_back_instead_of_failing_it(harness: Harness):
+    from jobs.secrets import SecretStore
+
+    actor = harness.actor(defaultEnvironment={"TOKEN": "s3cret"})
+    worker = harness.manual_worker(actor, "w")
+    good = worker.secrets
+    worker.secrets = SecretStore(harness.platform.settings.replace(
+        vault_addr="http://127.0.0.1:9"))  # nothing listens there
+    eid = harness.send(actor["id"])
+    assert worker.handle(*_entry(harness, worker)) is True
+    record = harness.execution(actor["id"], eid)
+    assert record["status"] == "SUBMITTED" and record["worker_id"] is None
+    assert harness.store.queued_ids("T", actor["id"]) == [eid]
+    assert "waiting: vault" in harness.store.get_actor("T", actor["id"])["status_message"]
+    assert harness.runner.starts[eid] == 0
+    worker.secrets = good
+    worker.handle(*_entry(harness, worker))
+    assert harness.execution(actor["id"], eid)["status"] == "COMPLETE"
+    assert harness.runner.history[-1].env["TOKEN"] == "s3cret"
