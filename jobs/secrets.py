@@ -43,7 +43,8 @@ class SecretStore:
         self.mount = settings.vault_mount
         self.addr = settings.vault_addr
         self.client = hvac.Client(url=settings.vault_addr,
-                                  token=settings.vault_token.reveal() or None, timeout=5)
+                                  token=settings.vault_token.reveal() or None,
+                                  timeout=settings.vault_timeout_s)
 
     @staticmethod
     def path(tenant: str, actor_id: str) -> str:

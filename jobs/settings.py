@@ -99,6 +99,8 @@ class Settings:
     worker_startup_grace_s: float = 30.0
     docker_timeout_s: float = 60.0
     redis_connect_timeout_s: float = 3.0
+    vault_timeout_s: float = 5.0
+    log_drain_s: float = 5.0
 
     @property
     def tenant_keys_path(self) -> Path:
@@ -124,7 +126,8 @@ class Settings:
         for name in ("heartbeat_ttl_s", "worker_idle_s", "scheduler_tick_s", "sync_timeout_s",
                      "max_run_time_s", "sync_worker_idle_s", "drain_timeout_s", "inbox_block_s",
                      "backoff_first_s", "backoff_max_s", "outage_patience_s",
-                     "worker_startup_grace_s", "docker_timeout_s", "redis_connect_timeout_s"):
+                     "worker_startup_grace_s", "docker_timeout_s", "redis_connect_timeout_s",
+                     "vault_timeout_s", "log_drain_s"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"setting {name} must be a positive number of seconds")
         if self.auth == "none" and self.api_host not in ("127.0.0.1", "localhost", "::1"):

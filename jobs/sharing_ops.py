@@ -120,7 +120,7 @@ class SharingOps(AccessControl):
         if caller.is_limited or caller.nonce:
             raise PermissionDenied("limited users cannot create aliases")
         name = _alias_name(body.get("alias"))
-        if self.store.r.exists(self.store.keys.actor(caller.tenant, name)):
+        if self.store.actor_exists(caller.tenant, name):
             raise Conflict(f"alias {name} would hide the actor with that id")
         actor = self._actor(caller, _required_str(body, "actorId", "actor_id"), "UPDATE")
         record = {"alias": name, "actor_id": actor["id"], "owner": caller.user,

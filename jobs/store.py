@@ -117,6 +117,10 @@ class Store:
         return sorted(actors, key=lambda a: a.get("create_time", ""))
 
     @_translate
+    def actor_exists(self, tenant: str, actor_id: str) -> bool:
+        return bool(self.r.exists(self.keys.actor(tenant, actor_id)))
+
+    @_translate
     def all_actor_refs(self) -> list[tuple[str, str]]:
         members = cast(set, self.r.smembers(self.keys.all_actors()))
         return [_split_ref(m.decode()) for m in members]
@@ -339,6 +343,18 @@ class Store:
         self.r.srem(self.keys.host_workers(host), f"{tenant}/{actor_id}/{wid}")
 
     # -- scheduler ----------------------------------------------------------
+    @_translate
+    def wait_wake(self, cursor: str, timeout_s: float) -> tuple[str, set[tuple[str, str]]]:
+        """Block on the wake stream after ``cursor``: the new cursor and the actors named."""
+        reply = self.r.xread({self.keys.scheduler_wake(): cursor},
+                             block=max(1, int(timeout_s * 1000)), count=1000)
+        actors: set[tuple[str, str]] = set()
+        for _stream, entries in cast(list, reply or []):
+            for entry_id, fields in entries:
+                cursor = entry_id.decode()
+                actors.add(_split_ref(fields[b"actor"].decode()))
+        return cursor, actors
+
     @_translate
     def wake_scheduler(self, tenant: str, actor_id: str, reason: str) -> None:
         self.r.xadd(self.keys.scheduler_wake(),

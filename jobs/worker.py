@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -34,6 +33,7 @@ from jobs.inbox import Outcome
 from jobs.lifecycle import Backoff, idle_limit_s, may_leave_idle, retry_delays
 from jobs.logstore import LogStore
 from jobs.models import mem_bytes
+from jobs.run_record import LogSink, container_env, public_record, result_fields
 from jobs.runners import Runner, RunResult, RunSpec, StartFailed, make_runner
 from jobs.secrets import SecretStore
 from jobs.settings import Settings, load_settings
@@ -44,61 +44,6 @@ from jobs.tokens import TokenSigner
 
 LOG = logging.getLogger("abaco.worker")
 T = TypeVar("T")
-
-
-def format_value(value: Any, style: str) -> str:
-    """Abaco hands JSON to actors as a Python literal unless ``json_env_format=json``."""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value) if style == "json" else repr(value)
-
-
-def container_env(settings: Settings, actor: dict[str, Any], execution: dict[str, Any],
-                  worker_id: str, defaults: dict[str, str], state: Any,
-                  token: str = "") -> dict[str, str]:
-    """The environment contract of API.md, defaults then message parameters then ours."""
-    style = settings.json_env_format
-    content_type = execution.get("content_type") or "str"
-    env = {**defaults, **(execution.get("env") or {})}
-    env.update({
-        "MSG": format_value("" if execution.get("msg") is None else execution["msg"], style),
-        "_abaco_execution_id": execution["id"],
-        "_abaco_actor_id": actor["id"],
-        "_abaco_actor_dbid": f"{actor['tenant']}_{actor['id']}",
-        "_abaco_actor_name": actor.get("name") or "",
-        "_abaco_actor_revision": str(actor.get("revision", 1)),
-        "_abaco_worker_id": worker_id,
-        "_abaco_container_repo": actor["image"],
-        "_abaco_username": execution.get("executor") or actor["owner"],
-        "_abaco_api_server": settings.api_url,
-        "_abaco_jwt_header_name": f"X-Jwt-Assertion-{actor['tenant']}",
-        "_abaco_access_token": token,
-        "_abaco_actor_state": format_value(state, style),
-        "_abaco_Content_Type": content_type,
-    })
-    return env
-
-
-class LogSink:
-    """Collects a container's output: a capped copy in memory and the live tail in Redis."""
-
-    def __init__(self, store: Store, tenant: str, actor_id: str, eid: str, limit: int) -> None:
-        self.store, self.tenant, self.actor_id, self.eid = store, tenant, actor_id, eid
-        self.limit = limit
-        self.data = bytearray()
-        self.total = 0
-
-    def __call__(self, chunk: bytes) -> None:
-        self.total += len(chunk)
-        room = self.limit + 1 - len(self.data)
-        if room <= 0:
-            return
-        piece = chunk[:room]
-        self.data.extend(piece)
-        try:
-            self.store.append_log(self.tenant, self.actor_id, self.eid, piece)
-        except BackendUnavailable:
-            LOG.warning("live log of %s not updated: redis unavailable", self.eid)
 
 
 class Fenced(Exception):
@@ -394,7 +339,7 @@ class Worker:
     def _record(self, entry: str, execution: dict[str, Any], result: RunResult,
                 logs: bytes) -> None:
         """Logs to S3 (or kept in Redis for later), then the final record, then cleanup."""
-        fields = _result_fields(execution, result)
+        fields = result_fields(execution, result)
         record = {**execution, **fields}
         stored = self._store_logs(record, logs) if not result.gone else True
         outcome = self._finish(entry, execution["id"], ExecutionStatus(fields.pop("status")),
@@ -409,7 +354,7 @@ class Worker:
     def _store_logs(self, record: dict[str, Any], logs: bytes) -> bool:
         try:
             self.logs.put(self.tenant, self.actor_id, record["id"], logs,
-                          _public_record(record))
+                          public_record(record))
             return True
         except AbacoError as exc:
             LOG.warning("logs of %s kept in redis for now: %s", record["id"], exc.message)
@@ -468,30 +413,6 @@ class Worker:
             memory_bytes=mem_bytes(actor.get("mem_limit")),
             cpus=max_cpus / 1e9 if max_cpus else None, pids_limit=self.settings.pids_limit,
             engine_access=bool(actor.get("privileged")), binary=binary)
-
-
-def _result_fields(execution: dict[str, Any], result: RunResult) -> dict[str, Any]:
-    if result.gone:
-        return {"status": str(ExecutionStatus.ERROR), "finish_time": result.finish_time,
-                "status_message": "worker lost: " + "; ".join(result.notes)}
-    notes = list(result.notes)
-    if result.killed_reason:
-        notes.append(result.killed_reason)
-    fields: dict[str, Any] = {
-        "status": str(ExecutionStatus.COMPLETE), "status_message": "; ".join(notes),
-        "exit_code": result.exit_code, "final_state": result.raw,
-        "runtime": result.runtime, "cpu": result.cpu_ns, "io": result.io_bytes,
-        "mem_peak": result.mem_peak_bytes, "finish_time": result.finish_time,
-    }
-    if result.start_time:
-        fields["start_time"] = result.start_time
-        fields["queue_time"] = max(0.0, seconds_between(execution["message_received_time"],
-                                                        result.start_time))
-    return fields
-
-
-def _public_record(record: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in record.items() if key not in ("env",)}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,7 +20,7 @@ import signal
 import socket
 import threading
 import time
-from typing import Any, cast
+from typing import Any
 
 from jobs.errors import AbacoError, NotFound
 from jobs.ids import new_id
@@ -188,14 +188,7 @@ class Scheduler:
 
     def wait_for_wake(self, timeout_s: float) -> set[tuple[str, str]]:
         """Block on the wake stream; return the actors named there."""
-        reply = self.store.r.xread({self.store.keys.scheduler_wake(): self.wake_cursor},
-                                   block=max(1, int(timeout_s * 1000)), count=1000)
-        actors: set[tuple[str, str]] = set()
-        for _stream, entries in cast(list, reply or []):
-            for entry_id, fields in entries:
-                self.wake_cursor = entry_id.decode()
-                tenant, _, actor_id = fields[b"actor"].decode().partition("/")
-                actors.add((tenant, actor_id))
+        self.wake_cursor, actors = self.store.wait_wake(self.wake_cursor, timeout_s)
         return actors
 
     def run(self) -> None:

@@ -33,7 +33,6 @@ LABEL_ACTOR = "abaco.actor"
 LABEL_WORKER = "abaco.worker"
 LABEL_LIMIT = "abaco.max-run-time"
 DOCKER_SOCKET = "/var/run/docker.sock"
-STREAM_JOIN_S = 5.0
 
 
 def docker_client(settings: Settings) -> docker.DockerClient:
@@ -184,7 +183,7 @@ class DockerRunner:
             container.wait(timeout=30)
         except docker.errors.NotFound as exc:
             raise _Gone() from exc
-        logs.join(STREAM_JOIN_S)
+        logs.join(self.settings.log_drain_s)
         try:
             container.reload()
         except docker.errors.NotFound as exc:
