@@ -35,19 +35,6 @@ from jobs.store import Store
 from jobs.timeutil import now_iso
 from jobs.tokens import TokenSigner
 
-# The order fields are shown in, as Abaco's documentation lists them.
-ACTOR_ORDER = ("id", "name", "image", "description", "owner", "status", "status_message",
-               "stateless", "privileged", "default_environment", "use_container_uid",
-               "max_workers", "min_workers", "mem_limit", "max_cpus", "max_run_time", "hints",
-               "link", "webhook", "token", "log_ex", "cron_schedule", "cron_on", "cron_next_ex",
-               "revision", "create_time", "last_update_time", "mounts")
-EXECUTION_ORDER = ("id", "actor_id", "executor", "worker_id", "status", "status_message",
-                   "revision", "cold", "message_received_time", "start_time", "finish_time",
-                   "queue_time", "runtime", "cpu", "io", "mem_peak", "exit_code", "final_state")
-WORKER_ORDER = ("id", "status", "status_message", "image", "revision", "location", "cid",
-                "host_id", "host_ip", "pid", "create_time", "last_execution_time",
-                "last_health_check_time")
-
 # Fields only admins and privileged users may set (to a non-default value).
 PRIVILEGED_FIELDS = {"privileged": False, "mounts": [], "max_workers": None,
                      "mem_limit": None, "max_cpus": None}
@@ -105,16 +92,16 @@ class Platform(SharingOps):
             self.secrets.put(caller.tenant, actor["id"], env)
         self.store.create_actor(actor)
         self.store.wake_scheduler(caller.tenant, actor["id"], "actor created")
-        return self._actor_view(actor, env)
+        return {**actor, "default_environment": env}
 
     def get_actor(self, caller: Caller, actor_id: str) -> dict[str, Any]:
         actor = self._actor(caller, actor_id, "READ")
         actor_id = actor["id"]
-        return self._actor_view(actor, self._env_values(actor))
+        return {**actor, "default_environment": self._env_values(actor)}
 
     def list_actors(self, caller: Caller) -> list[dict[str, Any]]:
         """The actors the caller can READ."""
-        return [self._actor_view(a, self._env_values(a))
+        return [{**a, "default_environment": self._env_values(a)}
                 for a in self.store.list_actors(caller.tenant)
                 if self._allowed(caller, a["owner"], f"actor:{a['id']}", "READ")]
 
@@ -139,7 +126,7 @@ class Platform(SharingOps):
             self.secrets.put(caller.tenant, actor_id, env)
         self.store.update_actor(caller.tenant, actor_id, changes)
         self.store.wake_scheduler(caller.tenant, actor_id, "actor updated")
-        return self._actor_view({**actor, **changes}, env)
+        return {**actor, **changes, "default_environment": env}
 
     def delete_actor(self, caller: Caller, actor_id: str) -> None:
         """Stop workers (killing running containers), then delete every record."""
@@ -227,7 +214,7 @@ class Platform(SharingOps):
         actor_id = actor["id"]
         check_id(eid, "execution_id")
         record = self.store.get_execution(caller.tenant, actor_id, eid)
-        return self._execution_view(actor, record)
+        return {**record, "actor_owner": actor["owner"]}
 
     def get_logs(self, caller: Caller, actor_id: str, eid: str) -> str:
         """Live tail from Redis while running; the durable S3 copy afterwards."""
@@ -256,8 +243,8 @@ class Platform(SharingOps):
         if not self.store.drop_queued(caller.tenant, actor_id, eid, reason,
                                       status=ExecutionStatus.COMPLETE):
             self._cancel_running(caller.tenant, actor_id, eid)  # claimed meanwhile
-        return self._execution_view(actor, self.store.get_execution(caller.tenant, actor_id,
-                                                                    eid))
+        record = self.store.get_execution(caller.tenant, actor_id, eid)
+        return {**record, "actor_owner": actor["owner"]}
 
     def _cancel_running(self, tenant: str, actor_id: str, eid: str) -> None:
         """The flag covers a worker between claim and start; the control message the rest."""
@@ -269,12 +256,12 @@ class Platform(SharingOps):
     # -- workers ------------------------------------------------------------------
     def list_workers(self, caller: Caller, actor_id: str) -> list[dict[str, Any]]:
         actor_id = self._actor(caller, actor_id, "READ")["id"]
-        return [_ordered(w, WORKER_ORDER) for w in self.store.workers(caller.tenant, actor_id)]
+        return self.store.workers(caller.tenant, actor_id)
 
     def get_worker(self, caller: Caller, actor_id: str, worker_id: str) -> dict[str, Any]:
         actor_id = self._actor(caller, actor_id, "READ")["id"]
         check_id(worker_id, "worker_id")
-        return _ordered(self.store.get_worker(caller.tenant, actor_id, worker_id), WORKER_ORDER)
+        return self.store.get_worker(caller.tenant, actor_id, worker_id)
 
     def request_workers(self, caller: Caller, actor_id: str, num: Any) -> dict[str, Any]:
         """Admins ask for ``num`` workers now; the scheduler starts what is missing."""
@@ -313,25 +300,6 @@ class Platform(SharingOps):
         if not actor.get("env_names"):
             return {}
         return self.secrets.get(actor["tenant"], actor["id"])
-
-    def _actor_view(self, actor: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
-        base = f"{self.settings.api_url}/actors/{actor['id']}"
-        view = _ordered({**actor, "default_environment": env}, ACTOR_ORDER)
-        view["_links"] = {"self": base, "owner": f"{self.settings.api_url}/profiles/"
-                          f"{actor['owner']}", "executions": base + "/executions"}
-        return view
-
-    def _execution_view(self, actor: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
-        base = f"{self.settings.api_url}/actors/{actor['id']}/executions/{record['id']}"
-        view = _ordered(record, EXECUTION_ORDER)
-        view["_links"] = {"self": base, "owner": f"{self.settings.api_url}/profiles/"
-                          f"{actor['owner']}", "logs": base + "/logs"}
-        return view
-
-
-def _ordered(record: dict[str, Any], order: tuple[str, ...]) -> dict[str, Any]:
-    """The public fields of a record, in documentation order (internal ones left out)."""
-    return {key: record.get(key) for key in order}
 
 
 def _check_privileged_fields(caller: Caller, fields: dict[str, Any],

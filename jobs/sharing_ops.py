@@ -73,19 +73,19 @@ class SharingOps(AccessControl):
         nonce = new_nonce(f"{caller.tenant}_{new_id()}", target, level, max_uses, description,
                           caller.user, caller.roles)
         self.sharing.create_nonce(caller.tenant, nonce)
-        return _nonce_view(self.sharing.get_nonce(caller.tenant, nonce["id"]))
+        return self.sharing.get_nonce(caller.tenant, nonce["id"])
 
     def list_nonces(self, caller: Caller, ref: str,
                     alias_only: bool = False) -> list[dict[str, Any]]:
         target, owner = self._target(caller, ref, "UPDATE", alias_only)
         nonces = [self.sharing.get_nonce(caller.tenant, nid)
                   for nid in self.sharing.nonce_ids(caller.tenant, target)]
-        return [_nonce_view(n) for n in nonces
+        return [n for n in nonces
                 if caller.is_admin or caller.user in (owner, n["owner"])]
 
     def get_nonce(self, caller: Caller, ref: str, nonce_id: str,
                   alias_only: bool = False) -> dict[str, Any]:
-        return _nonce_view(self._nonce(caller, ref, nonce_id, alias_only))
+        return self._nonce(caller, ref, nonce_id, alias_only)
 
     def delete_nonce(self, caller: Caller, ref: str, nonce_id: str,
                      alias_only: bool = False) -> None:
@@ -127,22 +127,22 @@ class SharingOps(AccessControl):
                   "owner_admin": caller.is_admin, "create_time": now_iso()}
         if not self.sharing.put_alias(caller.tenant, record, create=True):
             raise Conflict(f"alias {name} already exists")
-        return self._alias_view(record)
+        return record
 
     def list_aliases(self, caller: Caller) -> list[dict[str, Any]]:
-        return [self._alias_view(a) for a in self.sharing.list_aliases(caller.tenant)
+        return [a for a in self.sharing.list_aliases(caller.tenant)
                 if self._allowed(caller, a["owner"], f"alias:{a['alias']}", "READ")]
 
     def get_alias(self, caller: Caller, name: str) -> dict[str, Any]:
         self._target(caller, name, "READ", alias_only=True)
-        return self._alias_view(self._alias_record(caller, name))
+        return self._alias_record(caller, name)
 
     def update_alias(self, caller: Caller, name: str, body: dict[str, Any]) -> dict[str, Any]:
         self._target(caller, name, "UPDATE", alias_only=True)
         actor = self._actor(caller, _required_str(body, "actorId", "actor_id"), "UPDATE")
         record = {**self._alias_record(caller, name), "actor_id": actor["id"]}
         self.sharing.put_alias(caller.tenant, record, create=False)
-        return self._alias_view(record)
+        return record
 
     def delete_alias(self, caller: Caller, name: str) -> None:
         self._target(caller, name, "UPDATE", alias_only=True)
@@ -153,12 +153,6 @@ class SharingOps(AccessControl):
         if record is None:
             raise NotFound(f"alias {name} not found")
         return record
-
-    def _alias_view(self, record: dict[str, Any]) -> dict[str, Any]:
-        base = f"{self.settings.api_url}/actors"
-        public = {k: v for k, v in record.items() if k != "owner_admin"}
-        return {**public, "_links": {"self": f"{base}/aliases/{record['alias']}",
-                                     "actor": f"{base}/{record['actor_id']}"}}
 
 
 def _alias_name(value: Any) -> str:
@@ -178,13 +172,3 @@ def _required_str(body: dict[str, Any], *names: str) -> str:
         if isinstance(body.get(name), str) and body[name]:
             return str(body[name])
     raise ValidationError(names[0], "is required")
-
-
-def _nonce_view(nonce: dict[str, Any]) -> dict[str, Any]:
-    kind, _, name = nonce["target"].partition(":")
-    view = {"id": nonce["id"], kind + ("_id" if kind == "actor" else ""): name,
-            "level": nonce["level"], "max_uses": nonce["max_uses"],
-            "remaining_uses": nonce["remaining_uses"], "current_uses": nonce["current_uses"],
-            "description": nonce["description"], "owner": nonce["owner"],
-            "create_time": nonce["create_time"]}
-    return view

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
+from api import views
 from api.envelope import envelope
 from api.requests import caller, object_body, platform
 
@@ -13,25 +14,27 @@ bp = Blueprint("actors", __name__)
 @bp.get("")
 @bp.get("/")
 def list_actors() -> Response:
-    return envelope(platform().list_actors(caller()), "Actors retrieved successfully.")
+    return envelope([views.actor(a) for a in platform().list_actors(caller())],
+                    "Actors retrieved successfully.")
 
 
 @bp.post("")
 @bp.post("/")
 def create_actor() -> Response:
     actor = platform().create_actor(caller(), object_body())
-    return envelope(actor, "Actor created successfully.")
+    return envelope(views.actor(actor), "Actor created successfully.")
 
 
 @bp.get("/<actor_id>")
 def get_actor(actor_id: str) -> Response:
-    return envelope(platform().get_actor(caller(), actor_id), "Actor retrieved successfully.")
+    return envelope(views.actor(platform().get_actor(caller(), actor_id)),
+                    "Actor retrieved successfully.")
 
 
 @bp.put("/<actor_id>")
 def update_actor(actor_id: str) -> Response:
     actor = platform().update_actor(caller(), actor_id, object_body())
-    return envelope(actor, "Actor updated successfully.")
+    return envelope(views.actor(actor), "Actor updated successfully.")
 
 
 @bp.delete("/<actor_id>")

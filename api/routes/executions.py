@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
+from api import views
 from api.envelope import envelope
 from api.requests import caller, int_arg, platform
 
@@ -21,19 +22,18 @@ def list_executions(actor_id: str) -> Response:
 @bp.get("/<actor_id>/executions/<execution_id>")
 def get_execution(actor_id: str, execution_id: str) -> Response:
     result = platform().get_execution(caller(), actor_id, execution_id)
-    return envelope(result, "Actor execution retrieved successfully.")
+    return envelope(views.execution(result), "Actor execution retrieved successfully.")
 
 
 @bp.delete("/<actor_id>/executions/<execution_id>")
 def cancel_execution(actor_id: str, execution_id: str) -> Response:
     result = platform().cancel_execution(caller(), actor_id, execution_id)
-    return envelope(result, "Execution cancelled.")
+    return envelope(views.execution(result), "Execution cancelled.")
 
 
 @bp.get("/<actor_id>/executions/<execution_id>/logs")
 def get_logs(actor_id: str, execution_id: str) -> Response:
-    service = platform()
-    logs = service.get_logs(caller(), actor_id, execution_id)
-    base = f"{service.settings.api_url}/actors/{actor_id}/executions/{execution_id}"
+    logs = platform().get_logs(caller(), actor_id, execution_id)
+    base = f"{views.api_url()}/actors/{actor_id}/executions/{execution_id}"
     result = {"logs": logs, "_links": {"self": base + "/logs", "execution": base}}
     return envelope(result, "Logs retrieved successfully.")

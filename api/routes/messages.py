@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
+from api import views
 from api.envelope import envelope, error
 from api.requests import caller, is_json, json_body, platform
 from jobs.errors import Timeout, ValidationError
@@ -55,9 +56,9 @@ def _read_message() -> Message:
 def send_message(actor_id: str) -> Response:
     service, who = platform(), caller()
     reply = service.send_message(who, actor_id, _read_message())
-    base = f"{service.settings.api_url}/actors/{actor_id}"
+    base = f"{views.api_url()}/actors/{actor_id}"
     reply["_links"] = {"self": f"{base}/executions/{reply['execution_id']}",
-                       "owner": f"{service.settings.api_url}/profiles/{who.user}",
+                       "owner": f"{views.api_url()}/profiles/{who.user}",
                        "messages": f"{base}/messages"}
     if request.args.get("_abaco_synchronous", "").lower() == "true":
         return _synchronous(actor_id, reply["execution_id"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
+from api import views
 from api.envelope import envelope
 from api.requests import caller, object_body, platform
 
@@ -16,22 +17,26 @@ bp = Blueprint("sharing", __name__)
 
 @bp.get("/aliases")
 def list_aliases() -> Response:
-    return envelope(platform().list_aliases(caller()), "Aliases retrieved successfully.")
+    return envelope([views.alias(a) for a in platform().list_aliases(caller())],
+                    "Aliases retrieved successfully.")
 
 
 @bp.post("/aliases")
 def create_alias() -> Response:
-    return envelope(platform().create_alias(caller(), object_body()), "Alias created.")
+    return envelope(views.alias(platform().create_alias(caller(), object_body())),
+                    "Alias created.")
 
 
 @bp.get("/aliases/<alias>")
 def get_alias(alias: str) -> Response:
-    return envelope(platform().get_alias(caller(), alias), "Alias retrieved successfully.")
+    return envelope(views.alias(platform().get_alias(caller(), alias)),
+                    "Alias retrieved successfully.")
 
 
 @bp.put("/aliases/<alias>")
 def update_alias(alias: str) -> Response:
-    return envelope(platform().update_alias(caller(), alias, object_body()), "Alias updated.")
+    return envelope(views.alias(platform().update_alias(caller(), alias, object_body())),
+                    "Alias updated.")
 
 
 @bp.delete("/aliases/<alias>")
@@ -51,17 +56,17 @@ def _permissions_post(ref: str, alias_only: bool) -> Response:
 
 
 def _nonces_get(ref: str, alias_only: bool) -> Response:
-    return envelope(platform().list_nonces(caller(), ref, alias_only),
+    return envelope([views.nonce(n) for n in platform().list_nonces(caller(), ref, alias_only)],
                     "Nonces retrieved successfully.")
 
 
 def _nonces_post(ref: str, alias_only: bool) -> Response:
-    return envelope(platform().create_nonce(caller(), ref, object_body(), alias_only),
+    return envelope(views.nonce(platform().create_nonce(caller(), ref, object_body(), alias_only)),
                     "Nonce created.")
 
 
 def _nonce_get(ref: str, nonce_id: str, alias_only: bool) -> Response:
-    return envelope(platform().get_nonce(caller(), ref, nonce_id, alias_only),
+    return envelope(views.nonce(platform().get_nonce(caller(), ref, nonce_id, alias_only)),
                     "Nonce retrieved successfully.")
 
 

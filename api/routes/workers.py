@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
+from api import views
 from api.envelope import envelope
 from api.requests import caller, object_body, platform
 
@@ -12,7 +13,8 @@ bp = Blueprint("workers", __name__)
 
 @bp.get("/<actor_id>/workers")
 def list_workers(actor_id: str) -> Response:
-    return envelope(platform().list_workers(caller(), actor_id), "Workers retrieved successfully.")
+    workers = platform().list_workers(caller(), actor_id)
+    return envelope([views.worker(w) for w in workers], "Workers retrieved successfully.")
 
 
 @bp.post("/<actor_id>/workers")
@@ -25,7 +27,7 @@ def add_workers(actor_id: str) -> Response:
 @bp.get("/<actor_id>/workers/<worker_id>")
 def get_worker(actor_id: str, worker_id: str) -> Response:
     result = platform().get_worker(caller(), actor_id, worker_id)
-    return envelope(result, "Worker retrieved successfully.")
+    return envelope(views.worker(result), "Worker retrieved successfully.")
 
 
 @bp.delete("/<actor_id>/workers/<worker_id>")

@@ -1,0 +1,69 @@
+"""How records are shown: public fields in Abaco's documented order, plus ``_links``.
+
+The core returns plain records (with internal fields); only the API decides what a
+client sees and where links point (``api_public_url``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+
+# The order fields are shown in, as Abaco's documentation lists them.
+ACTOR_ORDER = ("id", "name", "image", "description", "owner", "status", "status_message",
+               "stateless", "privileged", "default_environment", "use_container_uid",
+               "max_workers", "min_workers", "mem_limit", "max_cpus", "max_run_time", "hints",
+               "link", "webhook", "token", "log_ex", "cron_schedule", "cron_on", "cron_next_ex",
+               "revision", "create_time", "last_update_time", "mounts")
+EXECUTION_ORDER = ("id", "actor_id", "executor", "worker_id", "status", "status_message",
+                   "revision", "cold", "message_received_time", "start_time", "finish_time",
+                   "queue_time", "runtime", "cpu", "io", "mem_peak", "exit_code", "final_state")
+WORKER_ORDER = ("id", "status", "status_message", "image", "revision", "location", "cid",
+                "host_id", "host_ip", "pid", "create_time", "last_execution_time",
+                "last_health_check_time")
+NONCE_FIELDS = ("level", "max_uses", "remaining_uses", "current_uses", "description", "owner",
+                "create_time")
+
+
+def api_url() -> str:
+    return str(current_app.config["ABACO_SETTINGS"].api_url)
+
+
+def ordered(record: dict[str, Any], order: tuple[str, ...]) -> dict[str, Any]:
+    """The public fields of a record, in documentation order (internal ones left out)."""
+    return {key: record.get(key) for key in order}
+
+
+def actor(record: dict[str, Any]) -> dict[str, Any]:
+    base = f"{api_url()}/actors/{record['id']}"
+    view = ordered(record, ACTOR_ORDER)
+    view["_links"] = {"self": base, "owner": f"{api_url()}/profiles/{record['owner']}",
+                      "executions": base + "/executions"}
+    return view
+
+
+def execution(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` carries ``actor_owner`` (the owner link is the actor's owner)."""
+    base = f"{api_url()}/actors/{record['actor_id']}/executions/{record['id']}"
+    view = ordered(record, EXECUTION_ORDER)
+    view["_links"] = {"self": base, "owner": f"{api_url()}/profiles/{record['actor_owner']}",
+                      "logs": base + "/logs"}
+    return view
+
+
+def worker(record: dict[str, Any]) -> dict[str, Any]:
+    return ordered(record, WORKER_ORDER)
+
+
+def alias(record: dict[str, Any]) -> dict[str, Any]:
+    base = f"{api_url()}/actors"
+    public = {k: v for k, v in record.items() if k != "owner_admin"}
+    return {**public, "_links": {"self": f"{base}/aliases/{record['alias']}",
+                                 "actor": f"{base}/{record['actor_id']}"}}
+
+
+def nonce(record: dict[str, Any]) -> dict[str, Any]:
+    kind, _, name = record["target"].partition(":")
+    return {"id": record["id"], kind + ("_id" if kind == "actor" else ""): name,
+            **{key: record[key] for key in NONCE_FIELDS}}
