@@ -55,6 +55,7 @@ from jobs import inbox_lua as lua
 from jobs.errors import BackendUnavailable
 from jobs.keys import INBOX_GROUP, Keys
 from jobs.status import ACCEPTS_MESSAGES, ExecutionStatus
+from jobs.timeutil import now_iso
 
 EVENTS_MAXLEN = 1000
 NULL = "null"
@@ -74,6 +75,7 @@ class Outcome(StrEnum):
     ACKED = "acked"
     REDELIVERED = "redelivered"
     ORPHANED = "orphaned"
+    GIVEN_UP = "given-up"
     FULL = "full"
     NOT_READY = "not-ready"
     DELETING = "deleting"
@@ -91,6 +93,11 @@ def _pairs(fields: Mapping[str, Any]) -> list[str]:
     for key, value in fields.items():
         flat += [key, json.dumps(value)]
     return flat
+
+
+def _given_up(most: int) -> dict[str, Any]:
+    return {"status_message": f"given up: its worker was lost {most + 1} times before the "
+                              "run could start", "finish_time": now_iso()}
 
 
 def _outcome(raw: Any) -> Outcome:
@@ -281,7 +288,7 @@ class Inbox:
             [epoch, worker_id, "1" if force else "0"]))
 
     def recover(self, epoch: int, tenant: str, actor_id: str, dead: str, entry: str,
-                eid: str) -> Outcome:
+                eid: str, most_recoveries: int = 3) -> Outcome:
         """Resolve one entry a dead worker held (see the module docstring)."""
         k = self.keys
         if not eid:  # the entry's content is gone: nothing to run, only to acknowledge
@@ -294,7 +301,10 @@ class Inbox:
             k.actor(tenant, actor_id), k.workers(tenant, actor_id),
             k.heartbeat(tenant, actor_id, dead), k.execution(tenant, actor_id, eid),
             k.queued(tenant, actor_id), k.inbox(tenant, actor_id),
-            k.executions(tenant, actor_id)], [epoch, dead, json.dumps(dead), entry, eid]))
+            k.executions(tenant, actor_id), k.events(tenant, actor_id)],
+            [epoch, dead, json.dumps(dead), entry, eid, most_recoveries,
+             json.dumps({k: json.dumps(v) for k, v in _given_up(most_recoveries).items()}),
+             EVENTS_MAXLEN]))
 
     def verdict(self, epoch: int, tenant: str, actor_id: str, revision: int,
                 fields: Mapping[str, Any]) -> Outcome:

@@ -152,8 +152,10 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'event', 'EXECUTION_COM
 return 'ok'
 """
 
-# KEYS: actor, workers, hb, exec, queued, inbox, executions.
-# ARGV: epoch, dead wid, dead wid_json, entry, eid.
+# KEYS: actor, workers, hb, exec, queued, inbox, executions, events.
+# ARGV: epoch, dead wid, dead wid_json, entry, eid, most recoveries, give-up fields (JSON),
+# events maxlen. A message that never started and whose workers keep dying (a poison
+# message) ends ERROR after ``most recoveries`` instead of killing workers forever.
 RECOVER = """
 if not fence(KEYS[1], ARGV[1]) then return 'fenced' end
 if redis.call('EXISTS', KEYS[3]) == 1 and registered(KEYS[2], ARGV[2]) then return 'alive' end
@@ -170,6 +172,16 @@ if holder == 'null' then
   return 'acked'
 end
 if holder ~= ARGV[3] then ack(KEYS[6], ARGV[4]); return 'stale' end
+if status == '"SUBMITTED"' and
+   redis.call('HINCRBY', KEYS[4], 'recoveries', 1) > tonumber(ARGV[6]) then
+  for k, v in pairs(cjson.decode(ARGV[7])) do redis.call('HSET', KEYS[4], k, v) end
+  redis.call('HSET', KEYS[4], 'status', '"ERROR"', 'worker_id', 'null')
+  redis.call('ZREM', KEYS[5], ARGV[5])
+  redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[8], '*', 'event', 'EXECUTION_COMPLETE',
+             'execution_id', ARGV[5], 'status', 'ERROR')
+  ack(KEYS[6], ARGV[4])
+  return 'given-up'
+end
 redis.call('HSET', KEYS[4], 'worker_id', 'null', 'orphan', 'true')
 local score = redis.call('ZSCORE', KEYS[7], ARGV[5]) or '0'
 redis.call('ZADD', KEYS[5], score, ARGV[5])

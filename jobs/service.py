@@ -30,7 +30,7 @@ from jobs.secrets import SecretStore
 from jobs.settings import Settings
 from jobs.sharing import SharingStore
 from jobs.sharing_ops import SharingOps
-from jobs.status import ExecutionStatus
+from jobs.status import ACCEPTS_MESSAGES, ActorStatus, ExecutionStatus, WorkerStatus
 from jobs.store import Store
 from jobs.timeutil import now_iso
 from jobs.tokens import TokenSigner
@@ -84,7 +84,7 @@ class Platform(SharingOps):
         now = now_iso()
         actor = {
             **fields, "id": new_id(), "tenant": caller.tenant, "owner": caller.user,
-            "status": "SUBMITTED", "status_message": "", "revision": 1,
+            "status": str(ActorStatus.SUBMITTED), "status_message": "", "revision": 1,
             "env_names": sorted(env), "create_time": now, "last_update_time": now,
             "cron_next_ex": None, "owner_roles": sorted(caller.roles),
         }
@@ -120,7 +120,7 @@ class Platform(SharingOps):
         changes: dict[str, Any] = {**fields, "env_names": sorted(env),
                                    "last_update_time": now_iso()}
         if force or fields["image"] != actor["image"]:
-            changes.update(revision=int(actor["revision"]) + 1, status="SUBMITTED",
+            changes.update(revision=int(actor["revision"]) + 1, status=str(ActorStatus.SUBMITTED),
                            status_message="")
         if env != existing["default_environment"]:
             self.secrets.put(caller.tenant, actor_id, env)
@@ -148,13 +148,14 @@ class Platform(SharingOps):
     def send_message(self, caller: Caller, actor_id: str, message: Message) -> dict[str, Any]:
         actor = self._actor(caller, actor_id, "EXECUTE")
         actor_id = actor["id"]
-        if actor["status"] == "ERROR":
+        if actor["status"] == ActorStatus.ERROR:
             raise Conflict(f"actor {actor_id} is in ERROR state: {actor.get('status_message')}")
-        if actor["status"] not in ("READY", "SUBMITTED"):
+        if actor["status"] not in ACCEPTS_MESSAGES:
             raise Conflict(f"actor {actor_id} is {actor['status']}; it takes no messages")
         execution = {
             "id": new_id(), "actor_id": actor_id, "tenant": caller.tenant,
-            "executor": caller.user, "worker_id": None, "status": "SUBMITTED",
+            "executor": caller.user, "worker_id": None,
+            "status": str(ExecutionStatus.SUBMITTED),
             "status_message": "", "message_received_time": now_iso(), "start_time": None,
             "finish_time": None, "runtime": None, "cpu": None, "io": None, "mem_peak": None,
             "queue_time": None, "exit_code": None, "final_state": None,
@@ -278,7 +279,7 @@ class Platform(SharingOps):
         actor_id = self._actor(caller, actor_id, "UPDATE")["id"]
         self.get_worker(caller, actor_id, worker_id)
         self.store.update_worker(caller.tenant, actor_id, worker_id,
-                                 {"status": "SHUTTING_DOWN"})
+                                 {"status": str(WorkerStatus.SHUTTING_DOWN)})
         self.store.send_control(caller.tenant, actor_id, worker_id, "stop",
                                 self.settings.heartbeat_ttl_s)
 

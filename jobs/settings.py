@@ -101,6 +101,7 @@ class Settings:
     redis_connect_timeout_s: float = 3.0
     vault_timeout_s: float = 5.0
     log_drain_s: float = 5.0
+    max_recoveries: int = 3
 
     @property
     def tenant_keys_path(self) -> Path:
@@ -120,7 +121,8 @@ class Settings:
             if value not in allowed:
                 raise SettingsError(f"setting {name}={value!r} is not one of {', '.join(allowed)}")
         for name in ("api_port", "max_body_bytes", "max_log_bytes", "pids_limit", "api_workers",
-                     "default_max_workers", "max_workers_per_host", "start_attempts"):
+                     "default_max_workers", "max_workers_per_host", "start_attempts",
+                     "max_recoveries"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"setting {name} must be a positive number")
         for name in ("heartbeat_ttl_s", "worker_idle_s", "scheduler_tick_s", "sync_timeout_s",

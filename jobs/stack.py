@@ -280,7 +280,7 @@ class Component:
 
     def up(self) -> str:
         host, port = self.address
-        note = ""
+        note = self.clear_previous()
         pid = self.own_pid()
         if pid is not None and not self.answers():
             try:  # ours and alive: still starting, or hung
@@ -326,10 +326,14 @@ class RedisComponent(Component):
 
     def answers(self) -> bool:
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
         host, port = self.address
+        # One try: redis-py's own retries would make a probe of a silent port take 14 s.
         client = redis.Redis(host=host, port=port, socket_connect_timeout=0.5, socket_timeout=1,
-                             password=self.settings.redis_password.reveal() or None)
+                             password=self.settings.redis_password.reveal() or None,
+                             retry=Retry(NoBackoff(), 0))
         try:
             return bool(client.ping())
         except redis.AuthenticationError as exc:

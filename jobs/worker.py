@@ -223,9 +223,22 @@ class Worker:
         self.current = eid
         try:
             return self._serve(entry, eid)
+        except Fenced:
+            self._clean_up_if_deleted(eid)
+            raise
         finally:
             self.current = None
             self.handle_of.pop(eid, None)
+
+    def _clean_up_if_deleted(self, eid: str) -> None:
+        """Fenced off because the actor was deleted: no worker will adopt the run, so
+        nothing of it may stay on the engine."""
+        handle = self.handle_of.get(eid)
+        try:
+            if handle and not self.store.actor_exists(self.tenant, self.actor_id):
+                self.runner.stop(handle, remove=True)
+        except AbacoError as exc:
+            LOG.warning("run %s of a deleted actor not removed: %s", handle, exc)
 
     def _serve(self, entry: str, eid: str) -> bool:
         execution = self._retrying(lambda: self.store.get_execution(

@@ -31,7 +31,7 @@ from jobs.placers.base import Placer
 from jobs.runners import Runner, make_runner
 from jobs.secrets import SecretStore
 from jobs.settings import Settings, load_settings
-from jobs.status import ActorStatus, WorkerStatus
+from jobs.status import LIVE_WORKER, ActorStatus, WorkerStatus
 from jobs.store import Store
 from jobs.timeutil import now_iso
 from scheduler.images import ImageChecks
@@ -87,7 +87,8 @@ class Scheduler:
         if actor["status"] == ActorStatus.SUBMITTED:
             self.images.consider(self.epoch, actor)
         alive = recover_actor(self.store, self.epoch, tenant, actor_id,
-                              self.ended.pop((tenant, actor_id), set()))
+                              self.ended.pop((tenant, actor_id), set()),
+                              self.settings.max_recoveries)
         queued = self.store.queued_count(tenant, actor_id)
         if actor["status"] == ActorStatus.ERROR and queued:
             self._fail_queued(actor)
@@ -146,7 +147,7 @@ class Scheduler:
             except AbacoError:
                 continue
             workers = [w for w in self.store.workers(tenant, actor_id)
-                       if w.get("status") in ("READY", "BUSY", "REQUESTED")]
+                       if w.get("status") in LIVE_WORKER]
             queued = self.store.queued_count(tenant, actor_id)
             if queued and not workers and actor["status"] == ActorStatus.READY:
                 starving += 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from jobs.status import ActorStatus
+
 
 @dataclass(frozen=True)
 class ActorLoad:
@@ -40,7 +42,7 @@ def workers_to_start(load: ActorLoad, host_capacity: int) -> int:
     starts new workers before the old ones leave. A stateful actor counts every
     worker, so it never has two, not even during an update.
     """
-    if load.status != "READY":
+    if load.status != ActorStatus.READY:
         return 0
     alive = load.alive_current if load.stateless else load.alive_total
     return max(0, min(desired_workers(load) - alive, host_capacity))

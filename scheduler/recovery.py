@@ -21,7 +21,7 @@ LOG = logging.getLogger("abaco.scheduler")
 
 
 def recover_actor(store: Store, epoch: int, tenant: str, actor_id: str,
-                  ended: Iterable[str] = ()) -> list[dict[str, Any]]:
+                  ended: Iterable[str] = (), most_recoveries: int = 3) -> list[dict[str, Any]]:
     """Resolve what the actor's dead workers held; return its live workers."""
     ended = set(ended)
     workers = store.workers(tenant, actor_id)
@@ -37,17 +37,17 @@ def recover_actor(store: Store, epoch: int, tenant: str, actor_id: str,
             live.append(worker)
         elif outcome is Outcome.OK and worker.get("host_id"):
             store.drop_host_worker(worker["host_id"], tenant, actor_id, wid)
-    _resolve_entries(store, epoch, tenant, actor_id, {w["id"] for w in live})
+    _resolve_entries(store, epoch, tenant, actor_id, {w["id"] for w in live}, most_recoveries)
     return live
 
 
 def _resolve_entries(store: Store, epoch: int, tenant: str, actor_id: str,
-                     live: set[str]) -> None:
+                     live: set[str], most_recoveries: int) -> None:
     for consumer, entries in store.inbox.pending(tenant, actor_id).items():
         if consumer in live:
             continue
-        outcomes = [store.inbox.recover(epoch, tenant, actor_id, consumer, entry, eid)
-                    for entry, eid in entries]
+        outcomes = [store.inbox.recover(epoch, tenant, actor_id, consumer, entry, eid,
+                                        most_recoveries) for entry, eid in entries]
         if Outcome.ALIVE in outcomes or Outcome.FENCED in outcomes:
             continue
         store.inbox.forget_consumer(tenant, actor_id, consumer)

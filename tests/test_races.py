@@ -303,3 +303,42 @@ def test_a_vault_outage_gives_the_message_back_instead_of_failing_it(harness: Ha
     worker.handle(*_entry(harness, worker))
     assert harness.execution(actor["id"], eid)["status"] == "COMPLETE"
     assert harness.runner.history[-1].env["TOKEN"] == "s3cret"
+
+
+def test_a_poison_message_that_keeps_killing_workers_ends_error(harness: Harness):
+    actor = harness.actor()
+    eid = harness.send(actor["id"])
+    most = harness.platform.settings.max_recoveries
+    for attempt in range(most + 1):
+        worker = harness.manual_worker(actor, f"victim{attempt}")
+        entry, got = _entry(harness, worker)
+        assert got == eid
+        assert harness.store.inbox.claim("T", actor["id"], worker.worker_id, 1, entry,
+                                         eid) in ("claimed", "adopt")
+        _declare_dead(harness, actor["id"], worker.worker_id)  # it dies before starting
+    record = harness.execution(actor["id"], eid)
+    assert record["status"] == "ERROR" and "given up" in record["status_message"]
+    assert harness.store.queued_ids("T", actor["id"]) == []
+    assert len(_events(harness, actor["id"], eid)) == 1
+
+
+def test_deleting_an_actor_leaves_nothing_of_its_running_run_on_the_engine(harness: Harness):
+    gate = threading.Event()
+    harness.runner.plan = lambda spec: FakeRun(gate=gate)
+    actor = harness.actor()
+    worker = harness.manual_worker(actor, "w")
+    eid = harness.send(actor["id"])
+    serving = threading.Thread(target=lambda: _swallow(worker.handle, *_entry(harness, worker)))
+    serving.start()
+    wait_until(lambda: harness.runner.running() == [eid], 10, "running")
+    harness.store.delete_actor("T", actor["id"])   # the records go while it runs
+    gate.set()
+    serving.join(10)
+    assert harness.runner.runs == {}, "the run was removed from the engine"
+
+
+def _swallow(step, *args) -> None:  # type: ignore[no-untyped-def]
+    try:
+        step(*args)
+    except Exception:  # noqa: BLE001 - the worker leaves fenced; the engine is what we check
+        return
