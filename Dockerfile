@@ -5,6 +5,8 @@ COPY pyproject.toml README.md ./
 COPY jobs jobs
 COPY api api
 COPY scheduler scheduler
+COPY launcher launcher
 RUN pip install --no-cache-dir .
 EXPOSE 8000
-CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "4", "--threads", "8", "api.app:create_app()"]
+CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "4", "--worker-class", "gevent", \
+     "--worker-connections", "1000", "api.app:create_app()"]

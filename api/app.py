@@ -10,13 +10,6 @@ from api.routes import actors, executions, messages, sharing, state, workers
 from jobs.service import Platform
 from jobs.settings import Settings, load_settings
 
-# Redis connections one API process may open. Under gevent workers every request in
-# flight is a greenlet that can hold a connection for as long as it waits (a synchronous
-# message blocks on the actor's event stream), so the pool must cover gunicorn's
-# --worker-connections (the launcher's is 1000); redis-py's default of 100 would answer
-# the 101st waiter "Too many connections".
-REDIS_MAX_CONNECTIONS = 1100
-
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, OPTIONS",
@@ -27,9 +20,6 @@ CORS_HEADERS = {
 def create_app(settings: Settings | None = None, platform: Platform | None = None) -> Flask:
     settings = settings or load_settings()
     platform = platform or Platform.from_settings(settings)
-    pool = getattr(getattr(platform.store, "r", None), "connection_pool", None)
-    if pool is not None:
-        pool.max_connections = max(pool.max_connections or 0, REDIS_MAX_CONNECTIONS)
     app = Flask("abaco")
     app.config.update(
         ABACO_SETTINGS=settings,

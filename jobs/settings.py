@@ -102,6 +102,8 @@ class Settings:
     vault_timeout_s: float = 5.0
     log_drain_s: float = 5.0
     max_recoveries: int = 3
+    api_worker_connections: int = 1000
+    redis_max_connections: int = 1100
 
     @property
     def tenant_keys_path(self) -> Path:
@@ -122,7 +124,7 @@ class Settings:
                 raise SettingsError(f"setting {name}={value!r} is not one of {', '.join(allowed)}")
         for name in ("api_port", "max_body_bytes", "max_log_bytes", "pids_limit", "api_workers",
                      "default_max_workers", "max_workers_per_host", "start_attempts",
-                     "max_recoveries"):
+                     "max_recoveries", "api_worker_connections", "redis_max_connections"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"setting {name} must be a positive number")
         for name in ("heartbeat_ttl_s", "worker_idle_s", "scheduler_tick_s", "sync_timeout_s",
@@ -134,6 +136,9 @@ class Settings:
                 raise SettingsError(f"setting {name} must be a positive number of seconds")
         if self.auth == "none" and self.api_host not in ("127.0.0.1", "localhost", "::1"):
             raise SettingsError("setting api_host must be a loopback address when auth=none")
+        if self.redis_max_connections < self.api_worker_connections:
+            raise SettingsError("setting redis_max_connections must be at least "
+                                "api_worker_connections: every waiting request may hold one")
         if not self.prefix or ":" in self.prefix:
             raise SettingsError("setting prefix must be non-empty and contain no ':'")
 

@@ -38,6 +38,7 @@ def connect(settings: Settings, kind: type[redis.Redis] = redis.Redis) -> redis.
         settings.redis_url,
         password=settings.redis_password.reveal() or None,
         socket_connect_timeout=settings.redis_connect_timeout_s,
+        max_connections=settings.redis_max_connections,
         socket_timeout=settings.sync_timeout_s + 10,
         health_check_interval=30,
     )
@@ -144,6 +145,9 @@ class Store:
                        k.execution_binary(tenant, actor_id, eid)]
         for wid in worker_ids:
             doomed += [k.heartbeat(tenant, actor_id, wid), k.worker_control(tenant, actor_id, wid)]
+        # Wake whoever blocks on the actor's events (a synchronous message): it reads
+        # again, finds the execution gone and answers 404 at once.
+        self.r.xadd(k.events(tenant, actor_id), {"event": "ACTOR_DELETED"})
         with self.r.pipeline() as pipe:
             for start in range(0, len(doomed), 500):
                 pipe.delete(*doomed[start:start + 500])

@@ -39,7 +39,7 @@ job "abaco" {
         image   = var.image
         ports   = ["http"]
         command = "gunicorn"
-        args    = ["--bind", "0.0.0.0:8000", "--workers", "4", "--threads", "8", "api.app:create_app()"]
+        args    = ["--bind", "0.0.0.0:8000", "--workers", "4", "--worker-class", "gevent", "--worker-connections", "1000", "api.app:create_app()"]
       }
 
       env {

@@ -16,16 +16,18 @@ from pathlib import Path
 
 import pytest
 
-from jobs import stack
 from jobs.settings import Settings, load_settings
 from jobs.store import Store
+from launcher import stack
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # ABACO_TEST_PORT_OFFSET moves every test port, so two test sessions can run side by side.
 _OFFSET = int(os.environ.get("ABACO_TEST_PORT_OFFSET", "0"))
+# Each service has a range of its own a thousand ports wide, so offsets below 1000 never
+# put one session's service on another session's port.
 TEST_PORTS = {name: port + _OFFSET for name, port in
-              {"redis": 16390, "s3": 19000, "vault": 18200, "api": 18000}.items()}
+              {"redis": 20390, "s3": 22000, "vault": 24200, "api": 27000}.items()}
 
 
 def need(condition: bool, what: str) -> None:
@@ -108,12 +110,12 @@ def images(docker_client) -> list[str]:  # type: ignore[no-untyped-def]
 def api_stack(services: Settings, images: list[str]) -> Iterator[Settings]:
     """The whole platform through the real command, ``abaco up``, on the test ports."""
     env = {**os.environ, **services.as_env()}
-    done = subprocess.run([sys.executable, "-m", "jobs.cli", "up"], env=env, cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "launcher.cli", "up"], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=180, check=False)
     if done.returncode != 0:
         pytest.fail(f"abaco up failed:\n{done.stdout}\n{done.stderr}")
     yield services
-    subprocess.run([sys.executable, "-m", "jobs.cli", "down"], env=env, cwd=ROOT,
+    subprocess.run([sys.executable, "-m", "launcher.cli", "down"], env=env, cwd=ROOT,
                    capture_output=True, text=True, timeout=120, check=False)
 
 

@@ -24,6 +24,8 @@ def test_compose_environment_is_valid_settings():
 def test_nomad_job_runs_the_real_entry_points():
     job = (ROOT / "nomad" / "abaco.nomad.hcl").read_text()
     assert '"api.app:create_app()"' in job
+    assert '"--worker-class", "gevent"' in job, "synchronous waits must not hold a thread each"
+    assert '"--worker-class", "gevent"' in (ROOT / "Dockerfile").read_text()
     assert '["-m", "scheduler"]' in job
     assert job.count('ABACO_AUTH        = "jwt"') == 2, "a cluster API never runs without auth"
     assert (ROOT / "scheduler" / "__main__.py").exists()

@@ -151,7 +151,7 @@ def test_sigkill_of_the_api_during_a_burst(base: str, api_stack: Settings, docke
     os.killpg(api_pid, signal.SIGKILL)
     sender.join(120)
     env = {**os.environ, **api_stack.as_env()}
-    restarted = subprocess.run([sys.executable, "-m", "jobs.cli", "up"], env=env, cwd=ROOT,
+    restarted = subprocess.run([sys.executable, "-m", "launcher.cli", "up"], env=env, cwd=ROOT,
                                capture_output=True, text=True, timeout=120, check=False)
     assert restarted.returncode == 0, restarted.stderr
     accepted = [e for e in results if e]

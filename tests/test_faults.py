@@ -46,7 +46,7 @@ def _kill_scheduler(stack: Settings) -> int:
 
 
 def _abaco_up(stack: Settings) -> None:
-    done = subprocess.run([sys.executable, "-m", "jobs.cli", "up"],
+    done = subprocess.run([sys.executable, "-m", "launcher.cli", "up"],
                           env={**os.environ, **stack.as_env()}, cwd=ROOT, capture_output=True,
                           text=True, timeout=180, check=False)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from jobs import stack
 from jobs.secrets import SecretStore
 from jobs.settings import Settings, load_settings
 from jobs.store import Store
+from launcher import stack
 from tests.conftest import ROOT, TEST_PORTS
 from tests.waits import wait_until
 
@@ -36,7 +36,7 @@ def listener() -> Iterator[int]:
 def test_a_taken_port_is_a_one_line_error_naming_the_fix(listener: int, tmp_path: Path):
     env = {**os.environ, "ABACO_DATA_DIR": str(tmp_path),
            "ABACO_REDIS_URL": f"redis://127.0.0.1:{listener}/0"}
-    done = subprocess.run([sys.executable, "-m", "jobs.cli", "up"], env=env, cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "launcher.cli", "up"], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 1
     error = done.stderr.strip()
@@ -106,7 +106,7 @@ def test_status_names_every_component(api_stack: Settings):
 
 def _cli(command: str, settings: Settings) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **settings.as_env()}
-    return subprocess.run([sys.executable, "-m", "jobs.cli", command], env=env, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "launcher.cli", command], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=180, check=False)
 
 

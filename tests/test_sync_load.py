@@ -74,8 +74,7 @@ def test_two_hundred_synchronous_messages_leave_the_api_answering(api_stack: Set
 
 def test_the_api_redis_pool_covers_every_connection_of_a_worker(services: Settings):
     from api.app import create_app
-    from jobs.stack import API_WORKER_CONNECTIONS
 
     app = create_app(services)
     pool = app.config["ABACO_PLATFORM"].store.r.connection_pool
-    assert pool.max_connections >= API_WORKER_CONNECTIONS
+    assert pool.max_connections >= services.api_worker_connections

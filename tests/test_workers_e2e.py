@@ -195,7 +195,7 @@ def test_kill_9_of_the_active_scheduler_hands_over_to_the_standby(
         standby.send_signal(signal.SIGTERM)
         standby.wait(60)
         log.close()
-        restarted = subprocess.run([sys.executable, "-m", "jobs.cli", "up"], env=env, cwd=ROOT,
+        restarted = subprocess.run([sys.executable, "-m", "launcher.cli", "up"], env=env, cwd=ROOT,
                                    capture_output=True, text=True, timeout=120, check=False)
         assert restarted.returncode == 0, restarted.stderr
 

@@ -349,9 +349,10 @@ class RedisComponent(Component):
         conf = self.paths.secrets / "redis.conf"
         write_secret(conf, f"requirepass {self.settings.redis_password.reveal()}\n")
         binary = tool("redis-server", "apt-get install redis-server")
+        # appendfsync always: a message the API acknowledged is on disk, even after kill -9
         spawn(self.paths, self.name, [binary, str(conf), "--port", str(port), "--bind", host,
                                       "--dir", str(data), "--appendonly", "yes",
-                                      "--daemonize", "no"])
+                                      "--appendfsync", "always", "--daemonize", "no"])
 
 
 class S3Component(Component):
@@ -459,7 +460,6 @@ class VaultComponent(Component):
 DOCKERD_FLAGS = ["--bridge=none", "--iptables=false", "--live-restore"]
 # Connections one gevent API worker serves at once: a synchronous message is one of
 # them, parked on a Redis read, not a thread.
-API_WORKER_CONNECTIONS = 1000
 UNIX_PATH_MAX = 108  # sun_path, with its closing NUL
 
 
@@ -537,7 +537,7 @@ class ApiComponent(Component):
         s = self.settings
         return [sys.executable, "-m", "gunicorn", "--bind", f"{s.api_host}:{s.api_port}",
                 "--workers", str(s.api_workers), "--worker-class", "gevent",
-                "--worker-connections", str(API_WORKER_CONNECTIONS),
+                "--worker-connections", str(s.api_worker_connections),
                 "--timeout", str(int(s.sync_timeout_s + 30)), "--graceful-timeout", "10",
                 *gunicorn_control_socket(self.paths), "api.app:create_app()"]
 

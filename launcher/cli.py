@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from jobs import stack
+    from launcher import stack
 
     settings = load_settings()
     if args.command == "up":
