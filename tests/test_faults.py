@@ -45,6 +45,18 @@ def _kill_scheduler(stack: Settings) -> int:
     return 1
 
 
+def _kill_component(name: str) -> Any:
+    def kill(stack: Settings) -> int:
+        pid_file = stack.data_dir / "run" / f"{name}.pid"
+        if not pid_file.exists():
+            pytest.skip(f"{name} was not started by this stack (it is reused)")
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+        return 1
+
+    kill.__name__ = f"kill_{name}"
+    return kill
+
+
 def _abaco_up(stack: Settings) -> None:
     done = subprocess.run([sys.executable, "-m", "launcher.cli", "up"],
                           env={**os.environ, **stack.as_env()}, cwd=ROOT, capture_output=True,
@@ -52,8 +64,10 @@ def _abaco_up(stack: Settings) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("fault", [_kill_workers, _kill_scheduler],
-                         ids=["kill-workers", "kill-scheduler"])
+@pytest.mark.parametrize("fault", [
+    _kill_workers, _kill_scheduler, _kill_component("redis"), _kill_component("vault"),
+    _kill_component("dockerd")], ids=["kill-workers", "kill-scheduler", "kill-redis",
+                                       "kill-openbao", "kill-docker-engine"])
 def test_a_burst_survives_a_killed_component(fault: Any, base: str, api_stack: Settings,
                                              docker_client: Any):
     actors = [_ready_actor(base, defaultEnvironment={"SLEEP": "0.5"}) for _ in range(ACTORS)]
@@ -65,9 +79,21 @@ def test_a_burst_survives_a_killed_component(fault: Any, base: str, api_stack: S
                            for e in sent[first]), 60, "a run in flight")
     assert fault(api_stack) >= 1
     _abaco_up(api_stack)
+    wait_until(lambda: _answers(base), 60, "the API answering again")
     for actor_id, eids in sent.items():
         records = _check_no_loss_no_rerun(base, docker_client, actor_id, eids, since)
         wrong = [r for r in records if r["status"] != "COMPLETE" or r["exitCode"] != 0]
         assert not wrong, f"{fault.__name__}: {wrong[:2]}"
         queued = requests.get(f"{base}/{actor_id}/messages", timeout=10).json()["result"]
         assert queued["messages"] == 0
+    ours = {eid for eids in sent.values() for eid in eids}
+    wait_until(lambda: not [c for c in docker_client.containers.list(
+        all=True, filters={"label": "abaco.execution"}) if c.labels["abaco.execution"] in ours],
+        30, "nothing of a run left on the engine once its record is final")
+
+
+def _answers(base: str) -> bool:
+    try:
+        return requests.get(base, timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
