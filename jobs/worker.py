@@ -362,7 +362,11 @@ class Worker:
         if stored:
             self._quietly(lambda: self.store.drop_live_log(self.tenant, self.actor_id,
                                                            execution["id"]))
-        self._quietly(lambda: self.runner.stop(execution["handle"], remove=True))
+        # Off the message path: the record is final, so the next message need not wait
+        # for the engine to delete the container. Not a daemon thread: a worker that
+        # leaves still removes its last run first.
+        threading.Thread(target=self._quietly, args=(
+            lambda: self.runner.stop(execution["handle"], remove=True),)).start()
 
     def _store_logs(self, record: dict[str, Any], logs: bytes) -> bool:
         try:
