@@ -312,21 +312,27 @@ class Inbox:
         return _outcome(self._run("verdict", [self.keys.actor(tenant, actor_id)],
                                   [epoch, revision, *_pairs(fields)]))
 
-    def pending(self, tenant: str, actor_id: str) -> dict[str, list[tuple[str, str]]]:
-        """Entries delivered and not acknowledged, by consumer: (entry id, execution id)."""
-        inbox = self.keys.inbox(tenant, actor_id)
+    def consumers(self, tenant: str, actor_id: str) -> dict[str, int]:
+        """The inbox's consumers and how many entries each holds unacknowledged."""
         try:
-            consumers = cast(list, self.r.xinfo_consumers(inbox, INBOX_GROUP))
-            held: dict[str, list[tuple[str, str]]] = {}
-            for consumer in consumers:
-                name = _text(consumer["name"])
-                rows = cast(list, self.r.xpending_range(inbox, INBOX_GROUP, min="-", max="+",
-                                                        count=1000, consumername=name))
-                ids = [_text(row["message_id"]) for row in rows]
-                held[name] = [(entry, _eid_of(self.r, inbox, entry)) for entry in ids]
-            return held
+            rows = cast(list, self.r.xinfo_consumers(self.keys.inbox(tenant, actor_id),
+                                                     INBOX_GROUP))
         except redis.ResponseError:
             return {}  # no inbox: the actor is gone
+        except redis.RedisError as exc:
+            raise BackendUnavailable(f"redis is unavailable: {exc}") from exc
+        return {_text(row["name"]): int(row["pending"]) for row in rows}
+
+    def held(self, tenant: str, actor_id: str, consumer: str) -> list[tuple[str, str]]:
+        """Entries delivered to ``consumer`` and not acknowledged: (entry id, execution id)."""
+        inbox = self.keys.inbox(tenant, actor_id)
+        try:
+            rows = cast(list, self.r.xpending_range(inbox, INBOX_GROUP, min="-", max="+",
+                                                    count=1000, consumername=consumer))
+            return [(entry, _eid_of(self.r, inbox, entry))
+                    for entry in (_text(row["message_id"]) for row in rows)]
+        except redis.ResponseError:
+            return []
         except redis.RedisError as exc:
             raise BackendUnavailable(f"redis is unavailable: {exc}") from exc
 

@@ -339,6 +339,14 @@ class Store:
         return [cast(tuple[str, str, str], tuple(m.decode().split("/", 2))) for m in members]
 
     @_translate
+    def beating(self, workers: list[tuple[str, str, str]]) -> list[bool]:
+        """Whether each (tenant, actor, worker) has a heartbeat, in one round trip."""
+        with self.r.pipeline(transaction=False) as pipe:
+            for tenant, actor_id, worker_id in workers:
+                pipe.exists(self.keys.heartbeat(tenant, actor_id, worker_id))
+            return [bool(flag) for flag in pipe.execute()]
+
+    @_translate
     def add_host_worker(self, host: str, tenant: str, actor_id: str, wid: str) -> None:
         self.r.sadd(self.keys.host_workers(host), f"{tenant}/{actor_id}/{wid}")
 

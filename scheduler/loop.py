@@ -94,7 +94,8 @@ class Scheduler:
             self._fail_queued(actor)
             return
         load = actor_load(actor, alive, queued, self.settings.default_max_workers, self.share)
-        for _ in range(workers_to_start(load, self.placer.capacity())):
+        wanted = workers_to_start(load, self.settings.max_workers_per_host)
+        for _ in range(min(wanted, self.placer.capacity()) if wanted else 0):
             if self.start_worker(actor) is None:
                 break
         if load.requested:

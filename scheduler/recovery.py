@@ -43,9 +43,10 @@ def recover_actor(store: Store, epoch: int, tenant: str, actor_id: str,
 
 def _resolve_entries(store: Store, epoch: int, tenant: str, actor_id: str,
                      live: set[str], most_recoveries: int) -> None:
-    for consumer, entries in store.inbox.pending(tenant, actor_id).items():
+    for consumer, pending in store.inbox.consumers(tenant, actor_id).items():
         if consumer in live:
             continue
+        entries = store.inbox.held(tenant, actor_id, consumer) if pending else []
         outcomes = [store.inbox.recover(epoch, tenant, actor_id, consumer, entry, eid,
                                         most_recoveries) for entry, eid in entries]
         if Outcome.ALIVE in outcomes or Outcome.FENCED in outcomes:

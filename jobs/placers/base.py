@@ -37,10 +37,11 @@ class Placer(Protocol):
 def free_slots(store: Store, host: str, cap: int) -> int:
     """The cap minus the workers still registered on ``host``; stale index entries of
     workers that are gone are dropped on the way."""
+    members = store.host_workers(host)
     registered = 0
-    for tenant, actor_id, worker_id in store.host_workers(host):
-        if store.alive_worker_ids(tenant, actor_id, [worker_id]) or _registered(
-                store, tenant, actor_id, worker_id):
+    for (tenant, actor_id, worker_id), beating in zip(members, store.beating(members),
+                                                      strict=True):
+        if beating or _registered(store, tenant, actor_id, worker_id):
             registered += 1
         else:
             store.drop_host_worker(host, tenant, actor_id, worker_id)
