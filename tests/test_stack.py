@@ -19,7 +19,7 @@ import pytest
 from jobs.secrets import SecretStore
 from jobs.settings import Settings, load_settings
 from jobs.store import Store
-from launcher import stack
+from launcher import components, stack
 from tests.conftest import ROOT, TEST_PORTS
 from tests.waits import wait_until
 
@@ -199,8 +199,8 @@ def test_a_dead_engine_we_started_is_started_again_with_live_restore(
     paths.make()
     (paths.run / "dockerd.pid").write_text(str(_dead_pid()))
     started: list[list[str]] = []
-    monkeypatch.setattr(stack, "tool", lambda name, hint: f"/usr/bin/{name}")
-    monkeypatch.setattr(stack, "spawn", lambda _paths, _name, argv, env=None:
+    monkeypatch.setattr(components, "tool", lambda name, hint: f"/usr/bin/{name}")
+    monkeypatch.setattr(components, "spawn", lambda _paths, _name, argv, env=None:
                         started.append(argv) or 1)
     monkeypatch.setattr(stack.DockerComponent, "answers", lambda self: bool(started))
     outcome = stack.DockerComponent(load_settings(env={}, data_dir=tmp_path), paths).up()
