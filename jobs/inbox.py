@@ -9,7 +9,8 @@ Keys of one actor (``{p}:{t}:actor:{tag}`` + suffix)::
 
     ""            hash    the actor; ``fence`` = highest scheduler epoch seen
     :inbox        stream  one entry per delivery, field ``eid``; group ``workers``
-    :queued       zset    executions waiting for a worker (new, or orphaned)
+    :queued       zset    new executions waiting for a worker
+    :orphans      zset    runs of dead workers waiting for adoption (before new ones)
     :executions   zset    every execution, by time received
     :exec:{eid}   hash    the execution (JSON values)
     :workers      hash    worker id -> JSON registration
@@ -29,15 +30,17 @@ Steps (who, what):
 - ``post`` (api): only while the actor exists and accepts messages; the record,
   the queued entry and the stream entry in one step.
 - ``claim`` (worker): refused for an unregistered worker, and for a worker of an
-  older revision (the entry goes back for a worker of the current one); an
-  orphaned run is handed over for adoption instead of a new start.
+  older revision (the entry goes back for a worker of the current one); a stateful
+  actor claims nothing new while an orphan waits (its runs never overlap).
+- ``adopt`` (worker): take an orphan, the run of a dead worker; workers adopt
+  orphans before they read new messages.
 - ``running`` (worker): SUBMITTED -> RUNNING with the runner's handle.
 - ``finish`` (worker): the final record, the completion event and the XACK.
 - ``release`` (worker): an unstarted message goes back to the queue.
 - ``drop`` (api: cancel, purge): a message still waiting ends, never a claimed one.
 - ``recover`` (scheduler): an entry of a dead worker is acknowledged, delivered
-  again, or its execution orphaned for adoption, only if that execution is still
-  held by the dead worker; requeue and acknowledgement are one step.
+  again, or its execution orphaned (``:orphans``) for adoption, only if that
+  execution is still held by the dead worker; each is one step with the XACK.
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ class Outcome(StrEnum):
     REDELIVERED = "redelivered"
     ORPHANED = "orphaned"
     GIVEN_UP = "given-up"
+    BUSY = "busy"              # a stateful actor has a run to adopt first
     FULL = "full"
     NOT_READY = "not-ready"
     DELETING = "deleting"
@@ -111,7 +115,8 @@ class Inbox:
         self.r = client
         self.keys = keys
         self._scripts = {name: client.register_script(lua.PRELUDE + body) for name, body in {
-            "post": lua.POST, "claim": lua.CLAIM, "running": lua.RUNNING, "finish": lua.FINISH,
+            "post": lua.POST, "claim": lua.CLAIM, "adopt": lua.ADOPT, "running": lua.RUNNING,
+            "finish": lua.FINISH,
             "release": lua.RELEASE, "drop": lua.DROP, "recover": lua.RECOVER,
             "register": lua.REGISTER, "remove": lua.REMOVE, "beat": lua.BEAT,
             "update_actor": lua.UPDATE_ACTOR, "verdict": lua.ACTOR_VERDICT,
@@ -190,7 +195,26 @@ class Inbox:
         return _outcome(self._run("claim", [
             k.workers(tenant, actor_id), k.queued(tenant, actor_id),
             k.execution(tenant, actor_id, eid), k.actor(tenant, actor_id),
-            k.inbox(tenant, actor_id)], [worker_id, eid, revision, entry, json.dumps(worker_id)]))
+            k.inbox(tenant, actor_id), k.orphans(tenant, actor_id),
+            k.claimed(tenant, actor_id)],
+            [worker_id, eid, revision, entry, json.dumps(worker_id)]))
+
+    def orphans(self, tenant: str, actor_id: str, count: int = 10) -> list[str]:
+        """Runs of dead workers waiting for adoption, oldest first."""
+        try:
+            ids = cast(list, self.r.zrange(self.keys.orphans(tenant, actor_id), 0, count - 1))
+        except redis.RedisError as exc:
+            raise BackendUnavailable(f"redis is unavailable: {exc}") from exc
+        return [_text(i) for i in ids]
+
+    def adopt(self, tenant: str, actor_id: str, worker_id: str, eid: str) -> Outcome:
+        """Take over the run of a dead worker (its handle is on the execution)."""
+        k = self.keys
+        return _outcome(self._run("adopt", [k.workers(tenant, actor_id),
+                                            k.orphans(tenant, actor_id),
+                                            k.execution(tenant, actor_id, eid),
+                                            k.claimed(tenant, actor_id)],
+                                  [worker_id, eid, json.dumps(worker_id)]))
 
     def running(self, tenant: str, actor_id: str, worker_id: str, eid: str,
                 fields: Mapping[str, Any]) -> Outcome:
@@ -206,7 +230,8 @@ class Inbox:
         return _outcome(self._run("finish", [
             k.workers(tenant, actor_id), k.execution(tenant, actor_id, eid),
             k.execution_binary(tenant, actor_id, eid), k.events(tenant, actor_id),
-            k.inbox(tenant, actor_id), k.queued(tenant, actor_id)],
+            k.inbox(tenant, actor_id), k.queued(tenant, actor_id), k.orphans(tenant, actor_id),
+            k.claimed(tenant, actor_id)],
             [worker_id or "", json.dumps(worker_id), entry, json.dumps(str(status)), eid,
              EVENTS_MAXLEN, *_pairs(fields)]))
 
@@ -217,7 +242,8 @@ class Inbox:
         return _outcome(self._run("release", [
             k.workers(tenant, actor_id), k.execution(tenant, actor_id, eid),
             k.queued(tenant, actor_id), k.inbox(tenant, actor_id),
-            k.executions(tenant, actor_id)], [worker_id, json.dumps(worker_id), entry, eid]))
+            k.executions(tenant, actor_id), k.orphans(tenant, actor_id),
+            k.claimed(tenant, actor_id)], [worker_id, json.dumps(worker_id), entry, eid]))
 
     def read(self, tenant: str, actor_id: str, worker_id: str,
              block_ms: int) -> tuple[str, str] | None:
@@ -301,7 +327,8 @@ class Inbox:
             k.actor(tenant, actor_id), k.workers(tenant, actor_id),
             k.heartbeat(tenant, actor_id, dead), k.execution(tenant, actor_id, eid),
             k.queued(tenant, actor_id), k.inbox(tenant, actor_id),
-            k.executions(tenant, actor_id), k.events(tenant, actor_id)],
+            k.executions(tenant, actor_id), k.events(tenant, actor_id),
+            k.orphans(tenant, actor_id), k.claimed(tenant, actor_id)],
             [epoch, dead, json.dumps(dead), entry, eid, most_recoveries,
              json.dumps({k: json.dumps(v) for k, v in _given_up(most_recoveries).items()}),
              EVENTS_MAXLEN]))
@@ -335,6 +362,21 @@ class Inbox:
             return []
         except redis.RedisError as exc:
             raise BackendUnavailable(f"redis is unavailable: {exc}") from exc
+
+    def holders(self, tenant: str, actor_id: str) -> dict[str, str]:
+        """Execution id -> the worker holding it, for every claimed or adopted execution."""
+        k = self.keys
+        try:
+            eids = sorted(_text(e) for e in cast(set, self.r.smembers(k.claimed(tenant,
+                                                                                actor_id))))
+            with self.r.pipeline(transaction=False) as pipe:
+                for eid in eids:
+                    pipe.hget(k.execution(tenant, actor_id, eid), "worker_id")
+                raw = pipe.execute()
+        except redis.RedisError as exc:
+            raise BackendUnavailable(f"redis is unavailable: {exc}") from exc
+        return {eid: json.loads(h) for eid, h in zip(eids, raw, strict=True)
+                if h and json.loads(h)}
 
     def forget_consumer(self, tenant: str, actor_id: str, consumer: str) -> None:
         try:

@@ -62,7 +62,9 @@ deliver(KEYS[6], KEYS[2], ARGV[1])
 return 'ok'
 """
 
-# KEYS: workers, queued, exec, actor, inbox. ARGV: wid, eid, revision, entry, wid_json.
+# KEYS: workers, queued, exec, actor, inbox, orphans, claimed. ARGV: wid, eid, revision, entry,
+# wid_json. A stateful actor takes no new message while a run of a dead worker waits to
+# be adopted ('busy': the entry stays with this worker, which adopts first).
 CLAIM = """
 if not registered(KEYS[1], ARGV[1]) then return 'fenced' end
 local revision = redis.call('HGET', KEYS[4], 'revision')
@@ -74,15 +76,32 @@ if tonumber(revision) ~= tonumber(ARGV[3]) then
   return 'stale'
 end
 if not queued then ack(KEYS[5], ARGV[4]); return 'gone' end
+if redis.call('HGET', KEYS[4], 'stateless') == 'false' and
+   redis.call('ZCARD', KEYS[6]) > 0 then return 'busy' end
 local status = redis.call('HGET', KEYS[3], 'status')
 local holder = redis.call('HGET', KEYS[3], 'worker_id')
-if (status ~= '"SUBMITTED"' and status ~= '"RUNNING"') or (holder and holder ~= 'null') then
+if status ~= '"SUBMITTED"' or (holder and holder ~= 'null') then
   redis.call('ZREM', KEYS[2], ARGV[2]); ack(KEYS[5], ARGV[4]); return 'gone'
 end
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('HSET', KEYS[3], 'worker_id', ARGV[5])
-if redis.call('HGET', KEYS[3], 'orphan') == 'true' then return 'adopt' end
+redis.call('SADD', KEYS[7], ARGV[2])
 return 'claimed'
+"""
+
+# KEYS: workers, orphans, exec, claimed. ARGV: wid, eid, wid_json. Take over a dead
+# worker's run.
+ADOPT = """
+if not registered(KEYS[1], ARGV[1]) then return 'fenced' end
+if redis.call('ZREM', KEYS[2], ARGV[2]) == 0 then return 'gone' end
+local status = redis.call('HGET', KEYS[3], 'status')
+local holder = redis.call('HGET', KEYS[3], 'worker_id') or 'null'
+if (status ~= '"SUBMITTED"' and status ~= '"RUNNING"') or holder ~= 'null' then
+  return 'gone'
+end
+redis.call('HSET', KEYS[3], 'worker_id', ARGV[3])
+redis.call('SADD', KEYS[4], ARGV[2])
+return 'adopt'
 """
 
 # KEYS: workers, exec. ARGV: wid, wid_json, then field/value pairs.
@@ -96,7 +115,8 @@ hset_pairs(KEYS[2], ARGV, 3)
 return 'ok'
 """
 
-# KEYS: workers, exec, binary, events, inbox, queued. ARGV: wid, wid_json, entry,
+# KEYS: workers, exec, binary, events, inbox, queued, orphans, claimed. ARGV: wid, wid_json,
+# entry,
 # status_json, eid, maxlen, then field/value pairs. An empty wid finishes without a
 # worker (the scheduler failing messages of an actor whose image is gone).
 FINISH = """
@@ -112,25 +132,33 @@ redis.call('HSET', KEYS[2], 'status', ARGV[4])
 redis.call('HDEL', KEYS[2], 'orphan')
 redis.call('DEL', KEYS[3])
 redis.call('ZREM', KEYS[6], ARGV[5])
+redis.call('ZREM', KEYS[7], ARGV[5])
+redis.call('SREM', KEYS[8], ARGV[5])
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'event', 'EXECUTION_COMPLETE',
            'execution_id', ARGV[5], 'status', cjson.decode(ARGV[4]))
 ack(KEYS[5], ARGV[3])
 return 'ok'
 """
 
-# KEYS: workers, exec, queued, inbox, executions. ARGV: wid, wid_json, entry, eid.
+# KEYS: workers, exec, queued, inbox, executions, orphans, claimed. ARGV: wid, wid_json,
+# entry, eid.
+# An adopted orphan goes back among the orphans (it keeps its place before new messages).
 RELEASE = """
 if not registered(KEYS[1], ARGV[1]) then return 'fenced' end
 if redis.call('HGET', KEYS[2], 'worker_id') ~= ARGV[2] then return 'lost' end
 local status = redis.call('HGET', KEYS[2], 'status')
-if status ~= '"SUBMITTED"' and redis.call('HGET', KEYS[2], 'orphan') ~= 'true' then
-  return 'illegal'
-end
+local orphan = redis.call('HGET', KEYS[2], 'orphan') == 'true'
+if status ~= '"SUBMITTED"' and not orphan then return 'illegal' end
 redis.call('HSET', KEYS[2], 'worker_id', 'null')
+redis.call('SREM', KEYS[7], ARGV[4])
 local score = redis.call('ZSCORE', KEYS[5], ARGV[4]) or '0'
-redis.call('ZADD', KEYS[3], score, ARGV[4])
 ack(KEYS[4], ARGV[3])
-deliver(KEYS[4], KEYS[2], ARGV[4])
+if orphan then
+  redis.call('ZADD', KEYS[6], score, ARGV[4])
+else
+  redis.call('ZADD', KEYS[3], score, ARGV[4])
+  deliver(KEYS[4], KEYS[2], ARGV[4])
+end
 return 'ok'
 """
 
@@ -152,7 +180,8 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'event', 'EXECUTION_COM
 return 'ok'
 """
 
-# KEYS: actor, workers, hb, exec, queued, inbox, executions, events.
+# KEYS: actor, workers, hb, exec, queued, inbox, executions, events, orphans, claimed.
+# An empty entry resolves an execution the dead worker held without an inbox entry.
 # ARGV: epoch, dead wid, dead wid_json, entry, eid, most recoveries, give-up fields (JSON),
 # events maxlen. A message that never started and whose workers keep dying (a poison
 # message) ends ERROR after ``most recoveries`` instead of killing workers forever.
@@ -172,6 +201,7 @@ if holder == 'null' then
   return 'acked'
 end
 if holder ~= ARGV[3] then ack(KEYS[6], ARGV[4]); return 'stale' end
+redis.call('SREM', KEYS[10], ARGV[5])
 if status == '"SUBMITTED"' and
    redis.call('HINCRBY', KEYS[4], 'recoveries', 1) > tonumber(ARGV[6]) then
   for k, v in pairs(cjson.decode(ARGV[7])) do redis.call('HSET', KEYS[4], k, v) end
@@ -184,9 +214,8 @@ if status == '"SUBMITTED"' and
 end
 redis.call('HSET', KEYS[4], 'worker_id', 'null', 'orphan', 'true')
 local score = redis.call('ZSCORE', KEYS[7], ARGV[5]) or '0'
-redis.call('ZADD', KEYS[5], score, ARGV[5])
+redis.call('ZADD', KEYS[9], score, ARGV[5])
 ack(KEYS[6], ARGV[4])
-deliver(KEYS[6], KEYS[4], ARGV[5])
 return 'orphaned'
 """
 

@@ -11,6 +11,8 @@ Cluster.
 | ``actor:{tag}``                    | hash   | api, scheduler       | none           |
 | ``actor:{tag}:inbox``              | stream | api (XADD), worker   | XDEL when done |
 | ``actor:{tag}:queued``             | zset   | api (add), worker (claim) | none      |
+| ``actor:{tag}:orphans``            | zset   | scheduler (recover), worker (adopt) | none |
+| ``actor:{tag}:claimed``            | set    | worker (claim, adopt, finish), scheduler | none  |
 | ``actor:{tag}:executions``         | zset   | api                  | none           |
 | ``actor:{tag}:exec:{eid}``         | hash   | api, worker          | none           |
 | ``actor:{tag}:exec:{eid}:logs``    | string | worker (live tail)   | deleted once in S3 |
@@ -40,7 +42,8 @@ scheduler's full pass), ``scheduler:wake`` (stream of actors needing a look),
 ``{scheduler}:epoch`` (counter: each new lock holder gets the next epoch, its fencing
 token), ``scheduler:starving`` (string, actors waiting for a worker at the host cap,
 TTL), ``host:{host}:workers`` (set of ``tenant/actor_id/worker_id`` registered on a host,
-for the per-host cap), ``logs-pending`` (set of ``tenant/actor_id/execution_id`` whose logs
+for the per-host cap), ``runs-to-remove`` (set of run handles of deleted actors),
+``logs-pending`` (set of ``tenant/actor_id/execution_id`` whose logs
 are still to be copied to S3).
 """
 
@@ -94,6 +97,19 @@ class Keys:
 
     def queued(self, tenant: str, actor_id: str) -> str:
         return self.actor(tenant, actor_id) + ":queued"
+
+    def orphans(self, tenant: str, actor_id: str) -> str:
+        """Runs whose worker died, waiting to be adopted (before any new message)."""
+        return self.actor(tenant, actor_id) + ":orphans"
+
+    def claimed(self, tenant: str, actor_id: str) -> str:
+        """Executions a worker holds (claimed or adopted): recovery's index of what a dead
+        worker held, whether or not an inbox entry still names it."""
+        return self.actor(tenant, actor_id) + ":claimed"
+
+    def runs_to_remove(self) -> str:
+        """Handles of runs of deleted actors, for the scheduler to remove from the engine."""
+        return f"{self.prefix}:runs-to-remove"
 
     def executions(self, tenant: str, actor_id: str) -> str:
         return self.actor(tenant, actor_id) + ":executions"

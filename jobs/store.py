@@ -137,7 +137,9 @@ class Store:
             k.executions(tenant, actor_id), 0, -1))]
         worker_ids = [w.decode() for w in cast(list, self.r.hkeys(k.workers(tenant, actor_id)))]
         doomed = [k.actor(tenant, actor_id), k.inbox(tenant, actor_id),
-                  k.queued(tenant, actor_id), k.executions(tenant, actor_id),
+                  k.queued(tenant, actor_id), k.orphans(tenant, actor_id),
+                  k.claimed(tenant, actor_id),
+                  k.executions(tenant, actor_id),
                   k.state(tenant, actor_id), k.events(tenant, actor_id),
                   k.workers(tenant, actor_id)]
         for eid in execution_ids:
@@ -145,6 +147,7 @@ class Store:
                        k.execution_binary(tenant, actor_id, eid)]
         for wid in worker_ids:
             doomed += [k.heartbeat(tenant, actor_id, wid), k.worker_control(tenant, actor_id, wid)]
+        self._leave_runs_for_removal(tenant, actor_id, execution_ids)
         # Wake whoever blocks on the actor's events (a synchronous message): it reads
         # again, finds the execution gone and answers 404 at once.
         self.r.xadd(k.events(tenant, actor_id), {"event": "ACTOR_DELETED"})
@@ -155,6 +158,18 @@ class Store:
             pipe.srem(k.all_actors(), f"{tenant}/{actor_id}")
             pipe.execute()
         return execution_ids
+
+    def _leave_runs_for_removal(self, tenant: str, actor_id: str, eids: list[str]) -> None:
+        """Runs still on the engine (a dead worker's, or one being cancelled) outlive the
+        records: their handles go to the scheduler, which removes them."""
+        with self.r.pipeline(transaction=False) as pipe:
+            for eid in eids:
+                pipe.hmget(self.keys.execution(tenant, actor_id, eid), ["status", "handle"])
+            rows = pipe.execute()
+        handles = [json.loads(handle) for status, handle in rows
+                   if handle and status and json.loads(status) == ExecutionStatus.RUNNING]
+        if handles:
+            self.r.sadd(self.keys.runs_to_remove(), *handles)
 
     # -- messages and executions ------------------------------------------
     def post_message(self, execution: Mapping[str, Any], binary: bytes | None = None) -> None:
@@ -201,6 +216,19 @@ class Store:
         _, records = self.list_executions(tenant, actor_id, offset=-recent)
         return [r["id"] for r in records if r.get("worker_id") and
                 r.get("status") not in (ExecutionStatus.COMPLETE, ExecutionStatus.ERROR)]
+
+    @_translate
+    def orphan_count(self, tenant: str, actor_id: str) -> int:
+        return int(cast(int, self.r.zcard(self.keys.orphans(tenant, actor_id))))
+
+    @_translate
+    def runs_to_remove(self, count: int = 100) -> list[str]:
+        return [m.decode() for m in cast(list, self.r.srandmember(
+            self.keys.runs_to_remove(), count) or [])]
+
+    @_translate
+    def run_removed(self, handle: str) -> None:
+        self.r.srem(self.keys.runs_to_remove(), handle)
 
     @_translate
     def queued_count(self, tenant: str, actor_id: str) -> int:

@@ -81,6 +81,9 @@ class Worker:
         idle_since = time.monotonic()
         try:
             while not self.stopping.is_set() and not self.fenced.is_set():
+                if self.adopt_orphans():
+                    idle_since = time.monotonic()
+                    continue
                 entry = self._next_entry()
                 if entry is None:
                     if self._idle_too_long(time.monotonic() - idle_since):
@@ -210,16 +213,41 @@ class Worker:
         return entry
 
     # -- one message --------------------------------------------------------------
+    def adopt_orphans(self) -> int:
+        """Take over the runs of dead workers, oldest first, before any new message."""
+        adopted = 0
+        for eid in self._retrying(lambda: self.inbox.orphans(self.tenant, self.actor_id)):
+            if self.stopping.is_set():
+                break
+            outcome = self._retrying(lambda e=eid: self.inbox.adopt(  # type: ignore[misc]
+                self.tenant, self.actor_id, self.worker_id, e))
+            if outcome is Outcome.FENCED:
+                raise Fenced()
+            if outcome is Outcome.ADOPT:
+                adopted += 1
+                self._serve_held("", eid)
+        return adopted
+
     def handle(self, entry: str, eid: str) -> bool:
         """Claim and serve one delivery; False when this worker must leave."""
-        outcome = self._retrying(lambda: self.inbox.claim(
-            self.tenant, self.actor_id, self.worker_id, self.revision, entry, eid))
+        for _ in range(100):  # a stateful actor adopts what waits first ('busy')
+            outcome = self._retrying(lambda: self.inbox.claim(
+                self.tenant, self.actor_id, self.worker_id, self.revision, entry, eid))
+            if outcome is not Outcome.BUSY:
+                break
+            self.adopt_orphans()
+        if outcome is Outcome.BUSY:
+            return False  # leave; the entry is redelivered once this worker is gone
         if outcome is Outcome.FENCED:
             raise Fenced()
         if outcome is Outcome.STALE:
             return False  # the actor moved on: workers of the new revision serve it
-        if outcome not in (Outcome.CLAIMED, Outcome.ADOPT):
+        if outcome is not Outcome.CLAIMED:
             return True
+        return self._serve_held(entry, eid)
+
+    def _serve_held(self, entry: str, eid: str) -> bool:
+        """Serve an execution this worker now holds (claimed, or adopted)."""
         self.current = eid
         try:
             return self._serve(entry, eid)

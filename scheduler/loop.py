@@ -49,6 +49,7 @@ class Scheduler:
         self.settings = settings
         self.store = store
         self.placer = placer
+        self.runner = runner
         self.logs = logs
         self.identity = f"{socket.gethostname()}:{os.getpid()}:{new_id(6)}"
         self.stopping = threading.Event()
@@ -70,6 +71,7 @@ class Scheduler:
         if self.placer.capacity() == 0:
             self._reclaim_idle(refs)
         self._copy_pending_logs()
+        self._remove_runs_of_deleted_actors()
 
     def reconcile_safely(self, tenant: str, actor_id: str) -> None:
         """One actor's trouble must not stop the pass for the others."""
@@ -93,7 +95,8 @@ class Scheduler:
         if actor["status"] == ActorStatus.ERROR and queued:
             self._fail_queued(actor)
             return
-        load = actor_load(actor, alive, queued, self.settings.default_max_workers, self.share)
+        waiting = queued + self.store.orphan_count(tenant, actor_id)
+        load = actor_load(actor, alive, waiting, self.settings.default_max_workers, self.share)
         wanted = workers_to_start(load, self.settings.max_workers_per_host)
         for _ in range(min(wanted, self.placer.capacity()) if wanted else 0):
             if self.start_worker(actor) is None:
@@ -164,6 +167,16 @@ class Scheduler:
                                      {"status": str(WorkerStatus.SHUTTING_DOWN)})
             self.store.send_control(tenant, actor_id, worker_id, "stop",
                                     self.settings.heartbeat_ttl_s)
+
+    def _remove_runs_of_deleted_actors(self) -> None:
+        """Nothing of a run may stay on the engine once its actor is gone."""
+        for handle in self.store.runs_to_remove():
+            try:
+                self.runner.stop(handle, remove=True)
+            except AbacoError as exc:
+                LOG.warning("run %s of a deleted actor not removed yet: %s", handle, exc)
+                return
+            self.store.run_removed(handle)
 
     def _copy_pending_logs(self) -> None:
         """Logs S3 refused earlier are kept in Redis until a pass copies them."""

@@ -37,8 +37,21 @@ def recover_actor(store: Store, epoch: int, tenant: str, actor_id: str,
             live.append(worker)
         elif outcome is Outcome.OK and worker.get("host_id"):
             store.drop_host_worker(worker["host_id"], tenant, actor_id, wid)
-    _resolve_entries(store, epoch, tenant, actor_id, {w["id"] for w in live}, most_recoveries)
+    live_ids = {w["id"] for w in live}
+    _resolve_entries(store, epoch, tenant, actor_id, live_ids, most_recoveries)
+    _resolve_held(store, epoch, tenant, actor_id, live_ids, most_recoveries)
     return live
+
+
+def _resolve_held(store: Store, epoch: int, tenant: str, actor_id: str, live: set[str],
+                  most_recoveries: int) -> None:
+    """Executions a dead worker held with no inbox entry left (it had adopted them)."""
+    for eid, holder in store.inbox.holders(tenant, actor_id).items():
+        if holder not in live:
+            outcome = store.inbox.recover(epoch, tenant, actor_id, holder, "", eid,
+                                          most_recoveries)
+            LOG.warning("worker %s of %s/%s gone; it held %s: %s", holder, tenant, actor_id,
+                        eid, outcome)
 
 
 def _resolve_entries(store: Store, epoch: int, tenant: str, actor_id: str,

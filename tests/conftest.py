@@ -135,6 +135,7 @@ def harness(settings: Settings):  # type: ignore[no-untyped-def]
     placer = MemoryPlacer(fast, platform.store, runner, platform.logs, platform.secrets)
     scheduler = Scheduler(fast, platform.store, runner, placer, platform.logs)
     yield Harness(platform, runner, scheduler)
+    runner.lose_everything()  # a failed test must not leave threads waiting on a gate
     scheduler.stopping.set()
     placer.drain(2)
     scheduler.close()

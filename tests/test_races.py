@@ -57,8 +57,8 @@ def test_a_zombie_worker_can_no_longer_claim_mark_running_finish_or_re_register(
     assert "zombie" not in [w["id"] for w in harness.store.workers("T", actor["id"])]
     record = harness.execution(actor["id"], first)
     assert record["status"] == "SUBMITTED" and record["worker_id"] is None
-    assert harness.store.queued_ids("T", actor["id"]) == sorted([first, second],
-                                                                key=[first, second].index)
+    assert harness.store.inbox.orphans("T", actor["id"]) == [first], "adopted first"
+    assert harness.store.queued_ids("T", actor["id"]) == [second]
 
 
 def test_a_stalled_worker_run_is_adopted_once_and_its_late_finish_refused(harness: Harness):
@@ -83,7 +83,7 @@ def test_a_stalled_worker_run_is_adopted_once_and_its_late_finish_refused(harnes
                "RUNNING")
     _declare_dead(harness, actor["id"], "stalled")
     adopter = harness.manual_worker(actor, "adopter")
-    adopted = threading.Thread(target=adopter.handle, args=_entry(harness, adopter))
+    adopted = threading.Thread(target=adopter.adopt_orphans)
     adopted.start()
     gate.set()
     thread.join(10)
@@ -108,7 +108,7 @@ def test_a_replayed_recovery_never_touches_a_run_another_worker_holds(harness: H
     assert harness.store.inbox.claim("T", actor["id"], "dead", 1, old_entry, eid) == "claimed"
     _declare_dead(harness, actor["id"], "dead")   # orphaned and redelivered, in one step
     live = harness.manual_worker(actor, "live")
-    serving = threading.Thread(target=live.handle, args=_entry(harness, live))
+    serving = threading.Thread(target=live.adopt_orphans)
     serving.start()
     wait_until(lambda: harness.execution(actor["id"], eid)["status"] == "RUNNING", 10,
                "RUNNING")
@@ -311,11 +311,15 @@ def test_a_poison_message_that_keeps_killing_workers_ends_error(harness: Harness
     most = harness.platform.settings.max_recoveries
     for attempt in range(most + 1):
         worker = harness.manual_worker(actor, f"victim{attempt}")
-        entry, got = _entry(harness, worker)
-        assert got == eid
-        assert harness.store.inbox.claim("T", actor["id"], worker.worker_id, 1, entry,
-                                         eid) in ("claimed", "adopt")
-        _declare_dead(harness, actor["id"], worker.worker_id)  # it dies before starting
+        if attempt == 0:
+            entry, got = _entry(harness, worker)
+            assert got == eid
+            assert harness.store.inbox.claim("T", actor["id"], worker.worker_id, 1, entry,
+                                             eid) == "claimed"
+        else:  # the orphan is adopted, and its adopter dies before starting it too
+            assert harness.store.inbox.orphans("T", actor["id"]) == [eid]
+            assert harness.store.inbox.adopt("T", actor["id"], worker.worker_id, eid) == "adopt"
+        _declare_dead(harness, actor["id"], worker.worker_id)
     record = harness.execution(actor["id"], eid)
     assert record["status"] == "ERROR" and "given up" in record["status_message"]
     assert harness.store.queued_ids("T", actor["id"]) == []
@@ -342,3 +346,54 @@ def _swallow(step, *args) -> None:  # type: ignore[no-untyped-def]
         step(*args)
     except Exception:  # noqa: BLE001 - the worker leaves fenced; the engine is what we check
         return
+
+
+def test_a_stateful_actor_adopts_a_dead_worker_run_before_starting_the_next(harness: Harness):
+    gates = {"first": threading.Event(), "next": threading.Event()}
+    order: list[str] = []
+
+    def plan(spec):  # type: ignore[no-untyped-def]
+        order.append(spec.execution_id)
+        return FakeRun(gate=gates["first"] if len(order) == 1 else gates["next"])
+
+    harness.runner.plan = plan
+    actor = harness.actor(stateless=False)
+    dying = harness.manual_worker(actor, "dying")
+    first, second = harness.send(actor["id"]), harness.send(actor["id"])
+    threading.Thread(target=_swallow, args=(dying.handle, *_entry(harness, dying))).start()
+    wait_until(lambda: harness.execution(actor["id"], first)["status"] == "RUNNING", 10,
+               "first RUNNING")
+    _declare_dead(harness, actor["id"], "dying")
+    successor = harness.manual_worker(actor, "successor")
+    serving = threading.Thread(target=successor.handle, args=_entry(harness, successor))
+    serving.start()
+    wait_until(lambda: harness.execution(actor["id"], first)["worker_id"] == "successor", 10,
+               "the orphan adopted")
+    assert harness.runner.starts[second] == 0, "nothing new starts while the orphan runs"
+    gates["first"].set()
+    wait_until(lambda: harness.execution(actor["id"], first)["status"] == "COMPLETE", 10,
+               "first COMPLETE")
+    wait_until(lambda: harness.runner.starts[second] == 1, 10, "then the next one starts")
+    gates["next"].set()
+    serving.join(10)
+    assert order == [first, second]
+    assert harness.execution(actor["id"], second)["start_time"] >= harness.execution(
+        actor["id"], first)["finish_time"], "the two runs never overlap"
+
+
+def test_cancelling_a_dead_worker_run_stops_it_when_adopted(harness: Harness):
+    harness.runner.plan = lambda spec: FakeRun(gate=threading.Event())  # runs until stopped
+    actor = harness.actor()
+    dying = harness.manual_worker(actor, "dying")
+    eid = harness.send(actor["id"])
+    threading.Thread(target=_swallow, args=(dying.handle, *_entry(harness, dying))).start()
+    wait_until(lambda: harness.execution(actor["id"], eid)["status"] == "RUNNING", 10,
+               "RUNNING")
+    _declare_dead(harness, actor["id"], "dying")
+    harness.platform.cancel_execution(__import__("tests.harness").harness.CALLER, actor["id"],
+                                      eid)
+    adopter = harness.manual_worker(actor, "adopter")
+    assert adopter.adopt_orphans() == 1
+    record = harness.execution(actor["id"], eid)
+    assert record["status"] == "COMPLETE" and record["exit_code"] == 137
+    assert record["status_message"].startswith("cancelled")

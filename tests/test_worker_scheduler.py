@@ -180,7 +180,7 @@ def test_a_lost_worker_run_is_adopted_and_an_unstarted_message_redelivered(
     assert "dead" not in [w["id"] for w in store.workers("T", actor["id"])]
     assert placer.started and set(placer.started) == {("T", actor["id"])}
     worker = _worker(platform, runner, actor["id"], "w2")
-    _serve_one(worker)
+    assert worker.adopt_orphans() == 1, "the dead worker's run is adopted first"
     _serve_one(worker)
     adopted = store.get_execution("T", actor["id"], started)
     assert adopted["status"] == "COMPLETE" and adopted["exit_code"] == 0, adopted
