@@ -38,9 +38,16 @@ def json_body() -> Any:
     if not raw.strip():
         return None
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValidationError("body", "JSON nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValidationError("body", f"malformed JSON: {exc}") from None
+
+
+def _no_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON: refused, so no reply ever carries them."""
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def object_body() -> dict[str, Any]:
@@ -61,8 +68,8 @@ def _form_value(key: str) -> Any:
         text = values[0]
         if text[:1] in "{[":
             try:
-                return json.loads(text)
-            except ValueError:
+                return json.loads(text, parse_constant=_no_constant)
+            except (ValueError, RecursionError):
                 return text
         return text
     return values

@@ -140,6 +140,10 @@ def pid_alive(paths: Paths, name: str, pid_file: Path | None = None) -> int | No
     except (OSError, ValueError):
         return None
     marker = PROGRAM_MARKERS.get(name, name)
+    if name == "worker":  # a recycled pid could be another stack's worker: match its id
+        marker = f"{marker} --tenant"
+        if f"--worker-id {pid_file.stem}" not in cmdline:
+            return None
     return pid if marker in cmdline and not _zombie(pid) else None
 
 

@@ -130,6 +130,7 @@ def status(settings: Settings) -> list[str]:
         state = "running" if running else "down"
         lines.append(f"{component.name:<10} {state:<8} {where:<22} {owner} {note}".rstrip())
     workers = paths.run / "workers"
-    count = len(list(workers.glob("*.pid"))) if workers.exists() else 0
-    lines.append(f"{'workers':<10} {count} local worker process(es)")
+    files = list(workers.glob("*.pid")) if workers.exists() else []
+    count = sum(1 for f in files if pid_alive(paths, "worker", f) is not None)
+    lines.append(f"{'workers':<10} {count} local worker process(es) running")
     return lines

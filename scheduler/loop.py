@@ -22,7 +22,9 @@ import threading
 import time
 from typing import Any
 
-from jobs.errors import AbacoError, NotFound
+import redis
+
+from jobs.errors import AbacoError, BackendMisconfigured, NotFound
 from jobs.ids import new_id
 from jobs.inbox import Outcome
 from jobs.logstore import LogStore
@@ -247,10 +249,32 @@ def actor_load(actor: dict[str, Any], alive: list[dict[str, Any]], queued: int,
         requested=int(actor.get("workers_requested") or 0))
 
 
+def check_credentials(store: Store, secrets: SecretStore) -> None:
+    """Refuse to start (and so to take the lock) with credentials Redis or Vault refuse:
+    a misconfigured standby must not become the active scheduler. A service that is
+    merely down is waited for, as at any other time."""
+    try:
+        store.r.ping()
+    except redis.AuthenticationError as exc:
+        raise SystemExit(f"scheduler: redis refused our credentials ({exc}); set "
+                         "ABACO_REDIS_PASSWORD (abaco up keeps it in "
+                         "{data_dir}/secrets/redis.password)") from None
+    except redis.RedisError as exc:
+        LOG.warning("redis not reachable yet (%s); waiting for it", exc)
+    try:
+        secrets.get("_", "_credentials_check")
+    except BackendMisconfigured as exc:
+        raise SystemExit(f"scheduler: {exc.message} (abaco up keeps the token in "
+                         "{data_dir}/secrets/vault.json)") from None
+    except AbacoError as exc:
+        LOG.warning("vault not reachable yet (%s)", exc.message)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s scheduler %(message)s")
     settings = load_settings()
     store = Store.from_settings(settings)
+    check_credentials(store, SecretStore(settings))
     runner = make_runner(settings)
     logs = LogStore(settings)
     try:

@@ -109,6 +109,22 @@ def test_message_errors(client: FlaskClient):
     assert _error(client.post(path + "?bad-name=1", data={"message": "m"}), 400).startswith(
         "bad-name")
     _error(client.post("/actors/nope/messages", data={"message": "m"}), 404)
+    # what no container could ever start with, refused before it is queued:
+    assert _error(client.post(path, data={"message": "a\x00b"}), 400).startswith("message")
+    assert _error(client.post(path + "?FOO=a%00b", data={"message": "m"}), 400).startswith(
+        "FOO")
+    assert _error(client.post(path, json={"message": "a\x00b"}), 400).startswith("message")
+    assert _ok(client.get(path)) == {"messages": 0}
+
+
+def test_json_that_is_too_deep_or_not_json_is_a_400(client: FlaskClient):
+    actor = _actor(client)
+    path = f"/actors/{actor['id']}/messages"
+    for body in ("[" * 1100 + "]" * 1100, "[" * 1050 + "{}" + "]" * 1050,
+                 '{"v": NaN}', '{"w": Infinity}'):
+        reply = client.post(path, data=body, content_type="application/json")
+        assert reply.status_code == 400, body[:20]
+        assert reply.get_json()["message"].startswith("body")
 
 
 def test_executions_list_and_detail(client: FlaskClient):

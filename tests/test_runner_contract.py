@@ -149,3 +149,11 @@ def test_docker_removes_the_container_on_stop_remove(docker_runner: Any):
     wait_until(lambda: not docker_runner.client.containers.list(
         all=True, filters={"label": f"abaco.execution={spec.execution_id}"}), 20,
         "the container removed")
+
+
+def test_docker_refusing_a_run_it_cannot_start_is_not_transient(docker_runner: Any):
+    """The engine answers but refuses this run (a NUL in the environment): retrying the
+    start could never help, so the failure is final for that execution."""
+    with pytest.raises(StartFailed) as failed:
+        docker_runner.start(_spec("abaco-test-echo", env={"MSG": "a\x00b"}))
+    assert failed.value.transient is False

@@ -216,3 +216,18 @@ def test_draining_workers_lets_running_executions_finish_and_keeps_the_queue(
     assert store.get_execution("T", actor["id"], queued)["status"] == "SUBMITTED"
     assert store.queued_ids("T", actor["id"]) == [queued]
     assert placer.children == {}
+
+
+def test_a_scheduler_with_refused_credentials_exits_before_taking_the_lock(settings: Settings):
+    from jobs.secrets import SecretStore
+    from jobs.settings import Secret
+    from jobs.store import Store
+    from scheduler.loop import check_credentials
+
+    check_credentials(Store.from_settings(settings), SecretStore(settings))  # the good ones
+    wrong_redis = settings.replace(redis_password=Secret("not-the-password"))
+    with pytest.raises(SystemExit, match="ABACO_REDIS_PASSWORD"):
+        check_credentials(Store.from_settings(wrong_redis), SecretStore(settings))
+    wrong_vault = settings.replace(vault_token=Secret("not-the-token"))
+    with pytest.raises(SystemExit, match="vault_token"):
+        check_credentials(Store.from_settings(settings), SecretStore(wrong_vault))

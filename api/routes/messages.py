@@ -31,8 +31,15 @@ def _message_env() -> dict[str, str]:
             raise ValidationError(name, "query parameter is not a valid environment name")
         if _FORBIDDEN_ENV.match(name):
             raise ValidationError(name, "query parameter may not set this variable")
-        env[name] = value
+        env[name] = _no_nul(name, value)
     return env
+
+
+def _no_nul(field: str, text: str) -> str:
+    """A NUL can never reach a process's environment: refuse it here, not at start."""
+    if "\x00" in text:
+        raise ValidationError(field, "must not contain a NUL character")
+    return text
 
 
 def _read_message() -> Message:
@@ -42,14 +49,14 @@ def _read_message() -> Message:
     if is_json():
         body: Any = json_body()
         if isinstance(body, dict) and isinstance(body.get("message"), str):
-            return Message(body["message"], "str", env)
+            return Message(_no_nul("message", body["message"]), "str", env)
         if body is None:
             raise ValidationError("message", "is required (a string, or a JSON body)")
         return Message(body, "application/json", env)
     text = request.form.get("message")
     if text is None:
         raise ValidationError("message", "is required (form field, JSON body or binary)")
-    return Message(text, "str", env)
+    return Message(_no_nul("message", text), "str", env)
 
 
 @bp.post("/<actor_id>/messages")

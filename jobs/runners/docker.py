@@ -122,7 +122,7 @@ class DockerRunner:
             if not _did_start(container):  # a timed-out start may still have started it
                 _remove_quietly(container)
                 raise StartFailed(f"could not start the container: {exc}",
-                                  transient=_engine_down(exc) or _server_error(exc)) from exc
+                                  transient=self._transient(exc)) from exc
         return str(container.id)
 
     def _create_or_find(self, spec: RunSpec) -> Any:
@@ -135,13 +135,26 @@ class DockerRunner:
         except docker.errors.APIError as exc:
             if exc.status_code != 409:
                 raise StartFailed(f"could not create the container: {exc}",
-                                  transient=_server_error(exc)) from exc
+                                  transient=self._transient(exc)) from exc
         except ENGINE_ERRORS as exc:
             raise StartFailed(f"could not create the container: {exc}") from exc
         try:
             return self.client.containers.get(name)  # 409: it exists already
         except ENGINE_ERRORS as exc:
             raise StartFailed(f"could not find container {name}: {exc}") from exc
+
+    def _transient(self, exc: Exception) -> bool:
+        """Worth trying again: the engine did not answer, or failed and does not answer a
+        ping now. An engine that answers a ping refused this run itself (a NUL in the
+        environment, a request over its size limit...): trying again cannot help."""
+        if _engine_down(exc):
+            return True
+        if not _server_error(exc):
+            return False
+        try:
+            return not self.client.ping()
+        except ENGINE_ERRORS:
+            return True
 
     def wait(self, handle: str, on_log: Callable[[bytes], None],
              deadline: float) -> RunResult:
@@ -320,6 +333,8 @@ def _binary_tar(data: bytes) -> bytes:
 def _result(state: dict[str, Any], stats: StatsFollower, notes: list[str]) -> RunResult:
     started = parse_docker_time(state.get("StartedAt"))
     finished = parse_docker_time(state.get("FinishedAt"))
+    if started and finished and finished < started:
+        finished = started  # a run shorter than the engine's clock steps
     runtime = (finished - started).total_seconds() if started and finished else 0.0
     return RunResult(
         exit_code=state.get("ExitCode"),
