@@ -32,13 +32,14 @@ def is_json() -> bool:
     return (request.mimetype or "").endswith("json")
 
 
-def json_body() -> Any:
+def json_body(allow_constants: bool = False) -> Any:
     """The parsed JSON body; 400 naming the problem when it does not parse."""
     raw = request.get_data(cache=True)
     if not raw.strip():
         return None
     try:
-        return json.loads(raw, parse_constant=_no_constant)
+        return json.loads(raw) if allow_constants else json.loads(
+            raw, parse_constant=_no_constant)
     except RecursionError:
         raise ValidationError("body", "JSON nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -53,7 +54,7 @@ def _no_constant(name: str) -> Any:
 def object_body() -> dict[str, Any]:
     """A JSON object or form fields, whichever the client sent."""
     if is_json() or (not request.form and request.get_data(cache=True).strip()[:1] == b"{"):
-        body = json_body()
+        body = json_body(allow_constants=True)  # a field's own check names it
         if body is None:
             return {}
         if not isinstance(body, dict):
