@@ -26,6 +26,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from jobs.errors import AbacoError, BackendUnavailable, NotFound
@@ -44,6 +45,19 @@ from jobs.tokens import TokenSigner
 
 LOG = logging.getLogger("abaco.worker")
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StoredPayload:
+    """A binary message by reference: read from Redis when the runner delivers it."""
+
+    store: Store
+    tenant: str
+    actor_id: str
+    execution_id: str
+
+    def read(self) -> bytes:
+        return self.store.get_binary(self.tenant, self.actor_id, self.execution_id) or b""
 
 
 class Fenced(Exception):
@@ -440,9 +454,9 @@ class Worker:
         actor = self.actor
         defaults = self.secrets.get(self.tenant, self.actor_id) if actor.get("env_names") else {}
         state = self.store.get_state(self.tenant, self.actor_id)
-        binary = None
+        payload = None
         if execution.get("content_type") == "application/octet-stream":
-            binary = self.store.get_binary(self.tenant, self.actor_id, execution["id"]) or b""
+            payload = StoredPayload(self.store, self.tenant, self.actor_id, execution["id"])
         max_run_time = float(actor.get("max_run_time") or self.settings.max_run_time_s)
         token_s = min(max_run_time, self.settings.max_run_time_s)
         token = self.tokens.mint(actor["owner"], self.tenant, actor.get("owner_roles") or [],
@@ -457,7 +471,7 @@ class Worker:
             network=self.settings.actor_network, max_run_time_s=max_run_time,
             memory_bytes=mem_bytes(actor.get("mem_limit")),
             cpus=max_cpus / 1e9 if max_cpus else None, pids_limit=self.settings.pids_limit,
-            engine_access=bool(actor.get("privileged")), binary=binary)
+            engine_access=bool(actor.get("privileged")), payload=payload)
 
 
 def main(argv: list[str] | None = None) -> None:

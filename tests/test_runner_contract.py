@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from jobs.runners.base import RunSpec, StartFailed
+from jobs.runners.base import BytesPayload, RunSpec, StartFailed
 from jobs.runners.fake import FakeRun, FakeRunner
 from jobs.settings import Settings
 from tests.waits import wait_until
@@ -127,7 +127,8 @@ def docker_runner(settings: Settings, images: list[str]) -> Any:
 
 
 def test_docker_binary_message_is_a_file_at_the_abaco_path(docker_runner: Any):
-    result, logs = _run(docker_runner, _spec("abaco-test-echo", binary=b"\x00" * 1234))
+    result, logs = _run(docker_runner, _spec("abaco-test-echo",
+                                            payload=BytesPayload(b"\x00" * 1234)))
     assert result.exit_code == 0 and "binary bytes: 1234" in logs
 
 

@@ -231,3 +231,13 @@ def test_a_scheduler_with_refused_credentials_exits_before_taking_the_lock(setti
     wrong_vault = settings.replace(vault_token=Secret("not-the-token"))
     with pytest.raises(SystemExit, match="vault_token"):
         check_credentials(Store.from_settings(settings), SecretStore(wrong_vault))
+
+
+def test_a_binary_message_reaches_the_container_by_reference(platform: Platform,
+                                                             runner: DockerRunner):
+    actor = _ready_actor(platform)
+    eid = platform.send_message(CALLER, actor["id"], Message(
+        "", "application/octet-stream", {}, b"\x00\x01" * 40))["execution_id"]
+    _serve_one(_worker(platform, runner, actor["id"]))
+    assert "binary bytes: 80" in platform.get_logs(CALLER, actor["id"], eid)
+    assert platform.store.get_binary("T", actor["id"], eid) is None, "dropped once final"

@@ -27,6 +27,23 @@ from typing import Any, Protocol
 from jobs.errors import AbacoError
 
 
+class Payload(Protocol):
+    """A binary message by reference: read only by the runner that delivers it, so a
+    spec never carries (or logs) up to ``max_body_bytes`` of data."""
+
+    def read(self) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class BytesPayload:
+    """A payload already in memory (tests, small messages)."""
+
+    data: bytes
+
+    def read(self) -> bytes:
+        return self.data
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """One execution, as any runner needs it."""
@@ -44,7 +61,7 @@ class RunSpec:
     pids_limit: int | None = None
     engine_access: bool = False       # the engine's socket inside (privileged actors)
     user: str | None = None
-    binary: bytes | None = None       # the message payload, delivered as a file
+    payload: Payload | None = None    # a binary message, delivered as a file
     labels: dict[str, str] = field(default_factory=dict)
 
 

@@ -115,8 +115,8 @@ class DockerRunner:
         if _started(container):
             return str(container.id)  # started before, by a worker that died: adopt it
         try:
-            if spec.binary is not None:
-                container.put_archive("/", _binary_tar(spec.binary))
+            if spec.payload is not None:
+                container.put_archive("/", _binary_tar(spec.payload.read()))
             container.start()
         except ENGINE_ERRORS as exc:
             if not _did_start(container):  # a timed-out start may still have started it
