@@ -19,6 +19,7 @@ from launcher.processes import (
     PROGRAM_MARKERS,
     Paths,
     StackError,
+    _alive,
     host_port,
     pid_alive,
     port_open,
@@ -308,8 +309,14 @@ class DockerComponent(Component):
         elif (old := recorded_pid(self.pid_file)) is not None:
             note = f"pid {old} had died"
             self.pid_file.unlink(missing_ok=True)
+        if note:
+            settle_old_containerd()
         binary = tool("dockerd", "apt-get install docker.io")
-        spawn(self.paths, self.name, [binary, *DOCKERD_FLAGS])
+        # The engine's own pid file is ours too: one left by an engine killed with -9
+        # (still a zombie of our process) would make dockerd refuse to start.
+        engine_pid = self.paths.run / "dockerd.engine.pid"
+        engine_pid.unlink(missing_ok=True)
+        spawn(self.paths, self.name, [binary, *DOCKERD_FLAGS, f"--pidfile={engine_pid}"])
         wait_for(self.answers, self.start_timeout_s(),
                  f"dockerd (see {self.paths.logs / 'dockerd.log'})")
         return f"started ({' '.join(DOCKERD_FLAGS)})" + (f" ({note})" if note else "")
@@ -321,6 +328,24 @@ class DockerComponent(Component):
 
     def start_timeout_s(self) -> float:
         return 60.0
+
+
+# Where the engine keeps the pid of the containerd it manages (its default exec-root).
+ENGINE_CONTAINERD_PID = Path("/var/run/docker/containerd/containerd.pid")
+
+
+def settle_old_containerd(timeout_s: float = 15.0) -> None:
+    """A killed engine's containerd exits on its own, but not at once; a new engine that
+    finds it still running connects to it and then fails when it goes. Wait for it (or
+    stop it) first: the containers live on in their shims either way (live-restore)."""
+    pid = recorded_pid(ENGINE_CONTAINERD_PID)
+    if pid is None:
+        return
+    try:
+        wait_for(lambda: not _alive(pid), timeout_s, "the old engine's containerd to exit")
+    except StackError:
+        stop_processes([pid], grace_s=HUNG_GRACE_S)
+    ENGINE_CONTAINERD_PID.unlink(missing_ok=True)
 
 
 class ApiComponent(Component):

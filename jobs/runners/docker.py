@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import tarfile
 import threading
 import time
@@ -120,9 +121,13 @@ class DockerRunner:
             container.start()
         except ENGINE_ERRORS as exc:
             if not _did_start(container):  # a timed-out start may still have started it
-                _remove_quietly(container)
+                transient = self._transient(exc)
+                if not transient or _MID_RESTART.search(str(exc)):
+                    # refused for good, or a task the engine lost track of when it was
+                    # killed between creating and starting it: a retry starts afresh
+                    _remove_quietly(container)
                 raise StartFailed(f"could not start the container: {exc}",
-                                  transient=self._transient(exc)) from exc
+                                  transient=transient) from exc
         return str(container.id)
 
     def _create_or_find(self, spec: RunSpec) -> Any:
@@ -147,7 +152,7 @@ class DockerRunner:
         """Worth trying again: the engine did not answer, or failed and does not answer a
         ping now. An engine that answers a ping refused this run itself (a NUL in the
         environment, a request over its size limit...): trying again cannot help."""
-        if _engine_down(exc):
+        if _engine_down(exc) or _MID_RESTART.search(str(exc)):
             return True
         if not _server_error(exc):
             return False
@@ -267,6 +272,12 @@ class _Resumable:
         if skip < len(chunk):
             self.on_log(chunk[skip:])
             self.delivered += len(chunk) - skip
+
+
+# What an engine answers for a container whose task it created but never started,
+# because it was killed in between: the container never ran, and can be started only
+# once it is removed and created again.
+_MID_RESTART = re.compile(r"task .* already exists|is already in progress", re.IGNORECASE)
 
 
 def _engine_down(exc: Exception) -> bool:
