@@ -80,6 +80,7 @@ class Outcome(StrEnum):
     ORPHANED = "orphaned"
     GIVEN_UP = "given-up"
     BUSY = "busy"              # a stateful actor has a run to adopt first
+    EXHAUSTED = "exhausted"    # the engine refused this run too often
     FULL = "full"
     NOT_READY = "not-ready"
     DELETING = "deleting"
@@ -236,14 +237,16 @@ class Inbox:
              EVENTS_MAXLEN, *_pairs(fields)]))
 
     def release(self, tenant: str, actor_id: str, worker_id: str, entry: str,
-                eid: str) -> Outcome:
-        """Give back a claimed message that no container ran (a transient failure)."""
+                eid: str, refused: bool = False, most_refusals: int = 3) -> Outcome:
+        """Give back a claimed message that no container ran (a transient failure);
+        ``refused``: the engine answered and still failed it (counted, bounded)."""
         k = self.keys
         return _outcome(self._run("release", [
             k.workers(tenant, actor_id), k.execution(tenant, actor_id, eid),
             k.queued(tenant, actor_id), k.inbox(tenant, actor_id),
             k.executions(tenant, actor_id), k.orphans(tenant, actor_id),
-            k.claimed(tenant, actor_id)], [worker_id, json.dumps(worker_id), entry, eid]))
+            k.claimed(tenant, actor_id)], [worker_id, json.dumps(worker_id), entry, eid,
+                                           "1" if refused else "0", most_refusals]))
 
     def read(self, tenant: str, actor_id: str, worker_id: str,
              block_ms: int) -> tuple[str, str] | None:

@@ -141,7 +141,9 @@ return 'ok'
 """
 
 # KEYS: workers, exec, queued, inbox, executions, orphans, claimed. ARGV: wid, wid_json,
-# entry, eid.
+# entry, eid, count a refusal ('1'/'0'), most refusals. A run the engine keeps refusing
+# while it answers is not given back past ``most refusals`` ('exhausted': the worker
+# ends it).
 # An adopted orphan goes back among the orphans (it keeps its place before new messages).
 RELEASE = """
 if not registered(KEYS[1], ARGV[1]) then return 'fenced' end
@@ -149,6 +151,10 @@ if redis.call('HGET', KEYS[2], 'worker_id') ~= ARGV[2] then return 'lost' end
 local status = redis.call('HGET', KEYS[2], 'status')
 local orphan = redis.call('HGET', KEYS[2], 'orphan') == 'true'
 if status ~= '"SUBMITTED"' and not orphan then return 'illegal' end
+if ARGV[5] == '1' and
+   redis.call('HINCRBY', KEYS[2], 'refusals', 1) > tonumber(ARGV[6]) then
+  return 'exhausted'
+end
 redis.call('HSET', KEYS[2], 'worker_id', 'null')
 redis.call('SREM', KEYS[7], ARGV[4])
 local score = redis.call('ZSCORE', KEYS[5], ARGV[4]) or '0'

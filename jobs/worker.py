@@ -318,8 +318,14 @@ class Worker:
             spec = self._spec(execution)
             handle = self._start_with_retries(spec)
         except StartFailed as exc:
-            if exc.transient:
-                self._give_back(entry, eid, exc.message)
+            if exc.transient and self._give_back(entry, eid, exc.message,
+                                                 refused=exc.engine_answered):
+                return None
+            if exc.transient:  # refused too often: it is this run the engine cannot take
+                self._finish(entry, eid, ExecutionStatus.ERROR, {
+                    "status_message": f"{exc.message} (refused {self._refusal_limit() + 1} "
+                                      "times while the engine answered)",
+                    "finish_time": now_iso()})
             else:
                 self._finish(entry, eid, ExecutionStatus.ERROR,
                              {"status_message": exc.message, "finish_time": now_iso()})
@@ -355,17 +361,25 @@ class Worker:
                             exc.message)
                 self.stopping.wait(delays.pop(0))
 
-    def _give_back(self, entry: str, eid: str, reason: str) -> None:
-        """Back to the queue, the reason shown on the actor, and a pause before the next."""
-        LOG.warning("execution %s goes back to the queue: %s", eid, reason)
+    def _refusal_limit(self) -> int:
+        return self.settings.max_recoveries
+
+    def _give_back(self, entry: str, eid: str, reason: str, refused: bool = False) -> bool:
+        """Back to the queue, the reason shown on the actor, and a pause before the next;
+        False when the engine has refused this run too often to give it back again."""
         outcome = self._retrying(lambda: self.inbox.release(
-            self.tenant, self.actor_id, self.worker_id, entry, eid))
+            self.tenant, self.actor_id, self.worker_id, entry, eid, refused,
+            self._refusal_limit()))
         if outcome is Outcome.FENCED:
             raise Fenced()
+        if outcome is Outcome.EXHAUSTED:
+            return False
+        LOG.warning("execution %s goes back to the queue: %s", eid, reason)
         with contextlib.suppress(AbacoError):
             self.store.update_actor(self.tenant, self.actor_id, {
                 "status_message": f"waiting: {reason}"})
         self.stopping.wait(self.backoff.next())
+        return True
 
     def _ask_for_image_check(self, reason: str) -> None:
         """The scheduler, not a worker, decides whether the actor is in ERROR."""

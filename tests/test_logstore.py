@@ -11,11 +11,9 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import boto3
@@ -25,6 +23,7 @@ from jobs import logstore as logstore_module
 from jobs.errors import BackendMisconfigured, BackendUnavailable, NotFound
 from jobs.logstore import TRUNCATION_MARKER, LogStore, truncate
 from jobs.settings import Secret, Settings
+from tests.loopback import LoopbackServer, QuietHandler
 from tests.waits import wait_until
 
 
@@ -196,7 +195,7 @@ class FakeS3:
         self.seen: list[tuple[str, str]] = []
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
             def _any(self) -> None:
@@ -215,18 +214,11 @@ class FakeS3:
 
             do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _any
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.http = LoopbackServer(Handler)
+        self.endpoint = self.http.url
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        self.http.close()
 
 
 @pytest.fixture

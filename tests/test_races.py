@@ -397,3 +397,32 @@ def test_cancelling_a_dead_worker_run_stops_it_when_adopted(harness: Harness):
     record = harness.execution(actor["id"], eid)
     assert record["status"] == "COMPLETE" and record["exit_code"] == 137
     assert record["status_message"].startswith("cancelled")
+
+
+def test_a_run_the_engine_keeps_refusing_ends_error_instead_of_cycling(harness: Harness):
+    harness.runner.plan = lambda spec: FakeRun(
+        start_error="500: environment variable value can't contain null",
+        start_error_answered=True)
+    actor = harness.actor()
+    eid = harness.send(actor["id"])
+    wait_until(lambda: harness.scheduler.reconcile("T", actor["id"]) or
+               harness.execution(actor["id"], eid)["status"] == "ERROR", 30, "ERROR")
+    record = harness.execution(actor["id"], eid)
+    assert "refused" in record["status_message"] and "null" in record["status_message"]
+    attempts = harness.platform.settings.start_attempts
+    assert harness.runner.start_attempts[eid] == attempts * (
+        harness.platform.settings.max_recoveries + 1), "bounded tries"
+    assert harness.store.get_actor("T", actor["id"])["status"] == "READY"
+
+
+def test_an_engine_that_is_down_is_waited_for_without_limit(harness: Harness):
+    actor = harness.actor()
+    harness.runner.engine_down = True
+    eid = harness.send(actor["id"])
+    wait_until(lambda: harness.scheduler.reconcile("T", actor["id"]) or
+               harness.runner.start_attempts[eid] > 3 * (
+                   harness.platform.settings.max_recoveries + 2), 30, "many tries")
+    assert harness.execution(actor["id"], eid)["status"] == "SUBMITTED"
+    harness.runner.engine_down = False
+    wait_until(lambda: harness.scheduler.reconcile("T", actor["id"]) or
+               harness.execution(actor["id"], eid)["status"] == "COMPLETE", 30, "COMPLETE")

@@ -152,9 +152,9 @@ def test_docker_removes_the_container_on_stop_remove(docker_runner: Any):
         "the container removed")
 
 
-def test_docker_refusing_a_run_it_cannot_start_is_not_transient(docker_runner: Any):
-    """The engine answers but refuses this run (a NUL in the environment): retrying the
-    start could never help, so the failure is final for that execution."""
+def test_docker_says_when_the_engine_answered_and_still_refused_a_run(docker_runner: Any):
+    """A 5xx from an engine that answers a ping may be this run itself (a NUL in the
+    environment): the worker tries it a bounded number of times, not forever."""
     with pytest.raises(StartFailed) as failed:
         docker_runner.start(_spec("abaco-test-echo", env={"MSG": "a\x00b"}))
-    assert failed.value.transient is False
+    assert failed.value.transient is True and failed.value.engine_answered is True

@@ -7,9 +7,7 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import hvac
@@ -20,6 +18,7 @@ from jobs.secrets import SecretStore
 from jobs.service import Caller, Platform
 from jobs.settings import Secret, Settings
 from tests.conftest import need
+from tests.loopback import LoopbackServer, QuietHandler
 from tests.waits import wait_until
 
 
@@ -144,7 +143,7 @@ class FakeVault:
     def __init__(self, status: int, errors: list[str]) -> None:
         body = json.dumps({"errors": errors}).encode()
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
             def _any(self) -> None:
@@ -159,18 +158,11 @@ class FakeVault:
 
             do_GET = do_PUT = do_POST = do_DELETE = _any
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.addr = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.http = LoopbackServer(Handler)
+        self.addr = self.http.url
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        self.http.close()
 
 
 @pytest.mark.parametrize(("status", "said", "kind"), [

@@ -98,11 +98,15 @@ class ImageCheck:
 
 class StartFailed(AbacoError):
     """The run could not be started. ``transient`` failures (engine down, timeouts) are
-    worth retrying; the others (bad image, bad spec) are not."""
+    worth retrying; the others (bad image, bad spec) are not. ``engine_answered``: the
+    engine was up and still failed this run (a 5xx): worth a few more tries, not
+    forever, since it may be this run itself that it cannot take."""
 
-    def __init__(self, message: str, transient: bool = True) -> None:
+    def __init__(self, message: str, transient: bool = True,
+                 engine_answered: bool = False) -> None:
         super().__init__(message, transient=transient)
         self.transient = transient
+        self.engine_answered = engine_answered
 
 
 class Runner(Protocol):

@@ -86,7 +86,15 @@ class DockerRunner:
 
     def __init__(self, settings: Settings, client: docker.DockerClient | None = None) -> None:
         self.settings = settings
-        self.client = client or docker_client(settings)
+        self._client = client
+
+    @property
+    def client(self) -> docker.DockerClient:
+        """Made on first use: a worker that starts while the engine restarts must not die
+        of it (asking the engine its API version is a request)."""
+        if self._client is None:
+            self._client = docker_client(self.settings)
+        return self._client
 
     # -- images -----------------------------------------------------------------
     def check_image(self, image: str) -> ImageCheck:
@@ -121,13 +129,12 @@ class DockerRunner:
             container.start()
         except ENGINE_ERRORS as exc:
             if not _did_start(container):  # a timed-out start may still have started it
-                transient = self._transient(exc)
-                if not transient or _MID_RESTART.search(str(exc)):
+                failed = self._start_failed("could not start the container", exc)
+                if not failed.transient or _MID_RESTART.search(str(exc)):
                     # refused for good, or a task the engine lost track of when it was
                     # killed between creating and starting it: a retry starts afresh
                     _remove_quietly(container)
-                raise StartFailed(f"could not start the container: {exc}",
-                                  transient=transient) from exc
+                raise failed from exc
         return str(container.id)
 
     def _create_or_find(self, spec: RunSpec) -> Any:
@@ -139,8 +146,7 @@ class DockerRunner:
                 from exc
         except docker.errors.APIError as exc:
             if exc.status_code != 409:
-                raise StartFailed(f"could not create the container: {exc}",
-                                  transient=self._transient(exc)) from exc
+                raise self._start_failed("could not create the container", exc) from exc
         except ENGINE_ERRORS as exc:
             raise StartFailed(f"could not create the container: {exc}") from exc
         try:
@@ -148,18 +154,21 @@ class DockerRunner:
         except ENGINE_ERRORS as exc:
             raise StartFailed(f"could not find container {name}: {exc}") from exc
 
-    def _transient(self, exc: Exception) -> bool:
-        """Worth trying again: the engine did not answer, or failed and does not answer a
-        ping now. An engine that answers a ping refused this run itself (a NUL in the
-        environment, a request over its size limit...): trying again cannot help."""
+    def _start_failed(self, doing: str, exc: Exception) -> StartFailed:
+        """Engine down: transient. A 4xx: final. A 5xx: transient, but marked when the
+        engine answers a ping, since then it may be this very run it cannot take (a NUL
+        in the environment, a request over its size limit) as well as a passing fault
+        of its own (containerd restarting)."""
+        message = f"{doing}: {exc}"
         if _engine_down(exc) or _MID_RESTART.search(str(exc)):
-            return True
+            return StartFailed(message, transient=True)
         if not _server_error(exc):
-            return False
+            return StartFailed(message, transient=False)
         try:
-            return not self.client.ping()
+            answered = bool(self.client.ping())
         except ENGINE_ERRORS:
-            return True
+            answered = False
+        return StartFailed(message, transient=True, engine_answered=answered)
 
     def wait(self, handle: str, on_log: Callable[[bytes], None],
              deadline: float) -> RunResult:

@@ -30,6 +30,7 @@ class FakeRun:
     oom_killed: bool = False
     start_error: str | None = None        # StartFailed with this message
     start_error_transient: bool = True
+    start_error_answered: bool = False     # the engine was up and refused this run
     gate: threading.Event | None = None    # the run ends only once this is set
 
 
@@ -80,7 +81,8 @@ class FakeRunner:
                 raise StartFailed("fake engine unavailable", transient=True)
             plan = self.plan(spec)
             if plan.start_error:
-                raise StartFailed(plan.start_error, transient=plan.start_error_transient)
+                raise StartFailed(plan.start_error, transient=plan.start_error_transient,
+                                  engine_answered=plan.start_error_answered)
             run = _Run(handle, spec, plan, now_iso())
             self.runs[handle] = run
             self.starts[spec.execution_id] += 1
