@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from jobs.errors import BackendUnavailable
-from jobs.runners.base import RunResult
+from jobs.models import mem_bytes
+from jobs.runners.base import Payload, RunResult, RunSpec
 from jobs.settings import Settings
 from jobs.status import ExecutionStatus
 from jobs.store import Store
 from jobs.timeutil import seconds_between
+from jobs.tokens import TokenSigner
 
 LOG = logging.getLogger("abaco.worker")
 
@@ -94,3 +97,37 @@ def result_fields(execution: dict[str, Any], result: RunResult) -> dict[str, Any
 
 def public_record(record: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in record.items() if key not in ("env",)}
+
+
+@dataclass(frozen=True)
+class StoredPayload:
+    """A binary message by reference: read from Redis when the runner delivers it."""
+
+    store: Store
+    tenant: str
+    actor_id: str
+    execution_id: str
+
+    def read(self) -> bytes:
+        return self.store.get_binary(self.tenant, self.actor_id, self.execution_id) or b""
+
+
+def build_spec(settings: Settings, tokens: TokenSigner, actor: dict[str, Any],
+               execution: dict[str, Any], worker_id: str, defaults: dict[str, str], state: Any,
+               payload: Payload | None) -> RunSpec:
+    """One run of ``execution`` by ``actor`` (its revision as the worker serves it), in
+    platform units: memory in bytes, CPUs from Abaco's nano-CPUs."""
+    tenant, actor_id = actor["tenant"], actor["id"]
+    max_run_time = float(actor.get("max_run_time") or settings.max_run_time_s)
+    token = tokens.mint(actor["owner"], tenant, actor.get("owner_roles") or [],
+                        min(max_run_time, settings.max_run_time_s), actor_id,
+                        execution["id"]) if actor.get("token", True) else ""
+    max_cpus = actor.get("max_cpus")
+    return RunSpec(
+        execution_id=execution["id"], actor_id=actor_id, tenant=tenant, worker_id=worker_id,
+        image=actor["image"],
+        env=container_env(settings, actor, execution, worker_id, defaults, state, token),
+        network=settings.actor_network, max_run_time_s=max_run_time,
+        memory_bytes=mem_bytes(actor.get("mem_limit")),
+        cpus=max_cpus / 1e9 if max_cpus else None, pids_limit=settings.pids_limit,
+        engine_access=bool(actor.get("privileged")), payload=payload)

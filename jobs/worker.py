@@ -26,15 +26,13 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from jobs.errors import AbacoError, BackendUnavailable, NotFound
 from jobs.inbox import Outcome
 from jobs.lifecycle import Backoff, idle_limit_s, may_leave_idle, retry_delays
 from jobs.logstore import LogStore
-from jobs.models import mem_bytes
-from jobs.run_record import LogSink, container_env, public_record, result_fields
+from jobs.run_record import LogSink, StoredPayload, build_spec, public_record, result_fields
 from jobs.runners import Runner, RunResult, RunSpec, StartFailed, make_runner
 from jobs.secrets import SecretStore
 from jobs.settings import Settings, load_settings
@@ -45,19 +43,6 @@ from jobs.tokens import TokenSigner
 
 LOG = logging.getLogger("abaco.worker")
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class StoredPayload:
-    """A binary message by reference: read from Redis when the runner delivers it."""
-
-    store: Store
-    tenant: str
-    actor_id: str
-    execution_id: str
-
-    def read(self) -> bytes:
-        return self.store.get_binary(self.tenant, self.actor_id, self.execution_id) or b""
 
 
 class Fenced(Exception):
@@ -465,27 +450,13 @@ class Worker:
             LOG.warning("cleanup step failed: %s", exc)
 
     def _spec(self, execution: dict[str, Any]) -> RunSpec:
-        actor = self.actor
-        defaults = self.secrets.get(self.tenant, self.actor_id) if actor.get("env_names") else {}
+        defaults = self.secrets.get(self.tenant, self.actor_id) \
+            if self.actor.get("env_names") else {}
         state = self.store.get_state(self.tenant, self.actor_id)
-        payload = None
-        if execution.get("content_type") == "application/octet-stream":
-            payload = StoredPayload(self.store, self.tenant, self.actor_id, execution["id"])
-        max_run_time = float(actor.get("max_run_time") or self.settings.max_run_time_s)
-        token_s = min(max_run_time, self.settings.max_run_time_s)
-        token = self.tokens.mint(actor["owner"], self.tenant, actor.get("owner_roles") or [],
-                                 token_s, self.actor_id, execution["id"]) \
-            if actor.get("token", True) else ""
-        max_cpus = actor.get("max_cpus")
-        return RunSpec(
-            execution_id=execution["id"], actor_id=self.actor_id, tenant=self.tenant,
-            worker_id=self.worker_id, image=actor["image"],
-            env=container_env(self.settings, {**actor, "revision": self.revision}, execution,
-                              self.worker_id, defaults, state, token),
-            network=self.settings.actor_network, max_run_time_s=max_run_time,
-            memory_bytes=mem_bytes(actor.get("mem_limit")),
-            cpus=max_cpus / 1e9 if max_cpus else None, pids_limit=self.settings.pids_limit,
-            engine_access=bool(actor.get("privileged")), payload=payload)
+        payload = StoredPayload(self.store, self.tenant, self.actor_id, execution["id"]) \
+            if execution.get("content_type") == "application/octet-stream" else None
+        return build_spec(self.settings, self.tokens, {**self.actor, "revision": self.revision},
+                          execution, self.worker_id, defaults, state, payload)
 
 
 def main(argv: list[str] | None = None) -> None:
