@@ -87,6 +87,7 @@ class DockerRunner:
     def __init__(self, settings: Settings, client: docker.DockerClient | None = None) -> None:
         self.settings = settings
         self._client = client
+        self._mine: dict[str, Any] = {}  # handle -> container this process started
 
     @property
     def client(self) -> docker.DockerClient:
@@ -135,6 +136,7 @@ class DockerRunner:
                     # killed between creating and starting it: a retry starts afresh
                     _remove_quietly(container)
                 raise failed from exc
+        self._mine[str(container.id)] = container  # saves an inspect in wait()
         return str(container.id)
 
     def _create_or_find(self, spec: RunSpec) -> Any:
@@ -190,8 +192,9 @@ class DockerRunner:
             delay = min(delay * 2, 5.0)
 
     def _wait_once(self, handle: str, on_log: _Resumable, deadline: float) -> RunResult:
+        container = self._mine.pop(handle, None)
         try:
-            container = self.client.containers.get(handle)
+            container = container or self.client.containers.get(handle)
         except docker.errors.NotFound as exc:
             raise _Gone() from exc
         stats = StatsFollower()
