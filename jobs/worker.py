@@ -25,8 +25,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from jobs.errors import AbacoError, BackendUnavailable, NotFound
 from jobs.inbox import Outcome
@@ -40,16 +39,12 @@ from jobs.status import ActorStatus, ExecutionStatus, WorkerStatus
 from jobs.store import Store
 from jobs.timeutil import now_iso, parse_iso, seconds_between
 from jobs.tokens import TokenSigner
+from jobs.worker_control import Fenced, WorkerControl
 
 LOG = logging.getLogger("abaco.worker")
-T = TypeVar("T")
 
 
-class Fenced(Exception):
-    """This worker's registration is gone: it may read, but must not write."""
-
-
-class Worker:
+class Worker(WorkerControl):
     """One warm worker of one revision of one actor."""
 
     def __init__(self, settings: Settings, tenant: str, actor_id: str, worker_id: str,
@@ -118,24 +113,6 @@ class Worker:
                                         "host_id": socket.gethostname(),
                                         "last_health_check_time": now_iso()})
 
-    def stop(self) -> None:
-        """Finish the current execution (within the drain timeout), then leave."""
-        if self.stopping.is_set():
-            return
-        self.stopping.set()
-        self._set_status(WorkerStatus.SHUTTING_DOWN)
-        current = self.current
-        if current is not None:
-            timer = threading.Timer(self.settings.drain_timeout_s, self._drain, args=(current,))
-            timer.daemon = True
-            timer.start()
-
-    def _drain(self, eid: str) -> None:
-        handle = self.handle_of.get(eid)
-        if self.current == eid and handle:
-            LOG.warning("drain timeout: stopping execution %s", eid)
-            self._stop_run(handle)
-
     def _idle_too_long(self, idle_s: float) -> bool:
         try:
             actor = self.store.get_actor(self.tenant, self.actor_id)
@@ -152,13 +129,6 @@ class Worker:
             return False
         return may_leave_idle(alive, int(actor.get("min_workers") or 0))
 
-    def _set_status(self, status: WorkerStatus, message: str = "") -> None:
-        try:
-            self.store.update_worker(self.tenant, self.actor_id, self.worker_id,
-                                     {"status": str(status), "status_message": message})
-        except AbacoError as exc:
-            LOG.warning("worker status not updated: %s", exc)
-
     def _leave(self) -> None:
         """Deregister; if messages arrived meanwhile, make sure the scheduler looks again."""
         try:
@@ -166,39 +136,6 @@ class Worker:
             self.store.wake_scheduler(self.tenant, self.actor_id, "worker left")
         except AbacoError as exc:
             LOG.warning("could not deregister cleanly (the scheduler will): %s", exc)
-
-    def _control_loop(self) -> None:
-        """Heartbeat, and obey ``stop`` / ``cancel:<eid>`` at once (a blocking pop)."""
-        interval = self.settings.heartbeat_ttl_s / 3
-        while not self.fenced.is_set() and (not self.stopping.is_set() or self.current):
-            try:
-                if not self.inbox.heartbeat(self.tenant, self.actor_id, self.worker_id,
-                                            self.settings.heartbeat_ttl_s):
-                    self.fenced.set()
-                    return
-                command = self.store.wait_control(self.tenant, self.actor_id, self.worker_id,
-                                                  interval)
-            except BackendUnavailable:
-                LOG.warning("heartbeat failed: redis unavailable")
-                self.fenced.wait(interval)
-                continue
-            if command == "stop":
-                self.stop()
-            elif command and command.startswith("cancel:"):
-                self._cancel(command.partition(":")[2])
-
-    def _cancel(self, eid: str) -> None:
-        """Kill the run off this thread, so a slow engine never delays the heartbeat."""
-        self.cancelled.add(eid)
-        handle = self.handle_of.get(eid)
-        if eid == self.current and handle:
-            threading.Thread(target=self._stop_run, args=(handle,), daemon=True).start()
-
-    def _stop_run(self, handle: str) -> None:
-        try:
-            self.runner.stop(handle)
-        except AbacoError as exc:
-            LOG.warning("could not stop run %s: %s", handle, exc)
 
     def _next_entry(self) -> tuple[str, str] | None:
         try:
@@ -428,26 +365,6 @@ class Worker:
         if outcome is Outcome.FENCED:
             raise Fenced()
         return outcome
-
-    def _retrying(self, step: Callable[[], T]) -> T:
-        """Ride out a Redis outage: retry with backoff until it answers or we are fenced."""
-        backoff = Backoff(self.settings.backoff_first_s, self.settings.backoff_max_s)
-        deadline = time.monotonic() + self.settings.outage_patience_s
-        while True:
-            try:
-                return step()
-            except BackendUnavailable:
-                if self.fenced.is_set():
-                    raise Fenced() from None
-                if time.monotonic() > deadline:
-                    raise
-                self.fenced.wait(backoff.next())
-
-    def _quietly(self, step: Callable[[], Any]) -> None:
-        try:
-            step()
-        except AbacoError as exc:
-            LOG.warning("cleanup step failed: %s", exc)
 
     def _spec(self, execution: dict[str, Any]) -> RunSpec:
         defaults = self.secrets.get(self.tenant, self.actor_id) \
