@@ -136,7 +136,7 @@ class Platform(SharingOps):
         for worker in self.store.workers(caller.tenant, actor_id):
             self.store.send_control(caller.tenant, actor_id, worker["id"], "stop",
                                     self.settings.heartbeat_ttl_s)
-        for eid in self.store.running_ids(caller.tenant, actor_id):
+        for eid in self.store.inbox.holders(caller.tenant, actor_id):  # claimed or adopted
             self._cancel_running(caller.tenant, actor_id, eid)
         if actor.get("env_names"):
             self.secrets.delete(caller.tenant, actor_id)

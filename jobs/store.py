@@ -211,13 +211,6 @@ class Store:
         return [e.decode() for e in ids]
 
     @_translate
-    def running_ids(self, tenant: str, actor_id: str, recent: int = 1000) -> list[str]:
-        """Executions among the most recent that are claimed and not final."""
-        _, records = self.list_executions(tenant, actor_id, offset=-recent)
-        return [r["id"] for r in records if r.get("worker_id") and
-                r.get("status") not in (ExecutionStatus.COMPLETE, ExecutionStatus.ERROR)]
-
-    @_translate
     def orphan_count(self, tenant: str, actor_id: str) -> int:
         return int(cast(int, self.r.zcard(self.keys.orphans(tenant, actor_id))))
 
@@ -314,16 +307,10 @@ class Store:
         raw = cast(dict, self.r.hgetall(self.keys.workers(tenant, actor_id)))
         return [json.loads(value) for value in raw.values()]
 
-    @_translate
     def alive_worker_ids(self, tenant: str, actor_id: str, worker_ids: Iterable[str]) -> set[str]:
         ids = list(worker_ids)
-        if not ids:
-            return set()
-        with self.r.pipeline(transaction=False) as pipe:
-            for wid in ids:
-                pipe.exists(self.keys.heartbeat(tenant, actor_id, wid))
-            alive = pipe.execute()
-        return {wid for wid, flag in zip(ids, alive, strict=True) if flag}
+        beating = self.beating([(tenant, actor_id, wid) for wid in ids]) if ids else []
+        return {wid for wid, flag in zip(ids, beating, strict=True) if flag}
 
     @_translate
     def send_control(self, tenant: str, actor_id: str, worker_id: str, command: str,
@@ -405,7 +392,3 @@ class Store:
 def _split_ref(ref: str) -> tuple[str, str]:
     tenant, _, actor_id = ref.partition("/")
     return tenant, actor_id
-
-
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)

@@ -243,14 +243,12 @@ class Worker(WorkerControl):
             if exc.transient and self._give_back(entry, eid, exc.message,
                                                  refused=exc.engine_answered):
                 return None
-            if exc.transient:  # refused too often: it is this run the engine cannot take
-                self._finish(entry, eid, ExecutionStatus.ERROR, {
-                    "status_message": f"{exc.message} (refused {self._refusal_limit() + 1} "
-                                      "times while the engine answered)",
-                    "finish_time": now_iso()})
-            else:
-                self._finish(entry, eid, ExecutionStatus.ERROR,
-                             {"status_message": exc.message, "finish_time": now_iso()})
+            reason = exc.message if not exc.transient else (  # refused too often
+                f"{exc.message} (refused {self.settings.max_recoveries + 1} times while the "
+                "engine answered)")
+            self._finish(entry, eid, ExecutionStatus.ERROR,
+                         {"status_message": reason, "finish_time": now_iso()})
+            if exc.image_missing:
                 self._ask_for_image_check(exc.message)
             return None
         except BackendUnavailable as exc:
@@ -283,15 +281,12 @@ class Worker(WorkerControl):
                             exc.message)
                 self.stopping.wait(delays.pop(0))
 
-    def _refusal_limit(self) -> int:
-        return self.settings.max_recoveries
-
     def _give_back(self, entry: str, eid: str, reason: str, refused: bool = False) -> bool:
         """Back to the queue, the reason shown on the actor, and a pause before the next;
         False when the engine has refused this run too often to give it back again."""
         outcome = self._retrying(lambda: self.inbox.release(
             self.tenant, self.actor_id, self.worker_id, entry, eid, refused,
-            self._refusal_limit()))
+            self.settings.max_recoveries))
         if outcome is Outcome.FENCED:
             raise Fenced()
         if outcome is Outcome.EXHAUSTED:
@@ -305,8 +300,6 @@ class Worker(WorkerControl):
 
     def _ask_for_image_check(self, reason: str) -> None:
         """The scheduler, not a worker, decides whether the actor is in ERROR."""
-        if "image" not in reason.lower():
-            return
         try:
             self.store.update_actor(self.tenant, self.actor_id, {
                 "status": str(ActorStatus.SUBMITTED), "status_message": reason})

@@ -426,3 +426,18 @@ def test_an_engine_that_is_down_is_waited_for_without_limit(harness: Harness):
     harness.runner.engine_down = False
     wait_until(lambda: harness.scheduler.reconcile("T", actor["id"]) or
                harness.execution(actor["id"], eid)["status"] == "COMPLETE", 30, "COMPLETE")
+
+
+def test_deleting_an_actor_cancels_what_its_workers_hold(harness: Harness):
+    harness.runner.plan = lambda spec: FakeRun(gate=threading.Event())  # runs until stopped
+    actor = harness.actor()
+    worker = harness.manual_worker(actor, "w")
+    eid = harness.send(actor["id"])
+    threading.Thread(target=_swallow, args=(worker.handle, *_entry(harness, worker))).start()
+    wait_until(lambda: harness.runner.running() == [eid], 10, "running")
+    sent: list[tuple[str, str]] = []
+    real_send = harness.store.send_control
+    harness.store.send_control = lambda t, a, w, command, ttl: (  # type: ignore[method-assign]
+        sent.append((w, command)), real_send(t, a, w, command, ttl))[-1]
+    harness.platform.delete_actor(__import__("tests.harness").harness.CALLER, actor["id"])
+    assert ("w", f"cancel:{eid}") in sent, "the holder is told to stop the run at once"

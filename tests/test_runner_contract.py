@@ -26,7 +26,7 @@ def _like_the_test_images(spec: RunSpec) -> FakeRun:
         return FakeRun(duration_s=float(env.get("SLEEP", "60")), logs=b"sleeping\n")
     if spec.image == "abaco-test-does-not-exist:1":
         return FakeRun(start_error="image abaco-test-does-not-exist:1 not found",
-                       start_error_transient=False)
+                       start_error_transient=False, start_error_image_missing=True)
     return FakeRun(logs=f"Contents of MSG: {env.get('MSG', '')}\n".encode())
 
 
@@ -115,7 +115,7 @@ def test_images_are_checked_and_a_missing_one_is_named(runner: Any):
     assert not check.ok and not check.transient and "abaco-test-does-not-exist:1" in check.reason
     with pytest.raises(StartFailed) as failed:
         runner.start(_spec("abaco-test-does-not-exist:1"))
-    assert failed.value.transient is False
+    assert failed.value.transient is False and failed.value.image_missing is True
 
 
 # -- Docker only ---------------------------------------------------------------------

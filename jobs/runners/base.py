@@ -100,13 +100,15 @@ class StartFailed(AbacoError):
     """The run could not be started. ``transient`` failures (engine down, timeouts) are
     worth retrying; the others (bad image, bad spec) are not. ``engine_answered``: the
     engine was up and still failed this run (a 5xx): worth a few more tries, not
-    forever, since it may be this run itself that it cannot take."""
+    forever, since it may be this run itself that it cannot take. ``image_missing``: the
+    image went away after its check; the scheduler should check it again."""
 
     def __init__(self, message: str, transient: bool = True,
-                 engine_answered: bool = False) -> None:
+                 engine_answered: bool = False, image_missing: bool = False) -> None:
         super().__init__(message, transient=transient)
         self.transient = transient
         self.engine_answered = engine_answered
+        self.image_missing = image_missing
 
 
 class Runner(Protocol):

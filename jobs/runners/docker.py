@@ -144,8 +144,8 @@ class DockerRunner:
         try:
             return self.client.containers.create(name=name, **self._create_args(spec))
         except docker.errors.ImageNotFound as exc:
-            raise StartFailed(f"could not create the container: {exc}", transient=False) \
-                from exc
+            raise StartFailed(f"could not create the container: {exc}", transient=False,
+                              image_missing=True) from exc
         except docker.errors.APIError as exc:
             if exc.status_code != 409:
                 raise self._start_failed("could not create the container", exc) from exc

@@ -31,6 +31,7 @@ class FakeRun:
     start_error: str | None = None        # StartFailed with this message
     start_error_transient: bool = True
     start_error_answered: bool = False     # the engine was up and refused this run
+    start_error_image_missing: bool = False
     gate: threading.Event | None = None    # the run ends only once this is set
 
 
@@ -82,7 +83,8 @@ class FakeRunner:
             plan = self.plan(spec)
             if plan.start_error:
                 raise StartFailed(plan.start_error, transient=plan.start_error_transient,
-                                  engine_answered=plan.start_error_answered)
+                                  engine_answered=plan.start_error_answered,
+                                  image_missing=plan.start_error_image_missing)
             run = _Run(handle, spec, plan, now_iso())
             self.runs[handle] = run
             self.starts[spec.execution_id] += 1
