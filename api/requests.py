@@ -23,7 +23,7 @@ def caller() -> Caller:
     if "caller" not in g:
         nonce = request.args.get("x-nonce") or request.headers.get("X-Nonce")
         service = platform()
-        g.caller = service.redeem_nonce(nonce) if nonce else service.auth.caller(
+        g.caller = service.redeem_nonce(nonce) if nonce else service.authenticate(
             dict(request.headers))
     return g.caller
 

@@ -6,8 +6,9 @@ tenant (the API then binds to loopback only). ``auth = jwt``: a token in
 ``Authorization: Bearer`` (the tenant from a claim). Signatures are checked
 against the tenant's public key, ``{tenant_keys_dir}/{TENANT}.pem``, with RS256
 or ES256 only, so ``alg: none`` and HMAC signed with a public key are refused;
-``exp`` is required and ``nbf`` honoured. Actor tokens (issuer
-``abaco-platform``) are checked against the platform's own key.
+``exp`` is required and ``nbf`` honoured. Execution tokens (issuer
+``abaco-platform``) are checked against the platform's own key; the service then
+refuses them once their execution has ended.
 """
 
 from __future__ import annotations
@@ -39,13 +40,29 @@ class NonceGrant:
 
 
 @dataclass(frozen=True)
+class ExecutionGrant:
+    """What an execution's own token allows: see ``jobs.access`` (its own actor, and
+    messaging actors its owner may EXECUTE)."""
+
+    actor_id: str
+    execution_id: str
+
+
+@dataclass(frozen=True)
 class Caller:
-    """Who is calling: user, tenant and roles; a nonce narrows it to one target."""
+    """Who is calling: user, tenant and roles; a nonce narrows it to one target, an
+    execution token to what its execution may do."""
 
     user: str
     tenant: str
     roles: frozenset[str] = field(default_factory=lambda: frozenset({"admin"}))
     nonce: NonceGrant | None = None
+    execution: ExecutionGrant | None = None
+
+    @property
+    def narrowed(self) -> bool:
+        """A nonce or an execution token: never registers, shares or manages."""
+        return self.nonce is not None or self.execution is not None
 
     @property
     def is_admin(self) -> bool:
@@ -159,8 +176,9 @@ class Authenticator:
         claims = self.signer.verify(token)
         if header_tenant not in (None, claims["tenant"]):
             raise Unauthenticated(f"token is for tenant {claims['tenant']}, not {header_tenant}")
-        roles = frozenset(r for r in claims.get("roles", []) if r in ROLES) or frozenset({"user"})
-        return Caller(user=claims["sub"], tenant=claims["tenant"], roles=roles)
+        # No roles ride in the token: the owner's grants are checked at each use.
+        return Caller(user=claims["sub"], tenant=claims["tenant"], roles=frozenset({"user"}),
+                      execution=ExecutionGrant(claims["actor_id"], claims["execution_id"]))
 
     def _public_key(self, tenant: str) -> bytes:
         path = Path(self.settings.tenant_keys_path) / f"{tenant}.pem"

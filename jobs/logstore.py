@@ -36,6 +36,7 @@ import botocore.exceptions
 
 from jobs.errors import BackendMisconfigured, BackendUnavailable, NotFound
 from jobs.settings import Settings
+from jobs.tokens import redact_tokens
 
 LOG = logging.getLogger("abaco.logstore")
 T = TypeVar("T")
@@ -140,10 +141,12 @@ class LogStore:
 
     def put(self, tenant: str, actor_id: str, execution_id: str, logs: bytes,
             record: Mapping[str, Any]) -> None:
-        """Store the logs and the final record; the bucket is created when missing."""
+        """Store the logs (execution tokens masked) and the final record; the bucket is
+        created when missing."""
         base = self.prefix(tenant, actor_id, execution_id)
         objects = [
-            (base + "logs.txt", truncate(logs, self.max_bytes), "text/plain; charset=utf-8"),
+            (base + "logs.txt", truncate(redact_tokens(logs), self.max_bytes),
+             "text/plain; charset=utf-8"),
             (base + "execution.json", json.dumps(record, indent=2).encode(),
              "application/json"),
         ]

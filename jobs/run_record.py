@@ -119,9 +119,8 @@ def build_spec(settings: Settings, tokens: TokenSigner, actor: dict[str, Any],
     platform units: memory in bytes, CPUs from Abaco's nano-CPUs."""
     tenant, actor_id = actor["tenant"], actor["id"]
     max_run_time = float(actor.get("max_run_time") or settings.max_run_time_s)
-    token = tokens.mint(actor["owner"], tenant, actor.get("owner_roles") or [],
-                        min(max_run_time, settings.max_run_time_s), actor_id,
-                        execution["id"]) if actor.get("token", True) else ""
+    token = tokens.mint(actor["owner"], tenant, min(max_run_time, settings.max_run_time_s),
+                        actor_id, execution["id"]) if actor.get("token", True) else ""
     max_cpus = actor.get("max_cpus")
     return RunSpec(
         execution_id=execution["id"], actor_id=actor_id, tenant=tenant, worker_id=worker_id,

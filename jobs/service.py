@@ -7,6 +7,7 @@ writes the stores, and returns plain dicts (snake_case) for the API to wrap.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ from jobs.errors import (
     NotFound,
     PermissionDenied,
     Timeout,
+    Unauthenticated,
 )
 from jobs.ids import check_id, new_id
 from jobs.logstore import LogStore
@@ -33,7 +35,7 @@ from jobs.sharing_ops import SharingOps
 from jobs.status import ACCEPTS_MESSAGES, ActorStatus, ExecutionStatus, WorkerStatus
 from jobs.store import Store
 from jobs.timeutil import now_iso
-from jobs.tokens import TokenSigner
+from jobs.tokens import TokenSigner, redact_tokens
 
 # Fields only admins and privileged users may set (to a non-default value).
 PRIVILEGED_FIELDS = {"privileged": False, "mounts": [], "max_workers": None,
@@ -74,10 +76,27 @@ class Platform(SharingOps):
         return cls(settings, Store.from_settings(settings), LogStore(settings),
                    SecretStore(settings))
 
+    def authenticate(self, headers: Mapping[str, str]) -> Caller:
+        """The caller of a request; an execution token only while its execution runs."""
+        caller = self.auth.caller(headers)
+        grant = caller.execution
+        if grant is not None:
+            try:
+                record = self.store.get_execution(caller.tenant, grant.actor_id,
+                                                  grant.execution_id)
+            except NotFound:
+                raise Unauthenticated("execution token revoked: its execution is gone") \
+                    from None
+            if record["status"] in FINAL_EXECUTION_STATUSES:
+                raise Unauthenticated(f"execution token revoked: execution "
+                                      f"{grant.execution_id} has ended")
+        return caller
+
     # -- actors ---------------------------------------------------------------
     def create_actor(self, caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
-        if caller.is_limited or caller.nonce:
-            raise PermissionDenied("limited users cannot register actors")
+        if caller.is_limited or caller.narrowed:
+            raise PermissionDenied("limited users, nonces and execution tokens cannot "
+                                   "register actors")
         fields = validate_actor_input(body)
         _check_privileged_fields(caller, fields, PRIVILEGED_FIELDS)
         env = fields.pop("default_environment")
@@ -86,7 +105,7 @@ class Platform(SharingOps):
             **fields, "id": new_id(), "tenant": caller.tenant, "owner": caller.user,
             "status": str(ActorStatus.SUBMITTED), "status_message": "", "revision": 1,
             "env_names": sorted(env), "create_time": now, "last_update_time": now,
-            "cron_next_ex": None, "owner_roles": sorted(caller.roles),
+            "cron_next_ex": None,
         }
         if env:
             self.secrets.put(caller.tenant, actor["id"], env)
@@ -101,12 +120,14 @@ class Platform(SharingOps):
 
     def list_actors(self, caller: Caller) -> list[dict[str, Any]]:
         """The actors the caller can READ."""
+        if caller.execution is not None:
+            raise PermissionDenied("an execution token may not list actors")
         return [{**a, "default_environment": self._env_values(a)}
                 for a in self.store.list_actors(caller.tenant)
                 if self._allowed(caller, a["owner"], f"actor:{a['id']}", "READ")]
 
     def update_actor(self, caller: Caller, actor_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        actor = self._actor(caller, actor_id, "UPDATE")
+        actor = self._actor(caller, actor_id, "UPDATE", "manage")
         actor_id = actor["id"]
         if actor.get("privileged") and not caller.is_privileged and (
                 caller.user != actor["owner"] or caller.nonce):
@@ -130,7 +151,7 @@ class Platform(SharingOps):
 
     def delete_actor(self, caller: Caller, actor_id: str) -> None:
         """Stop workers (killing running containers), then delete every record."""
-        actor = self._actor(caller, actor_id, "UPDATE")
+        actor = self._actor(caller, actor_id, "UPDATE", "manage")
         actor_id = actor["id"]
         self.store.mark_deleting(caller.tenant, actor_id)  # from here, messages are refused
         for worker in self.store.workers(caller.tenant, actor_id):
@@ -146,7 +167,7 @@ class Platform(SharingOps):
 
     # -- messages ---------------------------------------------------------------
     def send_message(self, caller: Caller, actor_id: str, message: Message) -> dict[str, Any]:
-        actor = self._actor(caller, actor_id, "EXECUTE")
+        actor = self._actor(caller, actor_id, "EXECUTE", "message")
         actor_id = actor["id"]
         if actor["status"] == ActorStatus.ERROR:
             raise Conflict(f"actor {actor_id} is in ERROR state: {actor.get('status_message')}")
@@ -161,6 +182,7 @@ class Platform(SharingOps):
             "queue_time": None, "exit_code": None, "final_state": None,
             "msg": message.body, "content_type": message.content_type, "env": message.env,
             "revision": actor["revision"],
+            "origin_execution": caller.execution.execution_id if caller.execution else None,
         }
         self.store.post_message(execution, message.binary)
         return {"execution_id": execution["id"], "msg": message.body}
@@ -170,7 +192,7 @@ class Platform(SharingOps):
         return self.store.queued_count(caller.tenant, actor_id)
 
     def purge_messages(self, caller: Caller, actor_id: str) -> int:
-        actor_id = self._actor(caller, actor_id, "UPDATE")["id"]
+        actor_id = self._actor(caller, actor_id, "UPDATE", "manage")["id"]
         dropped = 0
         for eid in self.store.queued_ids(caller.tenant, actor_id):
             dropped += self.store.drop_queued(caller.tenant, actor_id, eid,
@@ -179,7 +201,7 @@ class Platform(SharingOps):
 
     def wait_for_execution(self, caller: Caller, actor_id: str, eid: str) -> dict[str, Any]:
         """Block until the execution is final, reading the actor's event stream."""
-        actor_id = self._actor(caller, actor_id, "EXECUTE")["id"]
+        actor_id = self._actor(caller, actor_id, "EXECUTE", "message")["id"]
         deadline_s = self.settings.sync_timeout_s
         after = self.store.last_event_id(caller.tenant, actor_id)
         record = self.store.get_execution(caller.tenant, actor_id, eid)
@@ -200,7 +222,7 @@ class Platform(SharingOps):
     # -- executions -------------------------------------------------------------
     def list_executions(self, caller: Caller, actor_id: str, offset: int = 0,
                         limit: int | None = None) -> dict[str, Any]:
-        actor = self._actor(caller, actor_id, "READ")
+        actor = self._actor(caller, actor_id, "READ", "executions")
         actor_id = actor["id"]
         total, records = self.store.list_executions(caller.tenant, actor_id)
         page = records[offset:] if limit is None else records[offset:offset + limit]
@@ -211,20 +233,23 @@ class Platform(SharingOps):
                 "executions": [execution_summary(r) for r in page]}
 
     def get_execution(self, caller: Caller, actor_id: str, eid: str) -> dict[str, Any]:
-        actor = self._actor(caller, actor_id, "READ")
-        actor_id = actor["id"]
+        actor = self._actor(caller, actor_id, "READ", "execution")
+        record = self._execution(caller, actor["id"], eid)
+        return {**record, "actor_owner": actor["owner"]}
+
+    def _execution(self, caller: Caller, actor_id: str, eid: str) -> dict[str, Any]:
         check_id(eid, "execution_id")
         record = self.store.get_execution(caller.tenant, actor_id, eid)
-        return {**record, "actor_owner": actor["owner"]}
+        self._sent_by_caller(caller, record)
+        return record
 
     def get_logs(self, caller: Caller, actor_id: str, eid: str) -> str:
         """Live tail from Redis while running; the durable S3 copy afterwards."""
-        actor_id = self._actor(caller, actor_id, "READ")["id"]
-        check_id(eid, "execution_id")
-        record = self.store.get_execution(caller.tenant, actor_id, eid)
+        actor_id = self._actor(caller, actor_id, "READ", "execution")["id"]
+        record = self._execution(caller, actor_id, eid)
         live = self.store.live_log(caller.tenant, actor_id, eid)
         if live is not None:
-            return live.decode("utf-8", "replace")
+            return redact_tokens(live).decode("utf-8", "replace")
         if record["status"] not in FINAL_EXECUTION_STATUSES or not record.get("start_time"):
             return ""
         try:
@@ -234,7 +259,7 @@ class Platform(SharingOps):
 
     def cancel_execution(self, caller: Caller, actor_id: str, eid: str) -> dict[str, Any]:
         """A queued message is dropped; a running container is killed by its worker at once."""
-        actor = self._actor(caller, actor_id, "UPDATE")
+        actor = self._actor(caller, actor_id, "UPDATE", "manage")
         actor_id = actor["id"]
         check_id(eid, "execution_id")
         record = self.store.get_execution(caller.tenant, actor_id, eid)
@@ -266,9 +291,9 @@ class Platform(SharingOps):
 
     def request_workers(self, caller: Caller, actor_id: str, num: Any) -> dict[str, Any]:
         """Admins ask for ``num`` workers now; the scheduler starts what is missing."""
-        if not caller.is_admin or caller.nonce:
+        if not caller.is_admin or caller.narrowed:
             raise PermissionDenied("only admins may add workers")
-        actor_id = self._actor(caller, actor_id, "UPDATE")["id"]
+        actor_id = self._actor(caller, actor_id, "UPDATE", "manage")["id"]
         count = as_int("num", num, minimum=1, maximum=1000)
         self.store.update_actor(caller.tenant, actor_id, {"workers_requested": count})
         self.store.wake_scheduler(caller.tenant, actor_id, "workers requested")
@@ -276,7 +301,7 @@ class Platform(SharingOps):
 
     def stop_worker(self, caller: Caller, actor_id: str, worker_id: str) -> None:
         """Graceful: the worker finishes its current execution, then leaves."""
-        actor_id = self._actor(caller, actor_id, "UPDATE")["id"]
+        actor_id = self._actor(caller, actor_id, "UPDATE", "manage")["id"]
         self.get_worker(caller, actor_id, worker_id)
         self.store.update_worker(caller.tenant, actor_id, worker_id,
                                  {"status": str(WorkerStatus.SHUTTING_DOWN)})
@@ -285,12 +310,12 @@ class Platform(SharingOps):
 
     # -- state --------------------------------------------------------------------
     def get_state(self, caller: Caller, actor_id: str) -> dict[str, Any]:
-        actor = self._actor(caller, actor_id, "READ")
+        actor = self._actor(caller, actor_id, "READ", "state")
         actor_id = actor["id"]
         return {"actor_id": actor_id, "state": self.store.get_state(caller.tenant, actor["id"])}
 
     def set_state(self, caller: Caller, actor_id: str, value: Any) -> dict[str, Any]:
-        actor = self._actor(caller, actor_id, "UPDATE")
+        actor = self._actor(caller, actor_id, "UPDATE", "state")
         actor_id = actor["id"]
         if actor.get("stateless", True):
             raise NotFound("actor is stateless")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -31,10 +32,16 @@ class SharingOps(AccessControl):
         """A target for permission and nonce operations, which a nonce may never perform."""
         if caller.nonce is not None and needed != "READ":
             raise PermissionDenied("a nonce cannot manage permissions or nonces")
+        if caller.execution is not None:
+            raise PermissionDenied("an execution token cannot see or manage permissions, "
+                                   "nonces or aliases")
         actor, target, owner = self._resolve(caller, ref)
         if alias_only and not target.startswith("alias:"):
             raise NotFound(f"alias {ref} not found")
         self._require(caller, owner, target, needed)
+        if target.startswith("alias:"):  # Abaco's rule: the level on the actor as well
+            self._require(dataclasses.replace(caller, nonce=None), actor["owner"],
+                          f"actor:{actor['id']}", needed)
         return target, owner
 
     def get_permissions(self, caller: Caller, ref: str,
@@ -58,8 +65,9 @@ class SharingOps(AccessControl):
     # -- nonces ----------------------------------------------------------------------
     def create_nonce(self, caller: Caller, ref: str, body: dict[str, Any],
                      alias_only: bool = False) -> dict[str, Any]:
-        if caller.is_limited or caller.nonce:
-            raise PermissionDenied("limited users and nonces cannot create nonces")
+        if caller.is_limited or caller.narrowed:
+            raise PermissionDenied("limited users, nonces and execution tokens cannot create "
+                                   "nonces")
         target, _owner = self._target(caller, ref, "UPDATE", alias_only)
         level = str(body.get("level", "EXECUTE")).upper()
         if level not in ("READ", "EXECUTE", "UPDATE"):
@@ -117,19 +125,23 @@ class SharingOps(AccessControl):
 
     # -- aliases -----------------------------------------------------------------------
     def create_alias(self, caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
-        if caller.is_limited or caller.nonce:
-            raise PermissionDenied("limited users cannot create aliases")
+        if caller.is_limited or caller.narrowed:
+            raise PermissionDenied("limited users, nonces and execution tokens cannot create "
+                                   "aliases")
         name = _alias_name(body.get("alias"))
         if self.store.actor_exists(caller.tenant, name):
             raise Conflict(f"alias {name} would hide the actor with that id")
-        actor = self._actor(caller, _required_str(body, "actorId", "actor_id"), "UPDATE")
+        actor = self._actor(caller, _required_str(body, "actorId", "actor_id"), "UPDATE",
+                            "manage")
         record = {"alias": name, "actor_id": actor["id"], "owner": caller.user,
-                  "owner_admin": caller.is_admin, "create_time": now_iso()}
+                  "create_time": now_iso()}
         if not self.sharing.put_alias(caller.tenant, record, create=True):
             raise Conflict(f"alias {name} already exists")
         return record
 
     def list_aliases(self, caller: Caller) -> list[dict[str, Any]]:
+        if caller.execution is not None:
+            raise PermissionDenied("an execution token may not list aliases")
         return [a for a in self.sharing.list_aliases(caller.tenant)
                 if self._allowed(caller, a["owner"], f"alias:{a['alias']}", "READ")]
 
@@ -139,7 +151,8 @@ class SharingOps(AccessControl):
 
     def update_alias(self, caller: Caller, name: str, body: dict[str, Any]) -> dict[str, Any]:
         self._target(caller, name, "UPDATE", alias_only=True)
-        actor = self._actor(caller, _required_str(body, "actorId", "actor_id"), "UPDATE")
+        actor = self._actor(caller, _required_str(body, "actorId", "actor_id"), "UPDATE",
+                            "manage")
         record = {**self._alias_record(caller, name), "actor_id": actor["id"]}
         self.sharing.put_alias(caller.tenant, record, create=False)
         return record

@@ -207,8 +207,12 @@ def test_aliases_stand_for_actors_and_have_their_own_permissions(client: FlaskCl
     _status(client.post("/actors/aliases/greeter/permissions",
                         json={"user": "bob", "level": "EXECUTE"}, headers=as_user("alice")), 200)
     _status(client.post("/actors/greeter/messages", data={"message": "m"},
+                        headers=as_user("bob")), 403)  # the level is needed on the actor too
+    _status(client.post(f"/actors/{actor['id']}/permissions",
+                        json={"user": "bob", "level": "EXECUTE"}, headers=as_user("alice")), 200)
+    _status(client.post("/actors/greeter/messages", data={"message": "m"},
                         headers=as_user("bob")), 200)
-    _status(client.get(f"/actors/{actor['id']}", headers=as_user("bob")), 403)
+    _status(client.get(f"/actors/{actor['id']}", headers=as_user("bob")), 200)
     _status(client.put("/actors/aliases/greeter", json={"actorId": mine["id"]},
                        headers=as_user("bob")), 403)
     _status(client.put("/actors/aliases/greeter", json={"actorId": mine["id"]},
@@ -324,7 +328,9 @@ def test_an_actor_updates_its_state_with_its_token(live_api, images: list[str]):
     state = requests.get(f"{base}/actors/{actor['id']}/state", headers=headers,
                          timeout=10).json()["result"]["state"]
     assert state == {"count": 1, "by": "alice"}
-    minted = platform.tokens.mint("alice", "DEV", ["user"], 60, actor["id"], "e")
+    running = requests.post(f"{base}/actors/{actor['id']}/messages", data={"message": "x"},
+                            headers=headers, timeout=10).json()["result"]["executionId"]
+    minted = platform.tokens.mint("alice", "DEV", 60, actor["id"], running)
     other = requests.post(f"{base}/actors", json={"image": "x", "stateless": False},
                           headers=as_user("bob"), timeout=10).json()["result"]
     denied = requests.post(f"{base}/actors/{other['id']}/state", json={"x": 1},
