@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from api import errors
+from api.bounded_body import TOO_LARGE, BoundedBody
 from api.openapi import spec
 from api.routes import actors, executions, messages, sharing, state, workers
 from jobs.service import Platform
@@ -46,8 +48,12 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
 
     @app.before_request
     def preflight() -> Response | None:
+        if request.environ.get(TOO_LARGE):
+            raise RequestEntityTooLarge()
         if request.method == "OPTIONS":
             return Response(status=200)
         return None
+
+    app.wsgi_app = BoundedBody(app.wsgi_app, settings.max_body_bytes)  # type: ignore[method-assign]
 
     return app

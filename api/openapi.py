@@ -6,22 +6,38 @@ from typing import Any
 
 from api.envelope import VERSION
 
-_ID = {"name": "actor_id", "in": "path", "required": True, "schema": {"type": "string"},
-       "description": "actor id (or alias)"}
-_EID = {"name": "execution_id", "in": "path", "required": True, "schema": {"type": "string"}}
-_WID = {"name": "worker_id", "in": "path", "required": True, "schema": {"type": "string"}}
+# What the server accepts, stated so schema-driven clients never send what it refuses.
+_ID_SCHEMA = {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}$", "minLength": 1,
+              "maxLength": 128}
+_ALIAS_SCHEMA = {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$", "minLength": 1,
+                 "maxLength": 64}
+_USER_SCHEMA = {"type": "string", "pattern": "^[A-Za-z0-9_.@+-]{1,128}$", "minLength": 1,
+                "maxLength": 128}
+_LEVEL = {"type": "string", "enum": ["NONE", "READ", "EXECUTE", "UPDATE"]}
+_TEXT = {"type": "string", "pattern": "^[^\\x00-\\x1f\\x7f]*$"}
+
+
+def _path_param(name: str, schema: dict[str, Any], description: str = "") -> dict[str, Any]:
+    param = {"name": name, "in": "path", "required": True, "schema": schema}
+    return {**param, "description": description} if description else param
+
+
+_ID = _path_param("actor_id", _ID_SCHEMA, "actor id (or alias)")
+_EID = _path_param("execution_id", _ID_SCHEMA)
+_WID = _path_param("worker_id", _ID_SCHEMA)
+_NID = _path_param("nonce_id", _ID_SCHEMA)
+_ALIAS_P = _path_param("alias", _ALIAS_SCHEMA)
 _WORKER_FIELDS = ("id, status (REQUESTED|READY|BUSY|SHUTTING_DOWN|ERROR), image, revision, "
                   "location, cid, hostId, hostIp, createTime, lastExecutionTime, "
                   "lastHealthCheckTime")
-_NID = {"name": "nonce_id", "in": "path", "required": True, "schema": {"type": "string"}}
-_ALIAS_P = {"name": "alias", "in": "path", "required": True, "schema": {"type": "string"}}
 _PERMISSION = {"type": "object", "required": ["user", "level"],
-               "properties": {"user": {"type": "string"}, "level": {"type": "string"}}}
-_NONCE = {"type": "object", "properties": {"level": {"type": "string"},
-                                           "maxUses": {"type": "integer"},
-                                           "description": {"type": "string"}}}
-_ALIAS = {"type": "object", "properties": {"alias": {"type": "string"},
-                                           "actorId": {"type": "string"}}}
+               "properties": {"user": _USER_SCHEMA, "level": _LEVEL}}
+_NONCE = {"type": "object", "properties": {
+    "level": {"type": "string", "enum": ["READ", "EXECUTE", "UPDATE"]},
+    "maxUses": {"type": "integer", "minimum": -1, "not": {"enum": [0]}},
+    "description": {"type": "string", "maxLength": 4096, "pattern": "^[^\\x00]*$"}}}
+_ALIAS = {"type": "object", "required": ["alias", "actorId"],
+          "properties": {"alias": _ALIAS_SCHEMA, "actorId": _ID_SCHEMA}}
 _ERRORS = {str(code): {"$ref": "#/components/responses/Error"}
            for code in (400, 401, 403, 404, 405, 409, 413, 503)}
 

@@ -18,6 +18,6 @@ def new_id(length: int = 13) -> str:
 
 def check_id(value: str, field: str = "id") -> str:
     """Refuse ids that could break a Redis key (``:``, ``{``, ``}``) or a URL path."""
-    if not isinstance(value, str) or not _SAFE.match(value):
+    if not isinstance(value, str) or not _SAFE.fullmatch(value):
         raise ValidationError(field, f"{value!r} is not a valid id (letters, digits, _ . - only)")
     return value

@@ -17,6 +17,11 @@ from jobs.status import FINAL_EXECUTION
 FINAL_EXECUTION_STATUSES = tuple(sorted(str(s) for s in FINAL_EXECUTION))
 
 MAX_INT = 2**53  # what JSON clients and Redis counters handle exactly
+MAX_ENV_VARS = 256
+MAX_ENV_VALUE = 128 * 1024
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,255}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_IN_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])([A-Z])")
 _MEM_LIMIT = re.compile(r"^\d+[bkmgBKMG]?$")
 
@@ -43,7 +48,9 @@ def as_bool(name: str, value: Any) -> bool:
 
 
 def as_int(name: str, value: Any, minimum: int = 0, maximum: int = MAX_INT) -> int:
-    if isinstance(value, bool):
+    """An integer, or a string of one (form fields): never a bool or a float, which
+    would be silently truncated."""
+    if isinstance(value, bool | float) or not isinstance(value, int | str):
         raise ValidationError(to_camel(name), f"must be an integer, got {value!r}")
     try:
         number = int(value)
@@ -56,11 +63,24 @@ def as_int(name: str, value: Any, minimum: int = 0, maximum: int = MAX_INT) -> i
     return number
 
 
-def _as_str(name: str, value: Any, max_len: int = 4096) -> str:
+def _as_str(name: str, value: Any, max_len: int = 4096, lines: bool = False) -> str:
+    """A bounded string without control characters (``lines`` allows tab and newline)."""
     if not isinstance(value, str):
         raise ValidationError(to_camel(name), f"must be a string, got {type(value).__name__}")
     if len(value) > max_len:
         raise ValidationError(to_camel(name), f"must be at most {max_len} characters")
+    bad = _CONTROL_IN_LINES if lines else _CONTROL
+    found = bad.search(value)
+    if found:
+        raise ValidationError(to_camel(name), f"must not contain the control character "
+                                              f"{found.group(0)!r}")
+    return value
+
+
+def no_nul(name: str, value: str) -> str:
+    """A NUL can never reach a process's environment: refused here, not at start."""
+    if "\x00" in value:
+        raise ValidationError(name, "must not contain a NUL character")
     return value
 
 
@@ -72,15 +92,23 @@ def _as_image(name: str, value: Any) -> str:
 
 
 def _as_env(name: str, value: Any) -> dict[str, str]:
+    field = to_camel(name)
     if not isinstance(value, Mapping):
-        raise ValidationError(to_camel(name), "must be an object of names to string values")
+        raise ValidationError(field, "must be an object of names to string values")
+    if len(value) > MAX_ENV_VARS:
+        raise ValidationError(field, f"must have at most {MAX_ENV_VARS} variables")
     env: dict[str, str] = {}
     for key, item in value.items():
-        if not isinstance(key, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
-            raise ValidationError(to_camel(name), f"{key!r} is not a valid variable name")
+        if not isinstance(key, str) or not ENV_NAME.fullmatch(key):
+            raise ValidationError(field, f"{str(key)[:64]!r} is not a valid variable name "
+                                         "(letters, digits, _; at most 256)")
         if isinstance(item, dict | list):
-            raise ValidationError(to_camel(name), f"value of {key} must be a string")
-        env[key] = "" if item is None else str(item)
+            raise ValidationError(field, f"value of {key} must be a string")
+        text = "" if item is None else str(item)
+        if len(text) > MAX_ENV_VALUE:
+            raise ValidationError(field, f"value of {key} must be at most {MAX_ENV_VALUE} "
+                                         "characters")
+        env[key] = no_nul(f"{field}.{key}", text)
     return env
 
 
@@ -89,25 +117,47 @@ def _as_str_list(name: str, value: Any) -> list[str]:
         value = [part.strip() for part in value.split(",") if part.strip()]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValidationError(to_camel(name), "must be a list of strings")
-    return value
+    if len(value) > 64:
+        raise ValidationError(to_camel(name), "must have at most 64 items")
+    return [_as_str(name, item, 256) for item in value]
 
 
 def _as_mem_limit(name: str, value: Any) -> str:
     text = _as_str(name, value, 32)
-    if not _MEM_LIMIT.match(text):
+    if not _MEM_LIMIT.fullmatch(text):
         raise ValidationError(to_camel(name), f"{text!r} is not a size like '512m'")
     return text.lower()
 
 
 def _as_mounts(name: str, value: Any) -> list[dict[str, str]]:
-    if not isinstance(value, list):
-        raise ValidationError(to_camel(name), "must be a list of mounts")
+    """``[{hostPath, containerPath, mode: ro|rw}]`` with absolute, plain paths; which host
+    paths are allowed is the service's check (settings)."""
+    if not isinstance(value, list) or len(value) > 16:
+        raise ValidationError(to_camel(name), "must be a list of at most 16 mounts")
+    mounts = []
     for mount in value:
-        if not isinstance(mount, dict) or not {"host_path", "container_path"} <= {
-            to_snake(k) for k in mount
-        }:
-            raise ValidationError(to_camel(name), "each mount needs hostPath and containerPath")
-    return value
+        fields = normalize_keys(mount) if isinstance(mount, Mapping) else {}
+        if not {"host_path", "container_path"} <= set(fields) or \
+                set(fields) - {"host_path", "container_path", "mode", "format"}:
+            raise ValidationError(to_camel(name), "each mount is {hostPath, containerPath, "
+                                                  "mode (ro or rw)}")
+        mode = fields.get("mode", fields.get("format", "ro"))
+        if mode not in ("ro", "rw"):
+            raise ValidationError(f"{to_camel(name)}.mode", f"{mode!r} is not ro or rw")
+        mounts.append({"host_path": _mount_path(name, "hostPath", fields["host_path"]),
+                       "container_path": _mount_path(name, "containerPath",
+                                                     fields["container_path"]),
+                       "mode": mode})
+    return mounts
+
+
+def _mount_path(name: str, part: str, value: Any) -> str:
+    path = _as_str(f"{name}.{part}", value, 1024)
+    if not path.startswith("/") or any(ch in path for ch in ":,") or \
+            "/../" in path + "/" or "/./" in path + "/":
+        raise ValidationError(f"{to_camel(name)}.{part}",
+                              f"{path!r} must be an absolute path without ':', ',' or dots")
+    return path.rstrip("/") or "/"
 
 
 def _optional(convert: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
@@ -120,8 +170,8 @@ def _optional(convert: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
 # field -> (converter, default); the user-settable part of an actor.
 ACTOR_INPUT: dict[str, tuple[Callable[[str, Any], Any], Any]] = {
     "image": (_as_image, None),
-    "name": (_optional(_as_str), None),
-    "description": (lambda n, v: _as_str(n, v) if v is not None else "", ""),
+    "name": (_optional(lambda n, v: _as_str(n, v, 256)), None),
+    "description": (lambda n, v: _as_str(n, v, 4096, lines=True) if v is not None else "", ""),
     "stateless": (as_bool, True),
     "privileged": (as_bool, False),
     "default_environment": (_as_env, {}),
@@ -132,11 +182,11 @@ ACTOR_INPUT: dict[str, tuple[Callable[[str, Any], Any], Any]] = {
     "max_cpus": (_optional(as_int), None),
     "max_run_time": (_optional(lambda n, v: as_int(n, v, 1)), None),
     "hints": (_as_str_list, []),
-    "link": (lambda n, v: _as_str(n, v) if v else "", ""),
-    "webhook": (lambda n, v: _as_str(n, v) if v else "", ""),
+    "link": (lambda n, v: _as_str(n, v, 256) if v else "", ""),
+    "webhook": (lambda n, v: _as_str(n, v, 2048) if v else "", ""),
     "token": (as_bool, True),
     "log_ex": (_optional(lambda n, v: as_int(n, v, 1)), None),
-    "cron_schedule": (_optional(_as_str), None),
+    "cron_schedule": (_optional(lambda n, v: _as_str(n, v, 256)), None),
     "cron_on": (as_bool, False),
     "mounts": (_as_mounts, []),
 }

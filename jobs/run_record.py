@@ -10,7 +10,7 @@ from typing import Any
 
 from jobs.errors import BackendUnavailable
 from jobs.models import mem_bytes
-from jobs.runners.base import Payload, RunResult, RunSpec
+from jobs.runners.base import Mount, Payload, RunResult, RunSpec, StartFailed
 from jobs.settings import Settings
 from jobs.status import ExecutionStatus
 from jobs.store import Store
@@ -122,11 +122,27 @@ def build_spec(settings: Settings, tokens: TokenSigner, actor: dict[str, Any],
     token = tokens.mint(actor["owner"], tenant, min(max_run_time, settings.max_run_time_s),
                         actor_id, execution["id"]) if actor.get("token", True) else ""
     max_cpus = actor.get("max_cpus")
+    privileged = bool(actor.get("privileged"))
     return RunSpec(
         execution_id=execution["id"], actor_id=actor_id, tenant=tenant, worker_id=worker_id,
         image=actor["image"],
         env=container_env(settings, actor, execution, worker_id, defaults, state, token),
         network=settings.actor_network, max_run_time_s=max_run_time,
-        memory_bytes=mem_bytes(actor.get("mem_limit")),
-        cpus=max_cpus / 1e9 if max_cpus else None, pids_limit=settings.pids_limit,
-        engine_access=bool(actor.get("privileged")), payload=payload)
+        memory_bytes=mem_bytes(actor.get("mem_limit") or settings.actor_mem_default),
+        cpus=max_cpus / 1e9 if max_cpus else settings.actor_cpus_default,
+        pids_limit=settings.pids_limit, engine_access=privileged, payload=payload,
+        user=None if actor.get("use_container_uid") else (settings.actor_user or None),
+        confined=not privileged, mounts=_mounts(settings, actor.get("mounts") or []))
+
+
+def _mounts(settings: Settings, mounts: list[dict[str, str]]) -> tuple[Mount, ...]:
+    """The actor's mounts, each still under a host path ``mount_allow`` names; the
+    setting may have changed since the actor was registered."""
+    chosen = []
+    for mount in mounts:
+        host = mount["host_path"]
+        if not settings.mount_allowed(host):
+            raise StartFailed(f"mount of {host} is no longer allowed by the mount_allow "
+                              "setting", transient=False)
+        chosen.append(Mount(host, mount["container_path"], mount.get("mode", "ro") != "rw"))
+    return tuple(chosen)

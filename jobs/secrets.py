@@ -46,6 +46,15 @@ class SecretStore:
                                   token=settings.vault_token.reveal() or None,
                                   timeout=settings.vault_timeout_s)
 
+    def renew_own_token(self) -> bool:
+        """A worker's token is periodic: it lives while it is renewed, so each worker
+        renews it when it starts. False when it cannot be (a root token, Vault away)."""
+        try:
+            self.client.auth.token.renew_self()
+        except _VaultFailure:
+            return False
+        return True
+
     @staticmethod
     def path(tenant: str, actor_id: str) -> str:
         return f"abaco/{tenant}/actors/{actor_id}/env"

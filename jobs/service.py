@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from jobs.actor_policy import check_actor_fields, check_actor_quota
 from jobs.auth import Authenticator, Caller
 from jobs.errors import (
     Conflict,
@@ -21,6 +22,7 @@ from jobs.errors import (
 )
 from jobs.ids import check_id, new_id
 from jobs.logstore import LogStore
+from jobs.message_env import allowed_patterns, check_message_env
 from jobs.models import (
     FINAL_EXECUTION_STATUSES,
     as_bool,
@@ -36,10 +38,6 @@ from jobs.status import ACCEPTS_MESSAGES, ActorStatus, ExecutionStatus, WorkerSt
 from jobs.store import Store
 from jobs.timeutil import now_iso
 from jobs.tokens import TokenSigner, redact_tokens
-
-# Fields only admins and privileged users may set (to a non-default value).
-PRIVILEGED_FIELDS = {"privileged": False, "mounts": [], "max_workers": None,
-                     "mem_limit": None, "max_cpus": None}
 
 # Query parameters with a meaning of their own; never passed to the actor.
 RESERVED_PARAMS = frozenset({"x-nonce", "_abaco_synchronous"})
@@ -70,6 +68,7 @@ class Platform(SharingOps):
         self.sharing = SharingStore(store)
         self.tokens = TokenSigner(settings)
         self.auth = Authenticator(settings, self.tokens)
+        self.message_env_allow = allowed_patterns(settings.message_env_allow)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Platform:
@@ -98,7 +97,9 @@ class Platform(SharingOps):
             raise PermissionDenied("limited users, nonces and execution tokens cannot "
                                    "register actors")
         fields = validate_actor_input(body)
-        _check_privileged_fields(caller, fields, PRIVILEGED_FIELDS)
+        check_actor_fields(self.settings, caller, fields)
+        check_actor_quota(self.settings, caller, sum(
+            1 for a in self.store.list_actors(caller.tenant) if a["owner"] == caller.user))
         env = fields.pop("default_environment")
         now = now_iso()
         actor = {
@@ -135,7 +136,7 @@ class Platform(SharingOps):
                                    "update a privileged actor")
         existing = {**actor, "default_environment": self._env_values(actor)}
         fields = validate_actor_input(body, existing)
-        _check_privileged_fields(caller, fields, {k: actor.get(k) for k in PRIVILEGED_FIELDS})
+        check_actor_fields(self.settings, caller, fields, actor)
         env = fields.pop("default_environment")
         force = as_bool("force", body.get("force", False))
         changes: dict[str, Any] = {**fields, "env_names": sorted(env),
@@ -173,6 +174,8 @@ class Platform(SharingOps):
             raise Conflict(f"actor {actor_id} is in ERROR state: {actor.get('status_message')}")
         if actor["status"] not in ACCEPTS_MESSAGES:
             raise Conflict(f"actor {actor_id} is {actor['status']}; it takes no messages")
+        env = check_message_env(message.env, actor.get("env_names") or [],
+                                self.message_env_allow)
         execution = {
             "id": new_id(), "actor_id": actor_id, "tenant": caller.tenant,
             "executor": caller.user, "worker_id": None,
@@ -180,7 +183,7 @@ class Platform(SharingOps):
             "status_message": "", "message_received_time": now_iso(), "start_time": None,
             "finish_time": None, "runtime": None, "cpu": None, "io": None, "mem_peak": None,
             "queue_time": None, "exit_code": None, "final_state": None,
-            "msg": message.body, "content_type": message.content_type, "env": message.env,
+            "msg": message.body, "content_type": message.content_type, "env": env,
             "revision": actor["revision"],
             "origin_execution": caller.execution.execution_id if caller.execution else None,
         }
@@ -327,12 +330,3 @@ class Platform(SharingOps):
             return {}
         return self.secrets.get(actor["tenant"], actor["id"])
 
-
-def _check_privileged_fields(caller: Caller, fields: dict[str, Any],
-                             allowed: dict[str, Any]) -> None:
-    """Only admins and privileged users may change these from what they were."""
-    if caller.is_privileged:
-        return
-    for name, before in allowed.items():
-        if fields.get(name) != before and fields.get(name) != PRIVILEGED_FIELDS[name]:
-            raise PermissionDenied(f"{name}: only admins and privileged users may set it")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -24,10 +25,19 @@ from jobs.errors import SettingsError
 
 
 class Secret(str):
-    """A string whose repr and str-in-format hide the value."""
+    """A string that hides its value in every formatting (repr, str, f-strings, %);
+    ``reveal()`` is the one way to the value, for the client that needs it."""
+
+    MASK = "**********"
 
     def __repr__(self) -> str:
-        return "Secret('**********')"
+        return f"Secret('{self.MASK}')"
+
+    def __str__(self) -> str:
+        return self.MASK
+
+    def __format__(self, spec: str) -> str:
+        return format(self.MASK, spec)
 
     def reveal(self) -> str:
         return str.__str__(self)
@@ -68,6 +78,7 @@ class Settings:
     vault_addr: str = "http://127.0.0.1:8200"
     vault_token: Secret = Secret("")
     vault_mount: str = "secret"
+    worker_vault_token: Secret = Secret("")
     docker_host: str = ""
     runner: str = "docker"
     placer: str = "local"
@@ -102,6 +113,17 @@ class Settings:
     vault_timeout_s: float = 5.0
     log_drain_s: float = 5.0
     max_recoveries: int = 3
+    message_env_allow: str = ""
+    actor_user: str = "65534:65534"
+    actor_mem_default: str = "512m"
+    actor_mem_max: str = "2g"
+    actor_cpus_default: float = 1.0
+    actor_cpus_max: float = 2.0
+    mount_allow: str = ""
+    max_min_workers: int = 1
+    user_max_actors: int = 1000
+    user_max_workers: int = 0
+    tenant_max_workers: int = 0
     api_worker_connections: int = 1000
     redis_max_connections: int = 1100
 
@@ -139,8 +161,34 @@ class Settings:
         if self.redis_max_connections < self.api_worker_connections:
             raise SettingsError("setting redis_max_connections must be at least "
                                 "api_worker_connections: every waiting request may hold one")
+        for name in ("actor_mem_default", "actor_mem_max"):
+            if not re.fullmatch(r"^[1-9]\d*[bkmg]?$", getattr(self, name).lower()):
+                raise SettingsError(f"setting {name} must be a size like '512m'")
+        if self.actor_cpus_default <= 0 or self.actor_cpus_max <= 0:
+            raise SettingsError("settings actor_cpus_default and actor_cpus_max must be "
+                                "positive numbers of CPUs")
+        if self.actor_user and not re.fullmatch(r"\d+(:\d+)?", self.actor_user):
+            raise SettingsError("setting actor_user must be uid:gid (numbers) or empty")
+        if any(not p.startswith("/") for p in self.mount_prefixes):
+            raise SettingsError("setting mount_allow must list absolute host paths")
+        for pattern in filter(None, (p.strip() for p in self.message_env_allow.split(","))):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise SettingsError(f"setting message_env_allow: {pattern!r} is not a "
+                                    f"regular expression: {exc}") from None
         if not self.prefix or ":" in self.prefix:
             raise SettingsError("setting prefix must be non-empty and contain no ':'")
+
+    @property
+    def mount_prefixes(self) -> tuple[str, ...]:
+        """Host paths (and what is below them) privileged actors may mount."""
+        return tuple(p.strip().rstrip("/") or "/" for p in self.mount_allow.split(",")
+                     if p.strip())
+
+    def mount_allowed(self, host_path: str) -> bool:
+        return any(host_path == p or host_path.startswith(p.rstrip("/") + "/")
+                   for p in self.mount_prefixes)
 
     @property
     def api_url(self) -> str:
@@ -157,6 +205,14 @@ class Settings:
             )
         return env
 
+    def for_workers(self) -> Settings:
+        """What a worker process gets: the Vault token of its own (read-only on actors'
+        environments, made by ``abaco up``) in place of ours, when one is set."""
+        if not self.worker_vault_token:
+            return self
+        return self.replace(vault_token=self.worker_vault_token,
+                            worker_vault_token=Secret(""))
+
     def replace(self, **changes: Any) -> Settings:
         return load_settings(base=self, **changes)
 
@@ -171,7 +227,7 @@ def _convert(name: str, kind: Any, raw: Any) -> Any:
         if kind in (Path, "Path"):
             return Path(str(raw)).expanduser().resolve()
         if kind in (Secret, "Secret"):
-            return Secret(str(raw))
+            return raw if isinstance(raw, Secret) else Secret(str(raw))
         return str(raw)
     except (TypeError, ValueError) as exc:
         raise SettingsError(f"setting {name}={raw!r} is not a valid {kind}") from exc

@@ -19,6 +19,7 @@ RESERVED_ALIASES = frozenset({"aliases", "admin", "search", "utilization", "v2",
                               "messages", "executions", "nonces", "permissions", "state",
                               "logs", "results", "openapi.json", "metrics"})
 ALIAS_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+USER_NAME = re.compile(r"^[A-Za-z0-9_.@+\-]{1,128}$")
 
 
 class SharingOps(AccessControl):
@@ -55,6 +56,8 @@ class SharingOps(AccessControl):
         user, level = body.get("user"), str(body.get("level", "")).upper()
         if not isinstance(user, str) or not user.strip():
             raise ValidationError("user", "is required")
+        if not USER_NAME.fullmatch(user):
+            raise ValidationError("user", "must be 1 to 128 letters, digits or _ . @ + -")
         if level not in LEVELS:
             raise ValidationError("level", f"must be one of {', '.join(LEVELS)}")
         if user == owner:
@@ -76,8 +79,9 @@ class SharingOps(AccessControl):
         if max_uses == 0:
             raise ValidationError("maxUses", "must be -1 (unlimited) or positive")
         description = body.get("description", "")
-        if not isinstance(description, str):
-            raise ValidationError("description", "must be a string")
+        if not isinstance(description, str) or len(description) > 4096 or "\x00" in description:
+            raise ValidationError("description", "must be a string of at most 4096 characters "
+                                                 "without NUL")
         nonce = new_nonce(f"{caller.tenant}_{new_id()}", target, level, max_uses, description,
                           caller.user, caller.roles)
         self.sharing.create_nonce(caller.tenant, nonce)
@@ -171,7 +175,7 @@ class SharingOps(AccessControl):
 def _alias_name(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ValidationError("alias", "is required")
-    if not ALIAS_NAME.match(value):
+    if not ALIAS_NAME.fullmatch(value):
         bad = sorted({ch for ch in value if not re.match(r"[A-Za-z0-9_.\-]", ch)})
         detail = f"forbidden characters {''.join(bad)!r}" if bad else "1 to 64 characters"
         raise ValidationError("alias", f"{value!r} has {detail}")

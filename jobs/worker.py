@@ -377,8 +377,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(message)s")
     settings = load_settings()
+    secrets = SecretStore(settings)
+    secrets.renew_own_token()
     worker = Worker(settings, args.tenant, args.actor, args.worker_id,
-                    Store.from_settings(settings), LogStore(settings), SecretStore(settings),
+                    Store.from_settings(settings), LogStore(settings), secrets,
                     make_runner(settings))
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     worker.run()

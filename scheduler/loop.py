@@ -58,16 +58,21 @@ class Scheduler:
         self.images = ImageChecks(store, runner, settings.start_attempts, self.stopping)
         self.wake_cursor = "$"
         self.share = settings.max_workers_per_host
+        self.warm_share = settings.max_workers_per_host  # minWorkers kept warm, at most
         self.epoch = 0
         self.ended: dict[tuple[str, str], set[str]] = {}
+        self.held: dict[tuple[str, str], tuple[str, int]] = {}  # actor -> (owner, workers)
 
     # -- the pass -----------------------------------------------------------------
     def tick(self) -> None:
         """One reconcile pass over every actor."""
         self._collect_ended()
         refs = self.store.all_actor_refs()
+        self.held = {ref: self.held[ref] for ref in refs if ref in self.held}
         backlog = sum(1 for ref in refs if self.store.queued_count(*ref))
         self.share = fair_share(self.settings.max_workers_per_host, backlog)
+        holders = sum(1 for _owner, alive in self.held.values() if alive)
+        self.warm_share = fair_share(self.settings.max_workers_per_host, holders + backlog)
         for tenant, actor_id in refs:
             self.reconcile_safely(tenant, actor_id)
         if self.placer.capacity() == 0:
@@ -98,13 +103,30 @@ class Scheduler:
             self._fail_queued(actor)
             return
         waiting = queued + self.store.orphan_count(tenant, actor_id)
-        load = actor_load(actor, alive, waiting, self.settings.default_max_workers, self.share)
-        wanted = workers_to_start(load, self.settings.max_workers_per_host)
+        self.held[(tenant, actor_id)] = (actor["owner"], len(alive))
+        load = actor_load(actor, alive, waiting, self.settings.default_max_workers, self.share,
+                          self.warm_share)
+        wanted = min(workers_to_start(load, self.settings.max_workers_per_host),
+                     self._quota_left(tenant, actor["owner"]))
         for _ in range(min(wanted, self.placer.capacity()) if wanted else 0):
             if self.start_worker(actor) is None:
                 break
         if load.requested:
             self.store.update_actor(tenant, actor_id, {"workers_requested": 0})
+
+    def _quota_left(self, tenant: str, owner: str) -> int:
+        """Workers the owner and the tenant may still hold (``user_max_workers``,
+        ``tenant_max_workers``; 0 is no limit). A worker runs one execution at a time, so
+        this also bounds their concurrent executions. Counted from this scheduler's last
+        look at each actor."""
+        left = self.settings.max_workers_per_host
+        for limit, mine in ((self.settings.user_max_workers, lambda k, o: k[0] == tenant
+                             and o == owner),
+                            (self.settings.tenant_max_workers, lambda k, o: k[0] == tenant)):
+            if limit:
+                held = sum(n for key, (o, n) in self.held.items() if mine(key, o))
+                left = min(left, max(0, limit - held))
+        return left
 
     def start_worker(self, actor: dict[str, Any]) -> str | None:
         """Register a worker (fenced by our epoch, one at most for a stateful actor), then
@@ -159,7 +181,8 @@ class Scheduler:
                 starving += 1
             elif not queued:
                 spare = [w["id"] for w in workers if w.get("status") == WorkerStatus.READY]
-                spare = spare[int(actor.get("min_workers") or 0):]
+                # minWorkers stays warm only within a fair share of the host
+                spare = spare[min(int(actor.get("min_workers") or 0), self.warm_share):]
                 idle[f"{tenant}/{actor_id}"] = spare
                 owners.update({wid: (tenant, actor_id) for wid in spare})
         self.store.set_starving(starving, self.settings.scheduler_tick_s * 2)
@@ -237,14 +260,18 @@ class Scheduler:
 
 
 def actor_load(actor: dict[str, Any], alive: list[dict[str, Any]], queued: int,
-               default_max_workers: int, share: int) -> ActorLoad:
-    """What the policy needs to know of an actor, from its record and live workers."""
+               default_max_workers: int, share: int, warm_share: int) -> ActorLoad:
+    """What the policy needs to know of an actor, from its record and live workers.
+    ``minWorkers`` counts only up to ``warm_share``: a fair slice of the host among the
+    actors holding workers or waiting for one, so idle warm workers never starve
+    another actor's message."""
     revision = int(actor["revision"])
     return ActorLoad(
         status=actor["status"], stateless=bool(actor.get("stateless", True)), queued=queued,
         busy=sum(1 for w in alive if w.get("status") == WorkerStatus.BUSY),
         alive_current=sum(1 for w in alive if w.get("revision", revision) == revision),
-        alive_total=len(alive), min_workers=int(actor.get("min_workers") or 0),
+        alive_total=len(alive),
+        min_workers=min(warm_share, int(actor.get("min_workers") or 0)),
         max_workers=min(share, int(actor.get("max_workers") or default_max_workers)),
         requested=int(actor.get("workers_requested") or 0))
 

@@ -139,3 +139,24 @@ def harness(settings: Settings):  # type: ignore[no-untyped-def]
     scheduler.stopping.set()
     placer.drain(2)
     scheduler.close()
+
+
+@pytest.fixture
+def jwt_settings(settings: Settings, tmp_path: Path) -> Settings:
+    """auth = jwt, with the test tenants' public keys (tests/jwt_users.py)."""
+    from tests.jwt_users import KEYS, _public_pem
+
+    keys = tmp_path / "tenant-keys"
+    keys.mkdir()
+    for tenant in KEYS:
+        (keys / f"{tenant}.pem").write_bytes(_public_pem(tenant))
+    return settings.replace(auth="jwt", tenant_keys_dir=str(keys),
+                            actor_token_key=str(tmp_path / "actor-token.pem"))
+
+
+@pytest.fixture
+def client(jwt_settings: Settings):  # type: ignore[no-untyped-def]
+    """The Flask app under auth = jwt."""
+    from api.app import create_app
+
+    return create_app(jwt_settings).test_client()

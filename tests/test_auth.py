@@ -14,54 +14,17 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
 import requests
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
 from api.app import create_app
 from jobs.settings import Settings
-
-KEYS = {"DEV": rsa.generate_private_key(public_exponent=65537, key_size=2048),
-        "OTHER": ec.generate_private_key(ec.SECP256R1())}
-ALG = {"DEV": "RS256", "OTHER": "ES256"}
-
-
-def _public_pem(tenant: str) -> bytes:
-    return KEYS[tenant].public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
-@pytest.fixture
-def jwt_settings(settings: Settings, tmp_path: Path) -> Settings:
-    keys = tmp_path / "tenant-keys"
-    keys.mkdir()
-    for tenant in KEYS:
-        (keys / f"{tenant}.pem").write_bytes(_public_pem(tenant))
-    return settings.replace(auth="jwt", tenant_keys_dir=str(keys),
-                            actor_token_key=str(tmp_path / "actor-token.pem"))
-
-
-@pytest.fixture
-def client(jwt_settings: Settings) -> FlaskClient:
-    return create_app(jwt_settings).test_client()
-
-
-def token(user: str, tenant: str = "DEV", roles: tuple[str, ...] = ("user",),
-          signer: str | None = None, **extra: Any) -> str:
-    now = int(time.time())
-    claims = {"sub": user, "tenant": tenant, "roles": list(roles), "exp": now + 300, **extra}
-    return jwt.encode(claims, KEYS[signer or tenant], algorithm=ALG[signer or tenant])
-
-
-def as_user(user: str, tenant: str = "DEV", roles: tuple[str, ...] = ("user",)) -> dict:
-    return {f"X-Jwt-Assertion-{tenant}": token(user, tenant, roles)}
+from tests.jwt_users import KEYS, _public_pem, as_user, token
 
 
 def _b64(data: bytes) -> str:
@@ -143,7 +106,8 @@ def test_roles_limit_what_users_may_set(client: FlaskClient):
                                 403)["message"]
     for field, value in (("privileged", True), ("mounts", [{"hostPath": "/", "containerPath":
                                                              "/h"}]),
-                         ("maxWorkers", 9), ("memLimit", "1g"), ("maxCpus", 2)):
+                         ("maxWorkers", 9), ("memLimit", "4g"), ("maxCpus", 3 * 10**9),
+                         ("useContainerUid", True), ("minWorkers", 5)):
         body = _status(client.post("/actors", json={"image": "x", field: value},
                                    headers=as_user("bob")), 403)
         assert body["message"].startswith(field[0].lower()), body["message"]

@@ -15,8 +15,8 @@ from flask.testing import FlaskClient
 from jobs.service import Platform
 from jobs.settings import Settings
 from jobs.tokens import REDACTED, redact_tokens
-from tests.test_auth import _actor, _status, as_user
-from tests.test_auth import client, jwt_settings  # noqa: F401  (fixtures)
+from tests.jwt_users import as_user
+from tests.test_auth import _actor, _status
 
 
 def _platform(client: FlaskClient) -> Platform:
@@ -150,3 +150,137 @@ def test_a_grant_on_an_alias_alone_opens_nothing(client: FlaskClient):
             200)
     _status(client.post("/actors/front/messages", data={"message": "m"}, headers=mallory), 200)
     _status(client.put("/actors/front", json={"image": "evil"}, headers=mallory), 403)
+
+
+# -- 7. bad input ----------------------------------------------------------------------------
+RISKY = ("BASH_ENV", "ENV", "PERL5OPT", "JAVA_TOOL_OPTIONS", "RUBYOPT", "DOCKER_HOST", "HOME",
+         "LD_PRELOAD", "PATH", "PYTHONPATH", "NODE_OPTIONS", "http_proxy", "HTTPS_PROXY",
+         "SSL_CERT_FILE", "MSG", "_abaco_access_token", "TMPDIR", "GIT_SSH_COMMAND")
+
+
+def test_message_parameters_set_only_allowed_variables(client: FlaskClient):
+    actor = _actor(client, "alice", defaultEnvironment={"GREETING": "hi", "HOME": "/data"})
+    path = f"/actors/{actor['id']}/messages"
+    for name in RISKY:
+        message = _status(client.post(f"{path}?{name}=x", data={"message": "m"},
+                                      headers=as_user("alice")), 400)["message"]
+        assert message.startswith(name), message
+    _status(client.post(f"{path}?SOMETHING_UPPER=x", data={"message": "m"},
+                        headers=as_user("alice")), 400)
+    # lowercase names and names the actor declares are parameters (declared ones override,
+    # as in Abaco), except the floor above, which even a declaration does not open
+    eid = _status(client.post(f"{path}?GREETING=hello&count=3", data={"message": "m"},
+                              headers=as_user("alice")), 200)["result"]["executionId"]
+    stored = _platform(client).store.get_execution("DEV", actor["id"], eid)
+    assert stored["env"] == {"GREETING": "hello", "count": "3"}
+
+
+def test_message_env_allow_setting_opens_named_patterns(jwt_settings: Settings):
+    from api.app import create_app
+    client = create_app(jwt_settings.replace(message_env_allow="APP_[A-Z]+")).test_client()
+    actor = _actor(client, "alice")
+    path = f"/actors/{actor['id']}/messages"
+    _status(client.post(f"{path}?APP_MODE=fast", data={"message": "m"},
+                        headers=as_user("alice")), 200)
+    _status(client.post(f"{path}?OTHER_MODE=fast", data={"message": "m"},
+                        headers=as_user("alice")), 400)
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"image": "x", "maxWorkers": 1.5}, "maxWorkers"),
+    ({"image": "x", "maxRunTime": 2.0}, "maxRunTime"),
+    ({"image": "x", "minWorkers": True}, "minWorkers"),
+    ({"image": "x", "maxWorkers": "1.5"}, "maxWorkers"),
+    ({"image": "x", "defaultEnvironment": {"A": "a\x00b"}}, "defaultEnvironment.A"),
+    ({"image": "x", "defaultEnvironment": {"A" * 300: "a"}}, "defaultEnvironment"),
+    ({"image": "x", "defaultEnvironment": {"A": "v" * 200_000}}, "defaultEnvironment"),
+    ({"image": "x", "name": "a\nb"}, "name"),
+    ({"image": "x", "name": "n" * 300}, "name"),
+    ({"image": "x", "description": "d\x00"}, "description"),
+    ({"image": "x", "hints": ["h"] * 100}, "hints"),
+    ({"image": "x\x00y"}, "image"),
+])
+def test_bad_actor_fields_are_refused_naming_the_field(client: FlaskClient,
+                                                       body: dict[str, Any], field: str):
+    before = len(_platform(client).store.list_actors("DEV"))
+    message = _status(client.post("/actors", json=body, headers=as_user("alice")),
+                      400)["message"]
+    assert message.startswith(field), message
+    assert len(_platform(client).store.list_actors("DEV")) == before
+
+
+def test_bad_message_input_is_refused_before_it_reaches_a_container(client: FlaskClient):
+    actor = _actor(client, "alice")
+    path = f"/actors/{actor['id']}/messages"
+    alice = as_user("alice")
+    assert _status(client.post(path, data={"message": "a\x00b"}, headers=alice),
+                   400)["message"].startswith("message")
+    assert _status(client.post(f"{path}?tag=a%00b", data={"message": "m"}, headers=alice),
+                   400)["message"].startswith("tag")
+    for depth in (2_000, 100_000):
+        deep = "[" * depth + "]" * depth
+        reply = client.post(path, data=deep, content_type="application/json", headers=alice)
+        assert reply.status_code == 400 and "deeply" in reply.get_json()["message"]
+    _status(client.get(f"/actors/{actor['id']}", headers=alice), 200)  # still fine
+    assert _status(client.get(f"{path}", headers=alice), 200)["result"]["messages"] == 0
+
+
+def test_permission_users_are_bounded_names(client: FlaskClient):
+    actor = _actor(client, "alice")
+    path = f"/actors/{actor['id']}/permissions"
+    for user in ("u" * 100_000, "bob:x", "bob\x00", "a b", "bob\n"):
+        message = _status(client.post(path, json={"user": user, "level": "READ"},
+                                      headers=as_user("alice")), 400)["message"]
+        assert message.startswith("user"), message
+    assert set(_status(client.get(path, headers=as_user("alice")), 200)["result"]) == {"alice"}
+    _status(client.post(path, json={"user": "testuser@carbon.super", "level": "READ"},
+                        headers=as_user("alice")), 200)
+
+
+def test_a_chunked_body_over_the_limit_is_413_not_truncated(jwt_settings: Settings):
+    """As gunicorn hands a chunked request over: no Content-Length, a terminated input."""
+    import io
+
+    from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+    from api.app import create_app
+    app = create_app(jwt_settings.replace(max_body_bytes=1024))
+    client = app.test_client()
+    actor = _actor(client, "alice")
+    path = f"/actors/{actor['id']}/messages"
+
+    def chunked(size: int) -> int:
+        environ = EnvironBuilder(path=path, method="POST", headers={
+            **as_user("alice"), "Transfer-Encoding": "chunked",
+            "Content-Type": "application/octet-stream"}).get_environ()
+        environ.pop("CONTENT_LENGTH", None)
+        environ.update({"wsgi.input": io.BytesIO(b"x" * size), "wsgi.input_terminated": True})
+        _body, status, _headers = run_wsgi_app(app, environ)
+        return int(status.split()[0])
+
+    assert chunked(5000) == 413
+    assert chunked(1025) == 413
+    assert chunked(1024) == 200
+    assert _status(client.get(path, headers=as_user("alice")), 200)["result"]["messages"] == 1
+
+
+def test_the_openapi_document_states_the_id_patterns(client: FlaskClient):
+    import re
+    spec = client.get("/openapi.json").get_json()
+    params = {p["name"]: p["schema"] for item in spec["paths"].values()
+              for op in item.values() if isinstance(op, dict)
+              for p in op.get("parameters", [])}
+    for name in ("actor_id", "execution_id", "worker_id", "nonce_id", "alias"):
+        pattern = re.compile(params[name]["pattern"])
+        assert params[name]["maxLength"] <= 128
+        assert pattern.match("abc_1.2-3") and not pattern.match("a:b") \
+            and not pattern.match("a b")
+
+
+def test_secrets_hide_in_every_formatting():
+    from jobs.settings import Secret
+    secret = Secret("hunter2")
+    shown = [repr(secret), str(secret), f"{secret}", f"{secret!s}", "%s" % secret,  # noqa: UP031
+             "{}".format(secret), f"{secret:>20}"]  # noqa: UP032
+    assert not any("hunter2" in text for text in shown), shown
+    assert secret.reveal() == "hunter2" and secret == "hunter2"

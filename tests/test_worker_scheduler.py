@@ -66,6 +66,7 @@ def _worker(platform: Platform, runner: DockerRunner, actor_id: str, wid: str = 
 
 
 def _ready_actor(platform: Platform, **fields: Any) -> dict[str, Any]:
+    fields.setdefault("defaultEnvironment", {"SLEEP": ""})  # messages may set it
     actor = platform.create_actor(CALLER, {"image": "abaco-test-echo", **fields})
     platform.store.update_actor("T", actor["id"], {"status": "READY"})
     return actor

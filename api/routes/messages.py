@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from flask import Blueprint, Response, request
@@ -11,35 +10,17 @@ from api import views
 from api.envelope import envelope, error
 from api.requests import caller, is_json, json_body, platform
 from jobs.errors import Timeout, ValidationError
+from jobs.models import no_nul
 from jobs.service import RESERVED_PARAMS, Message
 
 bp = Blueprint("messages", __name__)
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# Names a message may not set: they would redirect the actor's traffic (and its token),
-# change what it loads, or overwrite the platform's own contract.
-_FORBIDDEN_ENV = re.compile(
-    r"^(MSG|_abaco_.*|(HTTPS?|ALL|NO|FTP)_PROXY|LD_.*|PATH|PYTHON(PATH|HOME|STARTUP)"
-    r"|REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE|SSL_CERT_(FILE|DIR)|NODE_OPTIONS)$", re.IGNORECASE)
 
 
 def _message_env() -> dict[str, str]:
-    env = {}
-    for name, value in request.args.items():
-        if name in RESERVED_PARAMS:
-            continue
-        if not _ENV_NAME.match(name):
-            raise ValidationError(name, "query parameter is not a valid environment name")
-        if _FORBIDDEN_ENV.match(name):
-            raise ValidationError(name, "query parameter may not set this variable")
-        env[name] = _no_nul(name, value)
-    return env
-
-
-def _no_nul(field: str, text: str) -> str:
-    """A NUL can never reach a process's environment: refuse it here, not at start."""
-    if "\x00" in text:
-        raise ValidationError(field, "must not contain a NUL character")
-    return text
+    """Query parameters other than the reserved ones; ``jobs.message_env`` decides which
+    variables they may set, once the actor is known."""
+    return {name: value for name, value in request.args.items()
+            if name not in RESERVED_PARAMS}
 
 
 def _read_message() -> Message:
@@ -49,14 +30,14 @@ def _read_message() -> Message:
     if is_json():
         body: Any = json_body()
         if isinstance(body, dict) and isinstance(body.get("message"), str):
-            return Message(_no_nul("message", body["message"]), "str", env)
+            return Message(no_nul("message", body["message"]), "str", env)
         if body is None:
             raise ValidationError("message", "is required (a string, or a JSON body)")
         return Message(body, "application/json", env)
     text = request.form.get("message")
     if text is None:
         raise ValidationError("message", "is required (form field, JSON body or binary)")
-    return Message(_no_nul("message", text), "str", env)
+    return Message(no_nul("message", text), "str", env)
 
 
 @bp.post("/<actor_id>/messages")

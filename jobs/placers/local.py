@@ -44,7 +44,7 @@ class LocalPlacer:
             child = subprocess.Popen(
                 [sys.executable, "-m", "jobs.worker", "--tenant", tenant, "--actor", actor_id,
                  "--worker-id", worker_id],
-                env={**os.environ, **self.settings.as_env()}, stdout=log,
+                env={**os.environ, **self.settings.for_workers().as_env()}, stdout=log,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         self.children[worker_id] = (tenant, actor_id, child)
         (self.run_dir / f"{worker_id}.pid").write_text(str(child.pid))

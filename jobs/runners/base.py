@@ -45,6 +45,15 @@ class BytesPayload:
 
 
 @dataclass(frozen=True)
+class Mount:
+    """A host path inside the run (privileged actors, allow-listed host paths only)."""
+
+    host_path: str
+    container_path: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """One execution, as any runner needs it."""
 
@@ -60,7 +69,9 @@ class RunSpec:
     cpus: float | None = None
     pids_limit: int | None = None
     engine_access: bool = False       # the engine's socket inside (privileged actors)
-    user: str | None = None
+    user: str | None = None           # "uid:gid"; None: the image's own user
+    confined: bool = True             # only the capabilities a plain actor needs
+    mounts: tuple[Mount, ...] = ()
     payload: Payload | None = None    # a binary message, delivered as a file
     labels: dict[str, str] = field(default_factory=dict)
 

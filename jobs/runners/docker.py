@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
 import tarfile
 import threading
@@ -34,6 +35,19 @@ LABEL_ACTOR = "abaco.actor"
 LABEL_WORKER = "abaco.worker"
 LABEL_LIMIT = "abaco.max-run-time"
 DOCKER_SOCKET = "/var/run/docker.sock"
+
+
+# What a plain actor keeps of Docker's default capabilities: owning and changing its own
+# files and processes. Dropped: NET_RAW, NET_BIND_SERVICE, MKNOD, AUDIT_WRITE, SETFCAP,
+# SETPCAP and SYS_CHROOT.
+KEPT_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID"]
+
+
+def engine_socket(settings: Settings) -> str | None:
+    """The Unix socket of the engine this runner uses (``docker_host``, else
+    ``DOCKER_HOST``, else Docker's default); None for an engine reached over TCP."""
+    url = settings.docker_host or os.environ.get("DOCKER_HOST") or f"unix://{DOCKER_SOCKET}"
+    return url[len("unix://"):] if url.startswith("unix://") else None
 
 
 def docker_client(settings: Settings) -> docker.DockerClient:
@@ -257,9 +271,30 @@ class DockerRunner:
             args["pids_limit"] = spec.pids_limit
         if spec.user:
             args["user"] = spec.user
+        if spec.confined:
+            args.update(cap_drop=["ALL"], cap_add=KEPT_CAPABILITIES)
+        volumes = {m.host_path: {"bind": m.container_path, "mode": "ro" if m.read_only else "rw"}
+                   for m in spec.mounts}
         if spec.engine_access:
-            args["volumes"] = {DOCKER_SOCKET: {"bind": DOCKER_SOCKET, "mode": "rw"}}
+            volumes.update(self._engine_volume(args))
+        if volumes:
+            args["volumes"] = volumes
         return args
+
+    def _engine_volume(self, args: dict[str, Any]) -> dict[str, dict[str, str]]:
+        """The socket of the engine this runner uses, at Docker's default path inside,
+        with its group so a non-root user may use it; an engine over TCP is named in
+        DOCKER_HOST instead."""
+        socket = engine_socket(self.settings)
+        if socket is None:
+            args["environment"] = {**args["environment"],
+                                   "DOCKER_HOST": self.settings.docker_host}
+            return {}
+        try:
+            args["group_add"] = [str(os.stat(socket).st_gid)]
+        except OSError as exc:
+            raise StartFailed(f"engine socket {socket}: {exc}", transient=False) from exc
+        return {socket: {"bind": DOCKER_SOCKET, "mode": "rw"}}
 
 
 class _Gone(Exception):

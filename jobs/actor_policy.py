@@ -1,0 +1,66 @@
+"""What a caller may set on an actor: privileged fields, resource ceilings, mounts,
+and the per-user actor quota. Settings carry the numbers (see README's security
+section)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jobs.auth import Caller
+from jobs.errors import PermissionDenied, ValidationError
+from jobs.models import mem_bytes
+from jobs.settings import Settings
+
+# Fields only admins and privileged users may set (to a non-default value).
+PRIVILEGED_FIELDS: dict[str, Any] = {"privileged": False, "mounts": [], "max_workers": None,
+                                     "use_container_uid": False}
+
+
+def check_actor_fields(settings: Settings, caller: Caller, fields: dict[str, Any],
+                       before: dict[str, Any] | None = None) -> None:
+    """Refuse what the caller may not set; ``before`` is the actor as it was (update)."""
+    if not caller.is_privileged:
+        _privileged_fields(fields, before or PRIVILEGED_FIELDS)
+        _ceilings(settings, fields, before or {})
+    _mounts(settings, fields.get("mounts") or [])
+
+
+def _privileged_fields(fields: dict[str, Any], before: dict[str, Any]) -> None:
+    for name, default in PRIVILEGED_FIELDS.items():
+        value = fields.get(name)
+        if value != before.get(name, default) and value != default:
+            raise PermissionDenied(f"{name}: only admins and privileged users may set it")
+
+
+def _ceilings(settings: Settings, fields: dict[str, Any], before: dict[str, Any]) -> None:
+    """Plain users choose memory, CPUs and warm workers up to the settings' ceilings
+    (a value they already had stays allowed)."""
+    memory = fields.get("mem_limit")
+    if memory and memory != before.get("mem_limit") and \
+            (mem_bytes(memory) or 0) > (mem_bytes(settings.actor_mem_max) or 0):
+        raise PermissionDenied(f"memLimit: above {settings.actor_mem_max} only admins and "
+                               "privileged users may set it")
+    cpus = fields.get("max_cpus")
+    if cpus and cpus != before.get("max_cpus") and cpus > settings.actor_cpus_max * 1e9:
+        raise PermissionDenied(f"maxCpus: above {int(settings.actor_cpus_max * 1e9)} "
+                               "nano-CPUs only admins and privileged users may set it")
+    warm = int(fields.get("min_workers") or 0)
+    if warm > settings.max_min_workers and warm != before.get("min_workers"):
+        raise PermissionDenied(f"minWorkers: above {settings.max_min_workers} only admins "
+                               "and privileged users may set it")
+
+
+def _mounts(settings: Settings, mounts: list[dict[str, str]]) -> None:
+    for mount in mounts:
+        host = mount["host_path"]
+        if not settings.mount_allowed(host):
+            named = ", ".join(settings.mount_prefixes) or "none"
+            raise ValidationError("mounts.hostPath", f"{host!r} is not under a host path the "
+                                                     f"mount_allow setting names ({named})")
+
+
+def check_actor_quota(settings: Settings, caller: Caller, owned: int) -> None:
+    if settings.user_max_actors and owned >= settings.user_max_actors and \
+            not caller.is_admin:
+        raise PermissionDenied(f"{caller.user} already has {owned} actors, the most the "
+                               "user_max_actors setting allows")
