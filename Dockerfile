@@ -8,5 +8,6 @@ COPY scheduler scheduler
 COPY launcher launcher
 RUN pip install --no-cache-dir .
 EXPOSE 8000
-CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "4", "--worker-class", "gevent", \
-     "--worker-connections", "1000", "api.app:create_app()"]
+# Binds where the settings say: ABACO_API_HOST may leave loopback only with ABACO_AUTH=jwt
+# (the app refuses to start otherwise).
+CMD ["sh", "-c", "exec gunicorn --bind \"${ABACO_API_HOST:-127.0.0.1}:${ABACO_API_PORT:-8000}\" --workers 4 --worker-class gevent --worker-connections 1000 'api.app:create_app()'"]

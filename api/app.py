@@ -37,9 +37,11 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
             app.register_blueprint(module.bp, url_prefix=prefix, name=module.bp.name + suffix)
     errors.register(app)
 
+    document = spec(settings)
+
     @app.get("/openapi.json")
     def openapi() -> Response:
-        return jsonify(spec())
+        return jsonify(document)
 
     @app.after_request
     def cors(response: Response) -> Response:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from api.envelope import VERSION
+from jobs.models import IGNORED_INPUT, IMAGE_REF, MAX_INT, to_camel
+from jobs.settings import Settings
 
 # What the server accepts, stated so schema-driven clients never send what it refuses.
 _ID_SCHEMA = {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}$", "minLength": 1,
@@ -30,49 +33,96 @@ _ALIAS_P = _path_param("alias", _ALIAS_SCHEMA)
 _WORKER_FIELDS = ("id, status (REQUESTED|READY|BUSY|SHUTTING_DOWN|ERROR), image, revision, "
                   "location, cid, hostId, hostIp, createTime, lastExecutionTime, "
                   "lastHealthCheckTime")
-_PERMISSION = {"type": "object", "required": ["user", "level"],
+_PERMISSION = {"type": "object", "required": ["user", "level"], "additionalProperties": False,
                "properties": {"user": _USER_SCHEMA, "level": _LEVEL}}
-_NONCE = {"type": "object", "properties": {
+_NONCE = {"type": "object", "additionalProperties": False, "properties": {
     "level": {"type": "string", "enum": ["READ", "EXECUTE", "UPDATE"]},
     "maxUses": {"type": "integer", "minimum": -1, "not": {"enum": [0]}},
     "description": {"type": "string", "maxLength": 4096, "pattern": "^[^\\x00]*$"}}}
-_ALIAS = {"type": "object", "required": ["alias", "actorId"],
+_ALIAS = {"type": "object", "required": ["alias", "actorId"], "additionalProperties": False,
           "properties": {"alias": _ALIAS_SCHEMA, "actorId": _ID_SCHEMA}}
 _ERRORS = {str(code): {"$ref": "#/components/responses/Error"}
            for code in (400, 401, 403, 404, 405, 409, 413, 503)}
 
 
 def _op(summary: str, params: list[dict[str, Any]] | None = None,
-        body: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+        body: dict[str, Any] | None = None, form: bool = True, **extra: Any) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "parameters": params or [],
                           "responses": {"200": {"$ref": "#/components/responses/Envelope"},
                                         **_ERRORS}}
     if body:
-        op["requestBody"] = {"content": {"application/json": {"schema": body},
-                                         "application/x-www-form-urlencoded": {"schema": body}}}
+        content = {"application/json": {"schema": body}}
+        if form:  # flat bodies only: a form cannot carry an object like defaultEnvironment
+            content["application/x-www-form-urlencoded"] = {"schema": body}
+        op["requestBody"] = {"required": True, "content": content}
     op.update(extra)
     return op
 
 
-_ACTOR_INPUT = {
-    "type": "object", "required": ["image"],
-    "properties": {
-        "image": {"type": "string"}, "name": {"type": "string"},
-        "description": {"type": "string"}, "stateless": {"type": "boolean", "default": True},
-        "privileged": {"type": "boolean"}, "defaultEnvironment": {"type": "object"},
-        "useContainerUid": {"type": "boolean"}, "maxWorkers": {"type": "integer"},
-        "minWorkers": {"type": "integer"}, "memLimit": {"type": "string", "example": "512m"},
-        "maxCpus": {"type": "integer", "description": "nano-cpus"},
-        "maxRunTime": {"type": "integer", "description": "seconds"},
-        "hints": {"type": "array", "items": {"type": "string"}}, "link": {"type": "string"},
-        "webhook": {"type": "string"}, "token": {"type": "boolean"},
-        "logEx": {"type": "integer", "description": "seconds"},
-        "cronSchedule": {"type": "string"}, "cronOn": {"type": "boolean"},
-        "mounts": {"type": "array", "items": {"type": "object"}},
+_INT = {"type": "integer", "minimum": 0, "maximum": MAX_INT}
+_LINES = {"type": "string", "pattern": "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f]*$"}
+
+
+def _text(max_length: int, lines: bool = False) -> dict[str, Any]:
+    return {**(_LINES if lines else _TEXT), "maxLength": max_length}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {**schema, "type": [schema["type"], "null"]}
+
+
+def _mount_schema(settings: Settings) -> dict[str, Any]:
+    """Mounts as the server takes them: only under the host paths ``mount_allow`` names
+    (none by default, so no mounts at all)."""
+    prefixes = settings.mount_prefixes
+    if not prefixes:
+        return {"type": "array", "maxItems": 0, "description": "no host path is allowed here"}
+    below = "(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)*"
+    host = "^(" + "|".join(re.escape(p.rstrip("/")) for p in prefixes) + ")" + below + "$"
+    return {"type": "array", "maxItems": 16, "items": {
+        "type": "object", "additionalProperties": False,
+        "required": ["hostPath", "containerPath"],
+        "properties": {"hostPath": {"type": "string", "pattern": host, "maxLength": 1024},
+                       "containerPath": {"type": "string", "pattern": "^" + below[:-1] + "+$",
+                                         "maxLength": 1024},
+                       "mode": {"type": "string", "enum": ["ro", "rw"]}}}}
+
+
+def _actor_input(settings: Settings) -> dict[str, Any]:
+    properties: dict[str, Any] = {to_camel(name): {} for name in sorted(IGNORED_INPUT)}
+    properties.update({
+        "image": {"type": "string", "pattern": f"^{IMAGE_REF.pattern}$"},
+        "name": _nullable(_text(256)), "description": _text(4096, lines=True),
+        "stateless": {"type": "boolean", "default": True}, "privileged": {"type": "boolean"},
+        "defaultEnvironment": {
+            "type": "object", "maxProperties": 256,
+            "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]{0,255}$"},
+            "additionalProperties": {"type": "string", "maxLength": 131072,
+                                     "pattern": "^[^\\x00]*$"}},
+        "useContainerUid": {"type": "boolean"}, "maxWorkers": _nullable(_INT),
+        "minWorkers": _INT,
+        "memLimit": _nullable({"type": "string", "pattern": "^[0-9]{1,20}[bkmgBKMG]?$",
+                               "example": "512m"}),
+        "maxCpus": _nullable({**_INT, "description": "nano-cpus"}),
+        "maxRunTime": _nullable({**_INT, "minimum": 1, "description": "seconds"}),
+        "hints": {"type": "array", "maxItems": 64, "items": _text(256)},
+        "link": _text(256), "webhook": _text(2048), "token": {"type": "boolean"},
+        "logEx": _nullable({**_INT, "minimum": 1, "description": "seconds"}),
+        "cronSchedule": _nullable(_text(256)), "cronOn": {"type": "boolean"},
+        "mounts": _mount_schema(settings),
         "force": {"type": "boolean", "description": "PUT only: new revision without new image"},
-    },
-}
-_MESSAGE = {"type": "object", "properties": {"message": {"type": "string"}}}
+    })
+    one_worker = {"properties": {"maxWorkers": _nullable({**_INT, "maximum": 1})}}
+    return {"type": "object", "required": ["image"], "additionalProperties": False,
+            "properties": properties,
+            "anyOf": [{"properties": {"stateless": {"enum": [True]}}}, one_worker],
+            "description": "a stateful actor (stateless: false) has at most one worker"}
+
+
+_MESSAGE = {"type": "object", "required": ["message"], "additionalProperties": False,
+            "properties": {"message": {"type": "string", "pattern": "^[^\\x00]*$"}},
+            "description": "or any JSON value (application/json), or bytes "
+                           "(application/octet-stream)"}
 _EXECUTION_FIELDS = (
     "id, actorId, executor, workerId, status (SUBMITTED|RUNNING|COMPLETE|ERROR), "
     "statusMessage, messageReceivedTime, startTime, finishTime, runtime (seconds), "
@@ -81,17 +131,19 @@ _EXECUTION_FIELDS = (
     "(true when its worker started for it), _links")
 
 
-def spec() -> dict[str, Any]:
+def spec(settings: Settings) -> dict[str, Any]:
+    actor_input = _actor_input(settings)
     actors = "/actors"
     one = "/actors/{actor_id}"
     execution = one + "/executions/{execution_id}"
     alias = "/actors/aliases/{alias}"
     paths = {
         actors: {"get": _op("List the actors the caller can read"),
-                 "post": _op("Register an actor", body=_ACTOR_INPUT)},
+                 "post": _op("Register an actor (JSON; Abaco's form fields are also taken)",
+                              body=actor_input, form=False)},
         one: {"get": _op("Get an actor", [_ID]),
               "put": _op("Update an actor; a new image or force bumps revision", [_ID],
-                         _ACTOR_INPUT),
+                         actor_input, form=False),
               "delete": _op("Delete an actor and its records", [_ID])},
         one + "/messages": {
             "get": _op("Count queued messages", [_ID]),
@@ -100,8 +152,10 @@ def spec() -> dict[str, Any]:
                                "schema": {"type": "boolean"}}], _MESSAGE),
             "delete": _op("Purge queued messages (they end ERROR)", [_ID])},
         one + "/executions": {"get": _op("List executions (paged)", [
-            _ID, {"name": "offset", "in": "query", "schema": {"type": "integer"}},
-            {"name": "limit", "in": "query", "schema": {"type": "integer"}}])},
+            _ID, {"name": "offset", "in": "query",
+                  "schema": {"type": "integer", "minimum": 0, "maximum": MAX_INT}},
+            {"name": "limit", "in": "query",
+             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_INT}}])},
         execution: {"get": _op("Get an execution: " + _EXECUTION_FIELDS, [_ID, _EID]),
                     "delete": _op("Cancel: a queued message is dropped, a running container "
                                   "killed within 2 s; recorded COMPLETE 'cancelled'",
@@ -109,7 +163,9 @@ def spec() -> dict[str, Any]:
         one + "/workers": {"get": _op("List workers", [_ID]),
                            "post": _op("Admins: ask for num workers now", [_ID],
                                        {"type": "object",
-                                        "properties": {"num": {"type": "integer"}}})},
+                                        "required": ["num"], "additionalProperties": False,
+                                        "properties": {"num": {"type": "integer", "minimum": 1,
+                                                               "maximum": 1000}}})},
         one + "/workers/{worker_id}": {
             "get": _op("Get a worker: " + _WORKER_FIELDS, [_ID, _WID]),
             "delete": _op("Stop a worker gracefully (its execution finishes first)",
@@ -117,7 +173,7 @@ def spec() -> dict[str, Any]:
         execution + "/logs": {"get": _op("Execution logs (live while running)", [_ID, _EID])},
         one + "/state": {"get": _op("Get actor state", [_ID]),
                          "post": _op("Set actor state (stateful actors only)", [_ID],
-                                     {"description": "any JSON value"})},
+                                     {"description": "any JSON value"}, form=False)},
         one + "/permissions": {
             "get": _op("Permissions on the actor (or, through an alias, on the alias)", [_ID]),
             "post": _op("Grant a level: user, level (NONE|READ|EXECUTE|UPDATE); "
@@ -146,7 +202,7 @@ def spec() -> dict[str, Any]:
     v2 = {"/actors/v2" + path[len("/actors"):]: item
           for path, item in paths.items() if path.startswith("/actors")}
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {"title": "abaco-nx", "version": VERSION,
                  "description": "Abaco v2 compatible actor platform"},
         "paths": {**paths, **v2},

@@ -61,7 +61,8 @@ def main() -> None:
     args = parser.parse_args()
     build_all()
     api = args.api
-    actor = requests.post(f"{api}/actors", json={"image": IMAGE, "name": "bench-sync"},
+    actor = requests.post(f"{api}/actors", json={"image": IMAGE, "name": "bench-sync",
+                                                 "defaultEnvironment": {"SLEEP": "0"}},
                           timeout=10).json()["result"]
     actor_id = actor["id"]
     codes: Counter[str] = Counter()

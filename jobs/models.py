@@ -19,6 +19,7 @@ FINAL_EXECUTION_STATUSES = tuple(sorted(str(s) for s in FINAL_EXECUTION))
 MAX_INT = 2**53  # what JSON clients and Redis counters handle exactly
 MAX_ENV_VARS = 256
 MAX_ENV_VALUE = 128 * 1024
+IMAGE_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,511}")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,255}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CONTROL_IN_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -48,8 +49,10 @@ def as_bool(name: str, value: Any) -> bool:
 
 
 def as_int(name: str, value: Any, minimum: int = 0, maximum: int = MAX_INT) -> int:
-    """An integer, or a string of one (form fields): never a bool or a float, which
-    would be silently truncated."""
+    """An integer (JSON's 3.0 counts), or a string of one (form fields); never a bool,
+    and never a fraction, which would be silently truncated."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, bool | float) or not isinstance(value, int | str):
         raise ValidationError(to_camel(name), f"must be an integer, got {value!r}")
     try:
@@ -86,8 +89,9 @@ def no_nul(name: str, value: str) -> str:
 
 def _as_image(name: str, value: Any) -> str:
     image = _as_str(name, value, 512).strip()
-    if not image or any(ch.isspace() for ch in image):
-        raise ValidationError(to_camel(name), "must be a Docker image reference")
+    if not IMAGE_REF.fullmatch(image):
+        raise ValidationError(to_camel(name), "must be a Docker image reference (letters, "
+                                              "digits and . _ / : @ + -)")
     return image
 
 
@@ -191,7 +195,7 @@ ACTOR_INPUT: dict[str, tuple[Callable[[str, Any], Any], Any]] = {
     "mounts": (_as_mounts, []),
 }
 # Accepted for Abaco compatibility but computed by the platform.
-_IGNORED_INPUT = {"id", "owner", "status", "status_message", "create_time", "last_update_time",
+IGNORED_INPUT = {"id", "owner", "status", "status_message", "create_time", "last_update_time",
                   "revision", "cron_next_ex", "tenant", "_links", "links", "force", "queue",
                   "run_as_executor", "gid", "uid", "tasdir", "api_server", "db_id"}
 
@@ -209,7 +213,7 @@ def validate_actor_input(
     On update (``existing`` given) fields absent from the body keep their value.
     """
     data = normalize_keys(body)
-    unknown = sorted(set(data) - set(ACTOR_INPUT) - _IGNORED_INPUT)
+    unknown = sorted(set(data) - set(ACTOR_INPUT) - IGNORED_INPUT)
     if unknown:
         raise ValidationError(to_camel(unknown[0]), "is not an actor field")
     result: dict[str, Any] = {}

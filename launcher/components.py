@@ -3,13 +3,14 @@ the scheduler. Each knows its address, how to tell that it answers, how to start
 and what to set up after a start (or on reuse)."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobs.settings import Settings
 from launcher.processes import (
@@ -31,6 +32,9 @@ from launcher.processes import (
     wait_for,
     write_secret,
 )
+
+if TYPE_CHECKING:
+    from jobs.logstore import LogStore
 
 
 # -- components -------------------------------------------------------------------
@@ -170,7 +174,12 @@ class RedisComponent(Component):
 
 
 class S3Component(Component):
+    """pys3local (``launcher.s3server``), objects on disk under ``{data_dir}/s3``. It
+    refuses every request not signed with the S3 key (generated, 0600 under secrets/),
+    which reaches it through its environment, never its command line."""
+
     name = "s3"
+    _logstore: LogStore | None = None
 
     @property
     def address(self) -> tuple[str, int]:
@@ -179,26 +188,62 @@ class S3Component(Component):
     def setting_hint(self) -> str:
         return "ABACO_S3_ENDPOINT"
 
+    def _logs(self) -> LogStore:
+        """The platform's own S3 client (short timeouts, no retries), made once."""
+        from jobs.logstore import LogStore
+
+        if self._logstore is None:
+            self._logstore = LogStore(self.settings)
+        return self._logstore
+
     def answers(self) -> bool:
+        """A signed ListBuckets succeeds; a refusal of our key is an error naming it."""
+        import botocore.exceptions
+
         try:
-            with _DIRECT.open(self.settings.s3_endpoint + "/", timeout=1) as reply:
-                return b"ListAllMyBucketsResult" in reply.read(4096)
+            self._logs().s3.list_buckets()
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (401, 403):
+                host, port = self.address
+                raise StackError(f"s3 on {host}:{port} refuses our key; set "
+                                 "ABACO_S3_ACCESS_KEY and ABACO_S3_SECRET_KEY, or "
+                                 "ABACO_S3_ENDPOINT") from exc
+            return False
+        except botocore.exceptions.BotoCoreError:
+            return False
+        return True
+
+    def refuses_unsigned(self) -> bool:
+        """Is an unsigned listing of our bucket refused (401/403)?"""
+        try:
+            with _DIRECT.open(f"{self.settings.s3_endpoint}/{self.settings.s3_bucket}",
+                              timeout=2):
+                return False
         except urllib.error.HTTPError as exc:
             return exc.code in (401, 403)
-        except (OSError, ValueError):
-            return False
 
     def start(self) -> None:
         host, port = self.address
-        data = self.paths.root / "s3"
-        data.mkdir(exist_ok=True)
-        binary = tool("localbucket", "pip install localbucket")
-        spawn(self.paths, self.name, [binary, "--host", host, "--port", str(port), str(data)])
+        if importlib.util.find_spec("pys3local") is None:
+            raise StackError("pys3local is not installed: pip install pys3local")
+        s = self.settings
+        spawn(self.paths, self.name,
+              [sys.executable, "-m", "launcher.s3server", "--host", host, "--port", str(port),
+               str(self.paths.root / "s3")],
+              env={"ABACO_S3_ACCESS_KEY": s.s3_access_key,
+                   "ABACO_S3_SECRET_KEY": s.s3_secret_key.reveal(),
+                   "ABACO_S3_REGION": s.s3_region})
 
     def after_start(self) -> None:
-        from jobs.logstore import LogStore
+        host, port = self.address
+        if not self.refuses_unsigned():  # an S3 left by an older launcher (localbucket)
+            raise StackError(f"s3 on {host}:{port} answers unsigned requests; stop it, "
+                             "or set ABACO_S3_ENDPOINT")
+        self._logs().ensure_bucket()
 
-        LogStore(self.settings).ensure_bucket()
+
+WORKER_POLICY = "abaco-worker"
+WORKER_TOKEN_PERIOD = "768h"
 
 
 class VaultComponent(Component):
@@ -268,6 +313,27 @@ class VaultComponent(Component):
         if f"{self.settings.vault_mount}/" not in mounts:
             client.sys.enable_secrets_engine("kv", path=self.settings.vault_mount,
                                              options={"version": "2"})
+        self._worker_token(client)
+
+    def _worker_token(self, client: Any) -> None:
+        """Workers get a token of their own: periodic (alive while renewed; each worker
+        renews it as it starts, and so does every ``abaco up``), allowed only to read
+        actors' environments. Kept 0600 in ``secrets/vault-worker.token``."""
+        import hvac.exceptions
+
+        client.sys.create_or_update_policy(name=WORKER_POLICY, policy=(
+            f'path "{self.settings.vault_mount}/data/abaco/*" {{ capabilities = ["read"] }}\n'))
+        token_file = self.paths.secrets / "vault-worker.token"
+        if token_file.exists():
+            try:
+                client.auth.token.renew(token_file.read_text().strip())
+                return
+            except hvac.exceptions.VaultError:
+                pass  # lapsed or revoked: make a new one
+        reply = client.auth.token.create(policies=[WORKER_POLICY], period=WORKER_TOKEN_PERIOD,
+                                         renewable=True, no_parent=True,
+                                         display_name="abaco-worker")
+        write_secret(token_file, reply["auth"]["client_token"])
 
 
 # Actor containers run without a network by default, and survive an engine restart.

@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -101,16 +101,27 @@ def read_or_make_secret(path: Path) -> str:
     return value
 
 
+# The S3 secret key every install shares by default; the local stack never uses it.
+_SHARED_S3_SECRET = next(f.default for f in fields(Settings) if f.name == "s3_secret_key")
+
+
 def with_local_secrets(settings: Settings) -> Settings:
-    """Fill in the Redis password and Vault token the launcher generated, unless set."""
+    """Fill in the Redis password, S3 secret key and Vault tokens the launcher generated,
+    unless set (an S3 secret key left at the shared default counts as unset)."""
     paths = Paths(settings.data_dir)
     changes: dict[str, Any] = {}
     if not settings.redis_password:
         paths.make()
         changes["redis_password"] = Secret(read_or_make_secret(paths.secrets / "redis.password"))
+    if settings.s3_secret_key in ("", _SHARED_S3_SECRET):
+        paths.make()
+        changes["s3_secret_key"] = Secret(read_or_make_secret(paths.secrets / "s3.secret"))
     vault_file = paths.secrets / "vault.json"
     if not settings.vault_token and vault_file.exists():
         changes["vault_token"] = Secret(json.loads(vault_file.read_text())["root_token"])
+    worker_token = paths.secrets / "vault-worker.token"
+    if not settings.worker_vault_token and worker_token.exists():
+        changes["worker_vault_token"] = Secret(worker_token.read_text().strip())
     return settings.replace(**changes) if changes else settings
 
 
@@ -126,7 +137,7 @@ def spawn(paths: Paths, name: str, argv: list[str], env: dict[str, str] | None =
 
 # What each started process's command line contains, so a recycled pid is not taken
 # for ours after a reboot.
-PROGRAM_MARKERS = {"redis": "redis-server", "s3": "localbucket", "vault": "bao",
+PROGRAM_MARKERS = {"redis": "redis-server", "s3": "launcher.s3server", "vault": "bao",
                    "dockerd": "dockerd", "api": "gunicorn", "scheduler": "scheduler",
                    "worker": "jobs.worker"}
 

@@ -1,8 +1,9 @@
 """The local embedded stack: ``abaco up``, ``abaco down``, ``abaco status``.
 
-Starts, in order, Redis (AOF on), an S3 endpoint that keeps its data on disk
-(localbucket), OpenBao (raft storage, initialised and unsealed here, keys kept
-0600 under the data dir), a Docker engine when none answers, then the API
+Starts, in order, Redis (AOF on), an S3 endpoint that keeps its data on disk and
+refuses requests not signed with its generated key (pys3local), OpenBao (raft
+storage, initialised and unsealed here, keys kept 0600 under the data dir), a
+Docker engine when none answers, then the API
 (gunicorn, gevent workers) and the scheduler. A component that already answers
 on its address is reused; a port held by something else is a one-line error
 naming the setting to change. Started processes leave pid files under

@@ -111,6 +111,8 @@ class Scheduler:
         for _ in range(min(wanted, self.placer.capacity()) if wanted else 0):
             if self.start_worker(actor) is None:
                 break
+            owner, held = self.held[(tenant, actor_id)]
+            self.held[(tenant, actor_id)] = (owner, held + 1)
         if load.requested:
             self.store.update_actor(tenant, actor_id, {"workers_requested": 0})
 

@@ -19,13 +19,17 @@ def test_compose_environment_is_valid_settings():
         settings = load_settings(env=env)
         assert settings.redis_url == "redis://redis:6379/0"
         assert settings.s3_endpoint == "http://minio:9000"
+        assert settings.auth == "jwt", "the API binds 0.0.0.0 in its container"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "0.0.0.0" not in dockerfile and "${ABACO_API_HOST" in dockerfile, \
+        "the image binds where the settings say, so auth = none stays on loopback"
 
 
 def test_nomad_job_runs_the_real_entry_points():
     job = (ROOT / "nomad" / "abaco.nomad.hcl").read_text()
     assert '"api.app:create_app()"' in job
     assert '"--worker-class", "gevent"' in job, "synchronous waits must not hold a thread each"
-    assert '"--worker-class", "gevent"' in (ROOT / "Dockerfile").read_text()
+    assert "--worker-class gevent" in (ROOT / "Dockerfile").read_text()
     assert '["-m", "scheduler"]' in job
     assert job.count('ABACO_AUTH        = "jwt"') == 2, "a cluster API never runs without auth"
     assert (ROOT / "scheduler" / "__main__.py").exists()

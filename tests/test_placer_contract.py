@@ -49,6 +49,7 @@ def rig(request: pytest.FixtureRequest, settings: Settings) -> Iterator[tuple[An
 
 
 def _ready(platform: Platform, scheduler: Scheduler, **fields: Any) -> dict[str, Any]:
+    fields.setdefault("defaultEnvironment", {"SLEEP": "0"})  # messages may set it
     actor = platform.create_actor(CALLER, {"image": platform.image, **fields})  # type: ignore[attr-defined]
     platform.store.update_actor("T", actor["id"], {"status": "READY"})
     return platform.store.get_actor("T", actor["id"])

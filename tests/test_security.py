@@ -188,7 +188,7 @@ def test_message_env_allow_setting_opens_named_patterns(jwt_settings: Settings):
 
 @pytest.mark.parametrize("body, field", [
     ({"image": "x", "maxWorkers": 1.5}, "maxWorkers"),
-    ({"image": "x", "maxRunTime": 2.0}, "maxRunTime"),
+    ({"image": "x", "maxRunTime": 2.5}, "maxRunTime"),
     ({"image": "x", "minWorkers": True}, "minWorkers"),
     ({"image": "x", "maxWorkers": "1.5"}, "maxWorkers"),
     ({"image": "x", "defaultEnvironment": {"A": "a\x00b"}}, "defaultEnvironment.A"),
@@ -284,3 +284,218 @@ def test_secrets_hide_in_every_formatting():
              "{}".format(secret), f"{secret:>20}"]  # noqa: UP032
     assert not any("hunter2" in text for text in shown), shown
     assert secret.reveal() == "hunter2" and secret == "hunter2"
+
+
+# -- 4, 5, 6. containers ---------------------------------------------------------------------
+def _confined_run(settings: Settings, actor: dict[str, Any], env: dict[str, str] | None = None,
+                  ) -> tuple[Any, str, dict[str, Any]]:
+    """Build the spec as a worker does and run it on the real engine; the result, the
+    logs and the container's HostConfig (with the user it ran as under ``User``)."""
+    import time
+
+    from jobs.run_record import build_spec
+    from jobs.runners.docker import DockerRunner
+    from jobs.tokens import TokenSigner
+
+    runner = DockerRunner(settings)
+    actor = {"tenant": "T", "owner": "alice", "revision": 1, "token": False, **actor}
+    execution = {"id": f"e{time.monotonic_ns()}", "msg": "m", "env": env or {}}
+    spec = build_spec(settings, TokenSigner(settings), actor, execution, "w1", {}, None, None)
+    handle = runner.start(spec)
+    chunks: list[bytes] = []
+    try:
+        attrs = runner.client.containers.get(handle).attrs
+        host_config = {**attrs["HostConfig"], "User": attrs["Config"]["User"]}
+        result = runner.wait(handle, chunks.append, time.time() + 60)
+    finally:
+        runner.stop(handle, remove=True)
+    return result, b"".join(chunks).decode(), host_config
+
+
+def test_a_plain_actor_runs_confined(settings: Settings, images: list[str]):
+    result, logs, host = _confined_run(settings, {"id": "a1", "image": "abaco-test-echo"})
+    assert result.exit_code == 0, logs
+    assert host["Memory"] == 512 * 1024**2 and host["NanoCpus"] == 10**9
+    assert host["CapDrop"] == ["ALL"] and "NET_RAW" not in host["CapAdd"]
+    assert "no-new-privileges" in host["SecurityOpt"] and not host.get("Binds")
+    assert host["PidsLimit"] == settings.pids_limit
+
+
+def test_actors_run_as_the_platform_user_unless_they_use_the_container_uid(
+        settings: Settings, images: list[str]):
+    result, _logs, plain = _confined_run(settings, {"id": "a1", "image": "abaco-test-echo"})
+    assert result.exit_code == 0 and plain["User"] == "65534:65534"
+    result, _logs, own = _confined_run(settings, {"id": "a1", "image": "abaco-test-echo",
+                                                  "use_container_uid": True})
+    assert result.exit_code == 0 and own["User"] == ""
+
+
+def test_no_memory_limit_means_the_default_cap(settings: Settings, images: list[str]):
+    capped = settings.replace(actor_mem_default="16m")
+    result, _logs, host = _confined_run(capped, {"id": "a1", "image": "abaco-test-memhog"},
+                                        env={"MB": "64"})
+    assert host["Memory"] == 16 * 1024**2
+    assert result.oom_killed is True
+
+
+def test_a_privileged_actor_gets_the_socket_of_the_runners_engine(settings: Settings,
+                                                                  images: list[str],
+                                                                  tmp_path: Any):
+    import os
+
+    from jobs.runners.docker import engine_socket
+
+    default = engine_socket(settings.replace(docker_host=""))
+    assert default is not None
+    elsewhere = tmp_path / "engine.sock"
+    os.symlink(default, elsewhere)  # the same engine under another name, as docker_host
+    moved = settings.replace(docker_host=f"unix://{elsewhere}")
+    _result, _logs, host = _confined_run(moved, {"id": "a1", "image": "abaco-test-echo",
+                                                 "privileged": True})
+    assert host["Binds"] == [f"{elsewhere}:/var/run/docker.sock:rw"]
+    assert host["GroupAdd"] == [str(os.stat(default).st_gid)]
+    assert not host.get("CapDrop")
+
+
+def test_mounts_apply_only_under_allowed_host_paths(jwt_settings: Settings, images: list[str],
+                                                    tmp_path: Any):
+    from api.app import create_app
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "hello.txt").write_text("from the host\n")
+    settings = jwt_settings.replace(mount_allow=str(shared))
+    client = create_app(settings).test_client()
+    admin = as_user("root", roles=("privileged",))
+    mount = {"hostPath": str(shared), "containerPath": "/data", "mode": "ro"}
+    for bad, named in (({**mount, "hostPath": "/etc"}, "mounts.hostPath"),
+                       ({**mount, "hostPath": f"{shared}/../x"}, "mounts.hostPath"),
+                       ({**mount, "mode": "rx"}, "mounts.mode"),
+                       ({"hostPath": str(shared)}, "mounts")):
+        message = _status(client.post("/actors", json={"image": "abaco-test-echo",
+                                                       "mounts": [bad]}, headers=admin),
+                          400)["message"]
+        assert message.startswith(named), message
+    actor = _status(client.post("/actors", json={"image": "abaco-test-echo", "mounts": [mount],
+                                                 "privileged": True}, headers=admin),
+                    200)["result"]
+    assert actor["mounts"] == [{"hostPath": str(shared), "containerPath": "/data",
+                                "mode": "ro"}]
+    stored = _platform(client).store.get_actor("DEV", actor["id"])
+    result, _logs, host = _confined_run(settings, {**stored, "token": False})
+    assert result.exit_code == 0
+    assert host["Binds"][0] == f"{shared}:/data:ro"
+    from jobs.runners.base import StartFailed
+    with pytest.raises(StartFailed, match="no longer allowed"):
+        _confined_run(settings.replace(mount_allow=""), stored)
+
+
+# -- 3. slot hogging -------------------------------------------------------------------------
+def test_warm_workers_of_one_actor_never_starve_another_actors_message(settings: Settings):
+    """A privileged user's actor asks for 1000 warm workers and fills the host; another
+    user's message must still run: warm workers beyond a fair share are reclaimed."""
+    from jobs.placers.memory import MemoryPlacer
+    from jobs.runners.fake import FakeRunner
+    from scheduler.loop import Scheduler
+    from tests.harness import Harness, fast_settings
+    from tests.waits import wait_until
+
+    fast = fast_settings(settings).replace(max_workers_per_host=4)
+    platform = Platform.from_settings(fast)
+    platform.logs.ensure_bucket()
+    runner = FakeRunner()
+    placer = MemoryPlacer(fast, platform.store, runner, platform.logs, platform.secrets)
+    scheduler = Scheduler(fast, platform.store, runner, placer, platform.logs)
+    harness = Harness(platform, runner, scheduler)
+    try:
+        hog = harness.actor(min_workers=1000)
+        wait_until(lambda: scheduler.tick() or placer.capacity() == 0, 20, "the hog fills up")
+        victim = harness.actor()
+        eid = harness.send(victim["id"])
+        wait_until(lambda: scheduler.tick() or harness.execution(victim["id"], eid)[
+            "status"] == "COMPLETE", 30, "the victim's message runs")
+        assert len(platform.store.workers("T", hog["id"])) >= 1
+    finally:
+        runner.lose_everything()
+        scheduler.stopping.set()
+        placer.drain(2)
+        scheduler.close()
+
+
+def test_plain_users_keep_at_most_the_settings_warm_workers(client: FlaskClient):
+    message = _status(client.post("/actors", json={"image": "x", "minWorkers": 1000},
+                                  headers=as_user("bob")), 403)["message"]
+    assert message.startswith("minWorkers")
+    _status(client.post("/actors", json={"image": "x", "minWorkers": 1}, headers=as_user("bob")),
+            200)
+
+
+def test_a_user_may_own_only_the_settings_number_of_actors(jwt_settings: Settings):
+    from api.app import create_app
+    client = create_app(jwt_settings.replace(user_max_actors=2)).test_client()
+    for _ in range(2):
+        _actor(client, "quota-user")
+    message = _status(client.post("/actors", json={"image": "x"},
+                                  headers=as_user("quota-user")), 403)["message"]
+    assert "user_max_actors" in message
+
+
+def test_per_user_worker_quota_caps_the_workers_started(settings: Settings):
+    from jobs.placers.memory import MemoryPlacer
+    from jobs.runners.fake import FakeRun, FakeRunner
+    from scheduler.loop import Scheduler
+    from tests.harness import Harness, fast_settings
+    from tests.waits import wait_until
+
+    fast = fast_settings(settings).replace(max_workers_per_host=8, user_max_workers=2)
+    platform = Platform.from_settings(fast)
+    platform.logs.ensure_bucket()
+    runner = FakeRunner(lambda spec: FakeRun(duration_s=3.0))
+    placer = MemoryPlacer(fast, platform.store, runner, platform.logs, platform.secrets)
+    scheduler = Scheduler(fast, platform.store, runner, placer, platform.logs)
+    harness = Harness(platform, runner, scheduler)
+    try:
+        actors = [harness.actor() for _ in range(3)]
+        for actor in actors:
+            for _ in range(2):
+                harness.send(actor["id"])
+        held = lambda: sum(len(platform.store.workers("T", a["id"])) for a in actors)  # noqa: E731
+        wait_until(lambda: scheduler.tick() or held() >= 2, 20, "workers start")
+        for _ in range(3):
+            scheduler.tick()
+            assert held() <= 2
+    finally:
+        runner.lose_everything()
+        scheduler.stopping.set()
+        placer.drain(2)
+        scheduler.close()
+
+
+# -- 6. the workers' Vault token -------------------------------------------------------------
+def test_workers_get_a_read_only_vault_token_of_their_own(settings: Settings):
+    import hvac
+    import hvac.exceptions
+
+    from jobs.errors import BackendMisconfigured
+    from jobs.secrets import SecretStore
+
+    root = settings.vault_token.reveal()
+    assert settings.worker_vault_token, "abaco up makes the workers' token"
+    workers = settings.for_workers()
+    env = workers.as_env()
+    assert env["ABACO_VAULT_TOKEN"] == settings.worker_vault_token.reveal() != root
+    assert root not in env.values()
+    SecretStore(settings).put("T", "sec-actor", {"KEY": "value"})
+    as_worker = SecretStore(workers)
+    assert as_worker.get("T", "sec-actor") == {"KEY": "value"}
+    assert as_worker.renew_own_token()
+    with pytest.raises(BackendMisconfigured):
+        as_worker.put("T", "sec-actor", {"KEY": "changed"})
+    with pytest.raises(BackendMisconfigured):
+        as_worker.delete("T", "sec-actor")
+    client = hvac.Client(url=settings.vault_addr, token=workers.vault_token.reveal())
+    with pytest.raises(hvac.exceptions.Forbidden):
+        client.sys.list_mounted_secrets_engines()
+    with pytest.raises(hvac.exceptions.Forbidden):
+        client.auth.token.create(policies=["root"])
+    assert SecretStore(settings).get("T", "sec-actor") == {"KEY": "value"}

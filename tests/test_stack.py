@@ -51,7 +51,7 @@ def _own(tmp_path: Path, services: Settings, **changes: object) -> Settings:
                          redis_url=f"redis://127.0.0.1:{TEST_PORTS['redis'] + 1}/0",
                          vault_addr=f"http://127.0.0.1:{TEST_PORTS['vault'] + 10}",
                          api_port=TEST_PORTS["api"] + 10, s3_endpoint=services.s3_endpoint,
-                         **changes)
+                         s3_secret_key=services.s3_secret_key, **changes)
 
 
 def _restart(component: stack.Component, settings: Settings) -> None:

@@ -23,7 +23,9 @@ CONCURRENT = 200
 def test_two_hundred_synchronous_messages_leave_the_api_answering(api_stack: Settings):
     api = api_stack.api_url
     actor = requests.post(f"{api}/actors", json={"image": "abaco-test-sleep",
-                                                 "name": "sync-load"}, timeout=10)
+                                                 "name": "sync-load",
+                                                 "defaultEnvironment": {"SLEEP": "0"}},
+                          timeout=10)
     assert actor.status_code == 200, actor.text
     actor_id = actor.json()["result"]["id"]
     wait_until(lambda: requests.get(f"{api}/actors/{actor_id}", timeout=10).json()[
