@@ -161,6 +161,10 @@ class Settings:
         if self.redis_max_connections < self.api_worker_connections:
             raise SettingsError("setting redis_max_connections must be at least "
                                 "api_worker_connections: every waiting request may hold one")
+        for name in ("max_min_workers", "user_max_actors", "user_max_workers",
+                     "tenant_max_workers"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"setting {name} must be 0 (no limit) or more")
         for name in ("actor_mem_default", "actor_mem_max"):
             if not re.fullmatch(r"^[1-9]\d*[bkmg]?$", getattr(self, name).lower()):
                 raise SettingsError(f"setting {name} must be a size like '512m'")

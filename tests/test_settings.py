@@ -48,3 +48,13 @@ def test_secrets_are_masked_in_reprs_but_passed_to_children():
     assert isinstance(settings.redis_password, Secret)
     assert settings.as_env()["ABACO_REDIS_PASSWORD"] == "hunter2"
     assert load_settings(env=settings.as_env()) == settings
+
+
+@pytest.mark.parametrize("name, value", [
+    ("user_max_workers", -1), ("actor_mem_max", "lots"), ("actor_mem_default", "0"),
+    ("message_env_allow", "("), ("actor_user", "root"), ("mount_allow", "relative/path"),
+    ("actor_cpus_max", 0),
+])
+def test_security_settings_are_checked_at_start(name: str, value: object):
+    with pytest.raises(SettingsError, match=name):
+        load_settings(env={}, **{name: value})
