@@ -31,9 +31,12 @@ def recase(value: Any, camel: bool) -> Any:
 
 
 def envelope(result: Any, message: str = "", status: str = "success",
-             code: int = 200) -> Response:
+             code: int = 200, user_keys: bool = False) -> Response:
+    """``user_keys``: the result is a dict keyed by user data (permissions keyed by user
+    name), never renamed."""
     camel = current_app.config["ABACO_SETTINGS"].case == "camel"
-    body = {"status": status, "message": message, "result": recase(result, camel),
+    body = {"status": status, "message": message,
+            "result": result if user_keys else recase(result, camel),
             "version": VERSION}
     response = jsonify(body)
     response.status_code = code

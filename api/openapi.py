@@ -6,14 +6,22 @@ import re
 from typing import Any
 
 from api.envelope import VERSION
-from jobs.models import IGNORED_INPUT, IMAGE_REF, MAX_INT, to_camel
+from jobs.models import (
+    IGNORED_INPUT,
+    MAX_CPUS_MIN,
+    MAX_INT,
+    MAX_SECONDS,
+    image_pattern,
+    to_camel,
+)
 from jobs.settings import Settings
+from jobs.sharing_ops import RESERVED_ALIASES
 
 # What the server accepts, stated so schema-driven clients never send what it refuses.
-_ID_SCHEMA = {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}$", "minLength": 1,
-              "maxLength": 128}
-_ALIAS_SCHEMA = {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$", "minLength": 1,
-                 "maxLength": 64}
+_ID_SCHEMA = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+              "minLength": 1, "maxLength": 128}
+_ALIAS_SCHEMA = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+                 "minLength": 1, "maxLength": 64}
 _USER_SCHEMA = {"type": "string", "pattern": "^[A-Za-z0-9_.@+-]{1,128}$", "minLength": 1,
                 "maxLength": 128}
 _LEVEL = {"type": "string", "enum": ["NONE", "READ", "EXECUTE", "UPDATE"]}
@@ -40,7 +48,9 @@ _NONCE = {"type": "object", "additionalProperties": False, "properties": {
     "maxUses": {"type": "integer", "minimum": -1, "not": {"enum": [0]}},
     "description": {"type": "string", "maxLength": 4096, "pattern": "^[^\\x00]*$"}}}
 _ALIAS = {"type": "object", "required": ["alias", "actorId"], "additionalProperties": False,
-          "properties": {"alias": _ALIAS_SCHEMA, "actorId": _ID_SCHEMA}}
+          "properties": {"alias": {**_ALIAS_SCHEMA,
+                                   "not": {"enum": sorted(RESERVED_ALIASES)}},
+                         "actorId": _ID_SCHEMA}}
 _ERRORS = {str(code): {"$ref": "#/components/responses/Error"}
            for code in (400, 401, 403, 404, 405, 409, 413, 503)}
 
@@ -60,6 +70,11 @@ def _op(summary: str, params: list[dict[str, Any]] | None = None,
 
 
 _INT = {"type": "integer", "minimum": 0, "maximum": MAX_INT}
+_SCHEDULE = ("^(now|[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8]) ([01][0-9]|2[0-3])) "
+             "\\+ [1-9][0-9]{0,3} (hour|day|week|month)s?$")
+# Sizes Docker takes: at least 6 MiB.
+_MEMORY = ("^([1-9][0-9]{7,19}[bB]?|[1-9][0-9]{4,16}[kK]|([6-9]|[1-9][0-9]{1,12})[mM]"
+           "|[1-9][0-9]{0,9}[gG])$")
 _LINES = {"type": "string", "pattern": "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f]*$"}
 
 
@@ -91,24 +106,33 @@ def _mount_schema(settings: Settings) -> dict[str, Any]:
 def _actor_input(settings: Settings) -> dict[str, Any]:
     properties: dict[str, Any] = {to_camel(name): {} for name in sorted(IGNORED_INPUT)}
     properties.update({
-        "image": {"type": "string", "pattern": f"^{IMAGE_REF.pattern}$"},
+        "image": {"type": "string", "maxLength": 512,
+                  "pattern": f"^{image_pattern(settings.registries)}$"},
         "name": _nullable(_text(256)), "description": _text(4096, lines=True),
         "stateless": {"type": "boolean", "default": True}, "privileged": {"type": "boolean"},
         "defaultEnvironment": {
             "type": "object", "maxProperties": 256,
             "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]{0,255}$"},
-            "additionalProperties": {"type": "string", "maxLength": 131072,
-                                     "pattern": "^[^\\x00]*$"}},
-        "useContainerUid": {"type": "boolean"}, "maxWorkers": _nullable(_INT),
-        "minWorkers": _INT,
-        "memLimit": _nullable({"type": "string", "pattern": "^[0-9]{1,20}[bkmgBKMG]?$",
-                               "example": "512m"}),
-        "maxCpus": _nullable({**_INT, "description": "nano-cpus"}),
-        "maxRunTime": _nullable({**_INT, "minimum": 1, "description": "seconds"}),
+            "additionalProperties": {**_text(4096, lines=True),
+                                     "description": "at most 65536 bytes each, 262144 in all"}},
+        "useContainerUid": {"type": "boolean"},
+        "maxWorkers": _nullable({**_INT, "maximum": 10_000}),
+        "minWorkers": {**_INT, "maximum": 10_000},
+        "memLimit": _nullable({"type": "string", "pattern": _MEMORY, "example": "512m",
+                               "description": "at least 6m"}),
+        "maxCpus": _nullable({**_INT, "minimum": MAX_CPUS_MIN,
+                              "description": "nano-cpus (10^9 is one CPU)"}),
+        "maxRunTime": _nullable({**_INT, "minimum": 1, "maximum": MAX_SECONDS,
+                                 "description": "seconds"}),
         "hints": {"type": "array", "maxItems": 64, "items": _text(256)},
         "link": _text(256), "webhook": _text(2048), "token": {"type": "boolean"},
-        "logEx": _nullable({**_INT, "minimum": 1, "description": "seconds"}),
-        "cronSchedule": _nullable(_text(256)), "cronOn": {"type": "boolean"},
+        "logEx": _nullable({**_INT, "minimum": 1, "maximum": MAX_SECONDS,
+                            "description": "seconds"}),
+        "cronSchedule": _nullable({"type": "string", "pattern": _SCHEDULE,
+                                   "description": "Abaco's 'YYYY-MM-DD HH + N unit' (or "
+                                                  "'now + N unit'); a five-field cron "
+                                                  "expression is also taken"}),
+        "cronOn": {"type": "boolean"},
         "mounts": _mount_schema(settings),
         "force": {"type": "boolean", "description": "PUT only: new revision without new image"},
     })

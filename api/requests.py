@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from flask import current_app, g, request
@@ -39,11 +40,19 @@ def json_body(allow_constants: bool = False) -> Any:
         return None
     try:
         return json.loads(raw) if allow_constants else json.loads(
-            raw, parse_constant=_no_constant)
+            raw, parse_constant=_no_constant, parse_float=_finite)
     except RecursionError:
         raise ValidationError("body", "JSON nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValidationError("body", f"malformed JSON: {exc}") from None
+
+
+def _finite(text: str) -> float:
+    """``1e400`` parses as infinity, which no JSON reply can carry: refused."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} is too large for a JSON number")
+    return value
 
 
 def _no_constant(name: str) -> Any:

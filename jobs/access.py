@@ -20,7 +20,8 @@ from jobs.store import Store
 # What operations do, as far as an execution token is concerned.
 ACTIONS = {"read": "read", "state": "read or set the state of",
            "executions": "list the executions of", "execution": "read an execution of",
-           "message": "send messages to", "manage": "change, share or delete"}
+           "message": "send messages to", "manage": "change, share or delete",
+           "workers": "see the workers of"}
 OWN_ACTIONS = frozenset({"read", "state", "executions", "execution", "message"})
 ELSEWHERE_ACTIONS = frozenset({"message", "execution"})  # execution: those it sent
 
@@ -92,9 +93,10 @@ class AccessControl:
                                    f"is required for {caller.user}")
 
     def _allowed(self, caller: Caller, owner: str, target: str, needed: str) -> bool:
-        if caller.nonce is not None:
+        if caller.nonce is not None:  # within its target and level, while its creator
             return caller.nonce.target == target and \
-                LEVELS[caller.nonce.level] >= LEVELS[needed]
+                LEVELS[caller.nonce.level] >= LEVELS[needed] and \
+                self._level(caller.tenant, caller.user, owner, target) >= LEVELS[needed]
         if caller.is_admin:
             return True
         level = self._level(caller.tenant, caller.user, owner, target)

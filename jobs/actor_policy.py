@@ -8,12 +8,19 @@ from typing import Any
 
 from jobs.auth import Caller
 from jobs.errors import PermissionDenied, ValidationError
-from jobs.models import mem_bytes
+from jobs.models import image_registry, mem_bytes
 from jobs.settings import Settings
 
 # Fields only admins and privileged users may set (to a non-default value).
 PRIVILEGED_FIELDS: dict[str, Any] = {"privileged": False, "mounts": [], "max_workers": None,
                                      "use_container_uid": False}
+
+
+def elevated(actor: dict[str, Any]) -> bool:
+    """An actor set up with privileged fields: whoever updates it chooses the code that
+    runs with them, so only its owner or a privileged user may."""
+    return any(actor.get(name) not in (None, default)
+               for name, default in PRIVILEGED_FIELDS.items() if name != "max_workers")
 
 
 def check_actor_fields(settings: Settings, caller: Caller, fields: dict[str, Any],
@@ -23,6 +30,17 @@ def check_actor_fields(settings: Settings, caller: Caller, fields: dict[str, Any
         _privileged_fields(fields, before or PRIVILEGED_FIELDS)
         _ceilings(settings, fields, before or {})
     _mounts(settings, fields.get("mounts") or [])
+    _registry(settings, fields["image"])
+
+
+def _registry(settings: Settings, image: str) -> None:
+    """The engine pulls from the registry an image names: only those settings allow, so
+    a user cannot make it connect anywhere."""
+    registry = image_registry(image)
+    if registry is not None and registry not in settings.registries:
+        allowed = ", ".join(settings.registries) or "none"
+        raise ValidationError("image", f"registry {registry} is not one the image_registries "
+                                       f"setting allows ({allowed})")
 
 
 def _privileged_fields(fields: dict[str, Any], before: dict[str, Any]) -> None:
@@ -53,10 +71,11 @@ def _ceilings(settings: Settings, fields: dict[str, Any], before: dict[str, Any]
 def _mounts(settings: Settings, mounts: list[dict[str, str]]) -> None:
     for mount in mounts:
         host = mount["host_path"]
-        if not settings.mount_allowed(host):
+        if settings.mount_source(host) is None:
             named = ", ".join(settings.mount_prefixes) or "none"
             raise ValidationError("mounts.hostPath", f"{host!r} is not under a host path the "
-                                                     f"mount_allow setting names ({named})")
+                                                     f"mount_allow setting names ({named}), "
+                                                     "links resolved")
 
 
 def check_actor_quota(settings: Settings, caller: Caller, owned: int) -> None:

@@ -8,7 +8,7 @@ import secrets
 from jobs.errors import ValidationError
 
 _ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"
-_SAFE = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 
 
 def new_id(length: int = 13) -> str:

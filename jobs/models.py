@@ -7,10 +7,14 @@ in camelCase, since that is what Abaco clients send.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
+from jobs.cron import parse_schedule
 from jobs.errors import ValidationError
 from jobs.status import FINAL_EXECUTION
 
@@ -18,10 +22,37 @@ FINAL_EXECUTION_STATUSES = tuple(sorted(str(s) for s in FINAL_EXECUTION))
 
 MAX_INT = 2**53  # what JSON clients and Redis counters handle exactly
 MAX_ENV_VARS = 256
-MAX_ENV_VALUE = 128 * 1024
-IMAGE_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,511}")
+MAX_ENV_VALUE = 64 * 1024          # one variable: Linux takes at most 128 KiB per string
+MAX_ENV_TOTAL = 256 * 1024         # all of them: they share the 2 MiB argument space
+# Docker's reference grammar: [registry[:port]/]path[:tag][@sha256:digest], path lowercase.
+# A first component with a dot or a colon names a registry (Docker's rule).
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_FIRST = r"[a-z0-9]+(?:(?:_|__|-+)[a-z0-9]+)*"
+_REGISTRY = r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*(?::[0-9]{1,5})?"
+_TAIL = r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?"
+
+
+def image_pattern(registries: tuple[str, ...] | None = None) -> str:
+    """Image references, naming only ``registries`` (None: any registry)."""
+    host = _REGISTRY if registries is None else "|".join(re.escape(r) for r in registries)
+    path = rf"(?:{_FIRST}(?:/{_COMPONENT})+|{_COMPONENT})"
+    registry = rf"(?:(?:{host})/{_COMPONENT}(?:/{_COMPONENT})*)" if host else ""
+    return rf"(?:{registry}|{path}){_TAIL}" if registry else rf"{path}{_TAIL}"
+
+
+def image_registry(image: str) -> str | None:
+    """The registry an image reference names, if any (Docker's rule)."""
+    first, slash, _rest = image.partition("/")
+    return first if slash and ("." in first or ":" in first or first == "localhost") else None
+
+
+IMAGE_REF = re.compile(image_pattern())
+MAX_MEMORY_MIN = 6 * 1024 * 1024    # Docker refuses less
+MAX_CPUS_MIN = 10_000_000           # 0.01 CPU, Docker's least
+MAX_SECONDS = 366 * 24 * 3600       # a run-time or expiry beyond a year is a mistake
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,255}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _CONTROL_IN_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])([A-Z])")
 _MEM_LIMIT = re.compile(r"^\d+[bkmgBKMG]?$")
@@ -72,6 +103,8 @@ def _as_str(name: str, value: Any, max_len: int = 4096, lines: bool = False) -> 
         raise ValidationError(to_camel(name), f"must be a string, got {type(value).__name__}")
     if len(value) > max_len:
         raise ValidationError(to_camel(name), f"must be at most {max_len} characters")
+    if not value.isascii() and _SURROGATE.search(value):
+        raise ValidationError(to_camel(name), "must be valid Unicode (a lone surrogate)")
     bad = _CONTROL_IN_LINES if lines else _CONTROL
     found = bad.search(value)
     if found:
@@ -106,14 +139,25 @@ def _as_env(name: str, value: Any) -> dict[str, str]:
         if not isinstance(key, str) or not ENV_NAME.fullmatch(key):
             raise ValidationError(field, f"{str(key)[:64]!r} is not a valid variable name "
                                          "(letters, digits, _; at most 256)")
-        if isinstance(item, dict | list):
-            raise ValidationError(field, f"value of {key} must be a string")
-        text = "" if item is None else str(item)
-        if len(text) > MAX_ENV_VALUE:
-            raise ValidationError(field, f"value of {key} must be at most {MAX_ENV_VALUE} "
-                                         "characters")
-        env[key] = no_nul(f"{field}.{key}", text)
+        text = _env_value(f"{field}.{key}", item)
+        if len(text.encode("utf-8", "replace")) > MAX_ENV_VALUE:
+            raise ValidationError(f"{field}.{key}", f"must be at most {MAX_ENV_VALUE} bytes")
+        env[key] = _as_str(f"{name}.{key}", text, MAX_ENV_VALUE, lines=True)
+    if sum(len(k) + len(v.encode("utf-8", "replace")) + 2 for k, v in env.items()) \
+            > MAX_ENV_TOTAL:
+        raise ValidationError(field, f"must total at most {MAX_ENV_TOTAL} bytes")
     return env
+
+
+def _env_value(field: str, item: Any) -> str:
+    """A string, or a number or boolean written as one; None is empty."""
+    if item is None:
+        return ""
+    if isinstance(item, float) and not math.isfinite(item):
+        raise ValidationError(field, "must be a finite number or a string")
+    if not isinstance(item, str | int | float | bool):
+        raise ValidationError(field, "must be a string")
+    return no_nul(field, item if isinstance(item, str) else json.dumps(item))
 
 
 def _as_str_list(name: str, value: Any) -> list[str]:
@@ -130,6 +174,8 @@ def _as_mem_limit(name: str, value: Any) -> str:
     text = _as_str(name, value, 32)
     if not _MEM_LIMIT.fullmatch(text):
         raise ValidationError(to_camel(name), f"{text!r} is not a size like '512m'")
+    if (mem_bytes(text) or 0) < MAX_MEMORY_MIN:
+        raise ValidationError(to_camel(name), f"{text!r} is below Docker's least, 6m")
     return text.lower()
 
 
@@ -148,11 +194,18 @@ def _as_mounts(name: str, value: Any) -> list[dict[str, str]]:
         mode = fields.get("mode", fields.get("format", "ro"))
         if mode not in ("ro", "rw"):
             raise ValidationError(f"{to_camel(name)}.mode", f"{mode!r} is not ro or rw")
+        inside = _mount_path(name, "containerPath", fields["container_path"])
+        if inside == "/" or inside.split("/")[1] in _SYSTEM_DIRS or inside.startswith("/_abaco"):
+            raise ValidationError(f"{to_camel(name)}.containerPath",
+                                  f"{inside!r} would hide part of the system or the platform's "
+                                  "files")
         mounts.append({"host_path": _mount_path(name, "hostPath", fields["host_path"]),
-                       "container_path": _mount_path(name, "containerPath",
-                                                     fields["container_path"]),
-                       "mode": mode})
+                       "container_path": inside, "mode": mode})
     return mounts
+
+
+_SYSTEM_DIRS = frozenset({"bin", "sbin", "lib", "lib32", "lib64", "libx32", "usr", "etc",
+                          "proc", "sys", "dev", "run", "boot", "var"})
 
 
 def _mount_path(name: str, part: str, value: Any) -> str:
@@ -162,6 +215,12 @@ def _mount_path(name: str, part: str, value: Any) -> str:
         raise ValidationError(f"{to_camel(name)}.{part}",
                               f"{path!r} must be an absolute path without ':', ',' or dots")
     return path.rstrip("/") or "/"
+
+
+def _as_schedule(name: str, value: Any) -> str:
+    text = _as_str(name, value, 256).strip()
+    parse_schedule(text, datetime.now(UTC))  # a 400 naming what is wrong
+    return text
 
 
 def _optional(convert: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
@@ -180,17 +239,17 @@ ACTOR_INPUT: dict[str, tuple[Callable[[str, Any], Any], Any]] = {
     "privileged": (as_bool, False),
     "default_environment": (_as_env, {}),
     "use_container_uid": (as_bool, False),
-    "max_workers": (_optional(as_int), None),
-    "min_workers": (lambda n, v: as_int(n, v), 0),
+    "max_workers": (_optional(lambda n, v: as_int(n, v, 0, 10_000)), None),
+    "min_workers": (lambda n, v: as_int(n, v, 0, 10_000), 0),
     "mem_limit": (_optional(_as_mem_limit), None),
-    "max_cpus": (_optional(as_int), None),
-    "max_run_time": (_optional(lambda n, v: as_int(n, v, 1)), None),
+    "max_cpus": (_optional(lambda n, v: as_int(n, v, MAX_CPUS_MIN)), None),
+    "max_run_time": (_optional(lambda n, v: as_int(n, v, 1, MAX_SECONDS)), None),
     "hints": (_as_str_list, []),
     "link": (lambda n, v: _as_str(n, v, 256) if v else "", ""),
     "webhook": (lambda n, v: _as_str(n, v, 2048) if v else "", ""),
     "token": (as_bool, True),
-    "log_ex": (_optional(lambda n, v: as_int(n, v, 1)), None),
-    "cron_schedule": (_optional(lambda n, v: _as_str(n, v, 256)), None),
+    "log_ex": (_optional(lambda n, v: as_int(n, v, 1, MAX_SECONDS)), None),
+    "cron_schedule": (_optional(lambda n, v: _as_schedule(n, v)), None),
     "cron_on": (as_bool, False),
     "mounts": (_as_mounts, []),
 }

@@ -141,8 +141,9 @@ def _mounts(settings: Settings, mounts: list[dict[str, str]]) -> tuple[Mount, ..
     chosen = []
     for mount in mounts:
         host = mount["host_path"]
-        if not settings.mount_allowed(host):
+        source = settings.mount_source(host)  # resolved now: a link changed since is caught
+        if source is None:
             raise StartFailed(f"mount of {host} is no longer allowed by the mount_allow "
-                              "setting", transient=False)
-        chosen.append(Mount(host, mount["container_path"], mount.get("mode", "ro") != "rw"))
+                              "setting (links resolved)", transient=False)
+        chosen.append(Mount(source, mount["container_path"], mount.get("mode", "ro") != "rw"))
     return tuple(chosen)

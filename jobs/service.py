@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jobs.actor_policy import check_actor_fields, check_actor_quota
+from jobs.actor_policy import check_actor_fields, check_actor_quota, elevated
 from jobs.auth import Authenticator, Caller
 from jobs.errors import (
     Conflict,
@@ -19,6 +19,7 @@ from jobs.errors import (
     PermissionDenied,
     Timeout,
     Unauthenticated,
+    ValidationError,
 )
 from jobs.ids import check_id, new_id
 from jobs.logstore import LogStore
@@ -30,6 +31,7 @@ from jobs.models import (
     execution_summary,
     validate_actor_input,
 )
+from jobs.run_record import format_value
 from jobs.secrets import SecretStore
 from jobs.settings import Settings
 from jobs.sharing import SharingStore
@@ -38,6 +40,9 @@ from jobs.status import ACCEPTS_MESSAGES, ActorStatus, ExecutionStatus, WorkerSt
 from jobs.store import Store
 from jobs.timeutil import now_iso
 from jobs.tokens import TokenSigner, redact_tokens
+
+# What one environment variable may hold on Linux (MAX_ARG_STRLEN), less "MSG=" and NUL.
+MAX_MSG_BYTES = 128 * 1024 - 5
 
 # Query parameters with a meaning of their own; never passed to the actor.
 RESERVED_PARAMS = frozenset({"x-nonce", "_abaco_synchronous"})
@@ -130,10 +135,11 @@ class Platform(SharingOps):
     def update_actor(self, caller: Caller, actor_id: str, body: dict[str, Any]) -> dict[str, Any]:
         actor = self._actor(caller, actor_id, "UPDATE", "manage")
         actor_id = actor["id"]
-        if actor.get("privileged") and not caller.is_privileged and (
-                caller.user != actor["owner"] or caller.nonce):
+        if elevated(actor) and not caller.is_privileged and (
+                caller.user != actor["owner"] or caller.narrowed):
             raise PermissionDenied("privileged: only its owner or a privileged user may "
-                                   "update a privileged actor")
+                                   "update an actor that is privileged, mounts host paths "
+                                   "or runs as its image's user")
         existing = {**actor, "default_environment": self._env_values(actor)}
         fields = validate_actor_input(body, existing)
         check_actor_fields(self.settings, caller, fields, actor)
@@ -163,6 +169,9 @@ class Platform(SharingOps):
         if actor.get("env_names"):
             self.secrets.delete(caller.tenant, actor_id)
         self.sharing.drop_target(caller.tenant, f"actor:{actor_id}")
+        for alias in self.sharing.list_aliases(caller.tenant):
+            if alias["actor_id"] == actor_id:  # an alias of nothing could be re-pointed
+                self.sharing.delete_alias(caller.tenant, alias["alias"])
         self.store.delete_actor(caller.tenant, actor_id)
         self.store.wake_scheduler(caller.tenant, actor_id, "actor deleted")
 
@@ -176,6 +185,8 @@ class Platform(SharingOps):
             raise Conflict(f"actor {actor_id} is {actor['status']}; it takes no messages")
         env = check_message_env(message.env, actor.get("env_names") or [],
                                 self.message_env_allow)
+        if message.binary is None:
+            self._fits_in_msg(message.body)
         execution = {
             "id": new_id(), "actor_id": actor_id, "tenant": caller.tenant,
             "executor": caller.user, "worker_id": None,
@@ -189,6 +200,15 @@ class Platform(SharingOps):
         }
         self.store.post_message(execution, message.binary)
         return {"execution_id": execution["id"], "msg": message.body}
+
+    def _fits_in_msg(self, body: Any) -> None:
+        """A message reaches the container as ``$MSG``; Linux takes at most 128 KiB for
+        one variable, so a larger one could never start."""
+        size = len(format_value(body, self.settings.json_env_format).encode("utf-8", "replace"))
+        if size > MAX_MSG_BYTES:
+            raise ValidationError("message", f"is {size} bytes; at most {MAX_MSG_BYTES} fit in "
+                                             "$MSG: send larger data as "
+                                             "application/octet-stream")
 
     def queued_count(self, caller: Caller, actor_id: str) -> int:
         actor_id = self._actor(caller, actor_id, "READ")["id"]
@@ -284,11 +304,11 @@ class Platform(SharingOps):
 
     # -- workers ------------------------------------------------------------------
     def list_workers(self, caller: Caller, actor_id: str) -> list[dict[str, Any]]:
-        actor_id = self._actor(caller, actor_id, "READ")["id"]
+        actor_id = self._actor(caller, actor_id, "READ", "workers")["id"]
         return self.store.workers(caller.tenant, actor_id)
 
     def get_worker(self, caller: Caller, actor_id: str, worker_id: str) -> dict[str, Any]:
-        actor_id = self._actor(caller, actor_id, "READ")["id"]
+        actor_id = self._actor(caller, actor_id, "READ", "workers")["id"]
         check_id(worker_id, "worker_id")
         return self.store.get_worker(caller.tenant, actor_id, worker_id)
 

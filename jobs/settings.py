@@ -120,6 +120,7 @@ class Settings:
     actor_cpus_default: float = 1.0
     actor_cpus_max: float = 2.0
     mount_allow: str = ""
+    image_registries: str = "docker.io"
     max_min_workers: int = 1
     user_max_actors: int = 1000
     user_max_workers: int = 0
@@ -190,9 +191,20 @@ class Settings:
         return tuple(p.strip().rstrip("/") or "/" for p in self.mount_allow.split(",")
                      if p.strip())
 
-    def mount_allowed(self, host_path: str) -> bool:
-        return any(host_path == p or host_path.startswith(p.rstrip("/") + "/")
-                   for p in self.mount_prefixes)
+    @property
+    def registries(self) -> tuple[str, ...]:
+        """Registries actor images may name (``image_registries``, comma-separated)."""
+        return tuple(r.strip() for r in self.image_registries.split(",") if r.strip())
+
+    def mount_source(self, host_path: str) -> str | None:
+        """The real host path to mount (symbolic links resolved, now), when it lies under
+        a path ``mount_allow`` names; None otherwise."""
+        real = os.path.realpath(host_path)
+        for prefix in self.mount_prefixes:
+            allowed = os.path.realpath(prefix).rstrip("/") or "/"
+            if real == allowed or real.startswith(allowed.rstrip("/") + "/"):
+                return real
+        return None
 
     @property
     def api_url(self) -> str:

@@ -10,7 +10,7 @@ from jobs.access import AccessControl
 from jobs.auth import Caller, NonceGrant
 from jobs.errors import Conflict, NotFound, PermissionDenied, Unauthenticated, ValidationError
 from jobs.ids import check_id, new_id
-from jobs.models import as_int
+from jobs.models import as_int, to_snake
 from jobs.settings import Settings
 from jobs.sharing import LEVELS, new_nonce
 from jobs.timeutil import now_iso
@@ -18,7 +18,7 @@ from jobs.timeutil import now_iso
 RESERVED_ALIASES = frozenset({"aliases", "admin", "search", "utilization", "v2", "workers",
                               "messages", "executions", "nonces", "permissions", "state",
                               "logs", "results", "openapi.json", "metrics"})
-ALIAS_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+ALIAS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 USER_NAME = re.compile(r"^[A-Za-z0-9_.@+\-]{1,128}$")
 
 
@@ -53,6 +53,7 @@ class SharingOps(AccessControl):
     def set_permission(self, caller: Caller, ref: str, body: dict[str, Any],
                        alias_only: bool = False) -> dict[str, str]:
         target, owner = self._target(caller, ref, "UPDATE", alias_only)
+        _only_fields(body, {"user", "level"})
         user, level = body.get("user"), str(body.get("level", "")).upper()
         if not isinstance(user, str) or not user.strip():
             raise ValidationError("user", "is required")
@@ -72,6 +73,7 @@ class SharingOps(AccessControl):
             raise PermissionDenied("limited users, nonces and execution tokens cannot create "
                                    "nonces")
         target, _owner = self._target(caller, ref, "UPDATE", alias_only)
+        _only_fields(body, {"level", "max_uses", "description"})
         level = str(body.get("level", "EXECUTE")).upper()
         if level not in ("READ", "EXECUTE", "UPDATE"):
             raise ValidationError("level", "must be READ, EXECUTE or UPDATE")
@@ -114,7 +116,8 @@ class SharingOps(AccessControl):
         return nonce
 
     def redeem_nonce(self, nonce_id: str) -> Caller:
-        """Count one use atomically and act as the nonce's owner, within its target and level."""
+        """Count one use atomically and act as the nonce's owner, within its target and level,
+    with the grants the owner holds now and no role."""
         tenant = nonce_id.rpartition("_")[0]  # ids never contain "_"; tenants may
         check_id(nonce_id, "x-nonce")
         outcome = self.sharing.redeem(tenant, nonce_id) if tenant else 0
@@ -123,8 +126,8 @@ class SharingOps(AccessControl):
         if outcome < 0:
             raise Unauthenticated("nonce has no uses left")
         nonce = self.sharing.get_nonce(tenant, nonce_id)
-        roles = frozenset(r for r in nonce["roles"].split(",") if r)
-        return Caller(user=nonce["owner"], tenant=tenant, roles=roles,
+        # No role rides in a nonce: its creator's grants are checked at each use.
+        return Caller(user=nonce["owner"], tenant=tenant, roles=frozenset({"user"}),
                       nonce=NonceGrant(nonce_id, nonce["target"], nonce["level"]))
 
     # -- aliases -----------------------------------------------------------------------
@@ -132,6 +135,7 @@ class SharingOps(AccessControl):
         if caller.is_limited or caller.narrowed:
             raise PermissionDenied("limited users, nonces and execution tokens cannot create "
                                    "aliases")
+        _only_fields(body, {"alias", "actor_id"})
         name = _alias_name(body.get("alias"))
         if self.store.actor_exists(caller.tenant, name):
             raise Conflict(f"alias {name} would hide the actor with that id")
@@ -155,6 +159,7 @@ class SharingOps(AccessControl):
 
     def update_alias(self, caller: Caller, name: str, body: dict[str, Any]) -> dict[str, Any]:
         self._target(caller, name, "UPDATE", alias_only=True)
+        _only_fields(body, {"alias", "actor_id"})
         actor = self._actor(caller, _required_str(body, "actorId", "actor_id"), "UPDATE",
                             "manage")
         record = {**self._alias_record(caller, name), "actor_id": actor["id"]}
@@ -172,14 +177,22 @@ class SharingOps(AccessControl):
         return record
 
 
+def _only_fields(body: dict[str, Any], known: set[str]) -> None:
+    """A field the operation does not take is refused, not silently dropped."""
+    for name in body:
+        if to_snake(name) not in known:
+            raise ValidationError(name, "is not a field of this request")
+
+
 def _alias_name(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ValidationError("alias", "is required")
     if not ALIAS_NAME.fullmatch(value):
         bad = sorted({ch for ch in value if not re.match(r"[A-Za-z0-9_.\-]", ch)})
-        detail = f"forbidden characters {''.join(bad)!r}" if bad else "1 to 64 characters"
+        detail = f"forbidden characters {''.join(bad)!r}" if bad else \
+            "1 to 64 characters, the first a letter or digit"
         raise ValidationError("alias", f"{value!r} has {detail}")
-    if value.lower() in RESERVED_ALIASES:
+    if value in RESERVED_ALIASES:  # route names, which are case-sensitive
         raise ValidationError("alias", f"{value!r} is a reserved word")
     return value
 

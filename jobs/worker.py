@@ -31,6 +31,7 @@ from jobs.errors import AbacoError, BackendUnavailable, NotFound
 from jobs.inbox import Outcome
 from jobs.lifecycle import Backoff, idle_limit_s, may_leave_idle, retry_delays
 from jobs.logstore import LogStore
+from jobs.models import MAX_SECONDS
 from jobs.run_record import LogSink, StoredPayload, build_spec, public_record, result_fields
 from jobs.runners import Runner, RunResult, RunSpec, StartFailed, make_runner
 from jobs.secrets import SecretStore
@@ -308,7 +309,8 @@ class Worker(WorkerControl):
             pass
 
     def _deadline(self, execution: dict[str, Any]) -> float:
-        limit = float(self.actor.get("max_run_time") or self.settings.max_run_time_s)
+        limit = min(float(self.actor.get("max_run_time") or self.settings.max_run_time_s),
+                    MAX_SECONDS)  # a record from before the API bounded it must not crash us
         begun = execution.get("start_time")
         start = parse_iso(begun).timestamp() if begun else time.time()
         return start + limit

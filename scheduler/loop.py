@@ -104,8 +104,10 @@ class Scheduler:
             return
         waiting = queued + self.store.orphan_count(tenant, actor_id)
         self.held[(tenant, actor_id)] = (actor["owner"], len(alive))
+        # While another actor's message waits for a slot, no worker starts just to be warm.
+        warm_share = 0 if not waiting and self.store.starving() else self.warm_share
         load = actor_load(actor, alive, waiting, self.settings.default_max_workers, self.share,
-                          self.warm_share)
+                          warm_share)
         wanted = min(workers_to_start(load, self.settings.max_workers_per_host),
                      self._quota_left(tenant, actor["owner"]))
         for _ in range(min(wanted, self.placer.capacity()) if wanted else 0):
@@ -169,26 +171,33 @@ class Scheduler:
     def _reclaim_idle(self, refs: list[tuple[str, str]]) -> None:
         """At the host cap, stop idle workers of quiet actors so starving ones get a worker."""
         starving = 0
-        idle: dict[str, list[str]] = {}
+        idle: dict[str, list[str]] = {}    # idle beyond the actor's kept-warm minimum
+        warm: dict[str, list[str]] = {}    # idle within it: taken only when still short
         owners: dict[str, tuple[str, str]] = {}
+        freeing = 0                        # slots already on their way back
         for tenant, actor_id in refs:
             try:
                 actor = self.store.get_actor(tenant, actor_id)
             except AbacoError:
                 continue
-            workers = [w for w in self.store.workers(tenant, actor_id)
-                       if w.get("status") in LIVE_WORKER]
+            every = self.store.workers(tenant, actor_id)
+            workers = [w for w in every if w.get("status") in LIVE_WORKER]
+            freeing += sum(1 for w in every if w.get("status") == WorkerStatus.SHUTTING_DOWN)
             queued = self.store.queued_count(tenant, actor_id)
             if queued and not workers and actor["status"] == ActorStatus.READY:
                 starving += 1
             elif not queued:
                 spare = [w["id"] for w in workers if w.get("status") == WorkerStatus.READY]
                 # minWorkers stays warm only within a fair share of the host
-                spare = spare[min(int(actor.get("min_workers") or 0), self.warm_share):]
-                idle[f"{tenant}/{actor_id}"] = spare
+                kept = min(int(actor.get("min_workers") or 0), self.warm_share)
+                idle[f"{tenant}/{actor_id}"], warm[f"{tenant}/{actor_id}"] = \
+                    spare[kept:], spare[:kept]
                 owners.update({wid: (tenant, actor_id) for wid in spare})
         self.store.set_starving(starving, self.settings.scheduler_tick_s * 2)
-        for worker_id in idle_to_reclaim(starving, idle):
+        wanted = max(0, starving - freeing)
+        chosen = idle_to_reclaim(wanted, idle)
+        chosen += idle_to_reclaim(wanted - len(chosen), warm)  # a message beats warmth
+        for worker_id in chosen:
             tenant, actor_id = owners[worker_id]
             self.store.update_worker(tenant, actor_id, worker_id,
                                      {"status": str(WorkerStatus.SHUTTING_DOWN)})

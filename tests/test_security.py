@@ -315,7 +315,8 @@ def _confined_run(settings: Settings, actor: dict[str, Any], env: dict[str, str]
 def test_a_plain_actor_runs_confined(settings: Settings, images: list[str]):
     result, logs, host = _confined_run(settings, {"id": "a1", "image": "abaco-test-echo"})
     assert result.exit_code == 0, logs
-    assert host["Memory"] == 512 * 1024**2 and host["NanoCpus"] == 10**9
+    assert host["Memory"] == host["MemorySwap"] == 512 * 1024**2 and host["NanoCpus"] == 10**9
+    assert host["LogConfig"]["Config"]["max-size"] == str(2 * settings.max_log_bytes)
     assert host["CapDrop"] == ["ALL"] and "NET_RAW" not in host["CapAdd"]
     assert "no-new-privileges" in host["SecurityOpt"] and not host.get("Binds")
     assert host["PidsLimit"] == settings.pids_limit
@@ -414,7 +415,8 @@ def test_warm_workers_of_one_actor_never_starve_another_actors_message(settings:
         eid = harness.send(victim["id"])
         wait_until(lambda: scheduler.tick() or harness.execution(victim["id"], eid)[
             "status"] == "COMPLETE", 30, "the victim's message runs")
-        assert len(platform.store.workers("T", hog["id"])) >= 1
+        wait_until(lambda: scheduler.tick() or len(platform.store.workers("T", hog["id"])) >= 2,
+                   30, "the hog warm again, within its share")
     finally:
         runner.lose_everything()
         scheduler.stopping.set()
@@ -499,3 +501,161 @@ def test_workers_get_a_read_only_vault_token_of_their_own(settings: Settings):
     with pytest.raises(hvac.exceptions.Forbidden):
         client.auth.token.create(policies=["root"])
     assert SecretStore(settings).get("T", "sec-actor") == {"KEY": "value"}
+
+
+# -- the attack campaign's second round --------------------------------------------------------
+@pytest.mark.parametrize("body, field", [
+    ({"image": "x", "memLimit": "0"}, "memLimit"),
+    ({"image": "x", "memLimit": "00000m"}, "memLimit"),
+    ({"image": "x", "maxRunTime": 2**53}, "maxRunTime"),
+    ({"image": "x", "maxCpus": 4}, "maxCpus"),
+    ({"image": "UPPER/Case"}, "image"),
+    ({"image": "abaco-test-echo@sha256:zz"}, "image"),
+    ({"image": "127.0.0.1:23600/x"}, "image"),
+    ({"image": "x", "defaultEnvironment": {"A": float("nan")}}, "defaultEnvironment.A"),
+    ({"image": "x", "defaultEnvironment": {f"V{i}": "v" * 60_000 for i in range(7)}},
+     "defaultEnvironment"),
+    ({"image": "x", "name": "\ud800"}, "name"),
+    ({"image": "x", "cronSchedule": "garbage"}, "cronSchedule"),
+])
+def test_second_round_bad_actor_fields(client: FlaskClient, body: dict[str, Any], field: str):
+    message = _status(client.post("/actors", json=body, headers=as_user("alice")),
+                      400)["message"]
+    assert message.startswith(field), message
+
+
+def test_numbers_json_cannot_carry_are_refused(client: FlaskClient):
+    actor = _actor(client, "alice", stateless=False)
+    path = f"/actors/{actor['id']}"
+    for sub, body in (("messages", b'{"a": 1e400}'), ("state", b'{"x": 1e400}')):
+        reply = client.post(f"{path}/{sub}", data=body, content_type="application/json",
+                            headers=as_user("alice"))
+        assert reply.status_code == 400, reply.get_data(as_text=True)
+    big = "m" * (128 * 1024)
+    assert _status(client.post(f"{path}/messages", data={"message": big},
+                               headers=as_user("alice")), 400)["message"].startswith("message")
+
+
+def test_sharing_bodies_refuse_unknown_fields_and_odd_aliases(client: FlaskClient):
+    actor = _actor(client, "alice")
+    alice = as_user("alice")
+    _status(client.post(f"/actors/{actor['id']}/permissions",
+                        json={"user": "bob", "level": "READ", "extra": 1}, headers=alice), 400)
+    _status(client.post(f"/actors/{actor['id']}/nonces", json={"level": "READ", "x": 1},
+                        headers=alice), 400)
+    for name in (".", "..", "-", "_"):
+        _status(client.post("/actors/aliases", json={"alias": name, "actorId": actor["id"]},
+                            headers=alice), 400)
+
+
+def test_permission_names_are_shown_as_granted(client: FlaskClient):
+    actor = _actor(client, "alice")
+    path = f"/actors/{actor['id']}/permissions"
+    granted = _status(client.post(path, json={"user": "ABACO_WORLD", "level": "READ"},
+                                  headers=as_user("alice")), 200)["result"]
+    assert granted == {"ABACO_WORLD": "READ", "alice": "UPDATE"}
+    _status(client.post(path, json={"user": "some_user", "level": "READ"},
+                        headers=as_user("alice")), 200)
+    assert "some_user" in _status(client.get(path, headers=as_user("alice")), 200)["result"]
+
+
+def test_a_nonce_acts_only_while_its_creator_holds_the_grant_and_carries_no_role(
+        client: FlaskClient):
+    actor = _actor(client, "alice")
+    path = f"/actors/{actor['id']}"
+    _status(client.post(f"{path}/permissions", json={"user": "bob", "level": "UPDATE"},
+                        headers=as_user("alice")), 200)
+    nonce = _status(client.post(f"{path}/nonces", json={"level": "UPDATE"},
+                                headers=as_user("bob")), 200)["result"]["id"]
+    _status(client.get(f"{path}?x-nonce={nonce}"), 200)
+    _status(client.post(f"{path}/permissions", json={"user": "bob", "level": "NONE"},
+                        headers=as_user("alice")), 200)
+    _status(client.get(f"{path}?x-nonce={nonce}"), 403)
+    _status(client.delete(f"{path}?x-nonce={nonce}"), 403)
+    # a privileged user's nonce does not lend the privileged role
+    pats = _actor(client, "alice")
+    _status(client.post(f"/actors/{pats['id']}/permissions",
+                        json={"user": "pat", "level": "UPDATE"}, headers=as_user("alice")), 200)
+    lent = _status(client.post(f"/actors/{pats['id']}/nonces", json={"level": "UPDATE"},
+                               headers=as_user("pat", roles=("privileged",))),
+                   200)["result"]["id"]
+    _status(client.put(f"/actors/{pats['id']}?x-nonce={lent}",
+                       json={"image": "x", "privileged": True}), 403)
+
+
+def test_an_update_grantee_cannot_change_the_code_of_an_elevated_actor(client: FlaskClient):
+    pat = as_user("pat", roles=("privileged",))
+    actor = _status(client.post("/actors", json={"image": "x", "useContainerUid": True},
+                                headers=pat), 200)["result"]
+    _status(client.post(f"/actors/{actor['id']}/permissions",
+                        json={"user": "alice", "level": "UPDATE"}, headers=pat), 200)
+    message = _status(client.put(f"/actors/{actor['id']}", json={"image": "evil"},
+                                 headers=as_user("alice")), 403)["message"]
+    assert message.startswith("privileged")
+    _status(client.put(f"/actors/{actor['id']}", json={"image": "y"}, headers=pat), 200)
+
+
+def test_deleting_an_actor_deletes_its_aliases(client: FlaskClient):
+    actor = _actor(client, "alice")
+    _status(client.post("/actors/aliases", json={"alias": "gone-soon", "actorId": actor["id"]},
+                        headers=as_user("alice")), 200)
+    _status(client.delete(f"/actors/{actor['id']}", headers=as_user("alice")), 200)
+    _status(client.get("/actors/aliases/gone-soon", headers=as_user("alice")), 404)
+
+
+def test_mounts_resolve_links_and_spare_system_paths(jwt_settings: Settings, tmp_path: Any):
+    import os
+
+    from api.app import create_app
+
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    os.symlink("/etc", allowed / "etclink")
+    client = create_app(jwt_settings.replace(mount_allow=str(allowed))).test_client()
+    pat = as_user("pat", roles=("privileged",))
+    for mount, field in (({"hostPath": f"{allowed}/etclink", "containerPath": "/data"},
+                          "mounts.hostPath"),
+                         ({"hostPath": str(allowed), "containerPath": "/proc/x"},
+                          "mounts.containerPath"),
+                         ({"hostPath": str(allowed), "containerPath": "/"},
+                          "mounts.containerPath")):
+        message = _status(client.post("/actors", json={"image": "x", "mounts": [mount]},
+                                      headers=pat), 400)["message"]
+        assert message.startswith(field), message
+
+
+def test_an_execution_token_does_not_see_workers(client: FlaskClient):
+    actor, _eid, as_execution = _running_token(client, "alice")
+    _status(client.get(f"/actors/{actor['id']}/workers", headers=as_execution), 403)
+
+
+def test_many_actors_kept_warm_by_one_user_never_starve_another_users_message(
+        settings: Settings):
+    """Ten actors with minWorkers 1 each (each allowed) fill a host of four: another
+    user's message still runs, since a waiting message beats warmth."""
+    from jobs.placers.memory import MemoryPlacer
+    from jobs.runners.fake import FakeRunner
+    from scheduler.loop import Scheduler
+    from tests.harness import Harness, fast_settings
+    from tests.waits import wait_until
+
+    fast = fast_settings(settings).replace(max_workers_per_host=4)
+    platform = Platform.from_settings(fast)
+    platform.logs.ensure_bucket()
+    runner = FakeRunner()
+    placer = MemoryPlacer(fast, platform.store, runner, platform.logs, platform.secrets)
+    scheduler = Scheduler(fast, platform.store, runner, placer, platform.logs)
+    harness = Harness(platform, runner, scheduler)
+    try:
+        for _ in range(10):
+            harness.actor(min_workers=1)
+        wait_until(lambda: scheduler.tick() or placer.capacity() == 0, 20, "the host full")
+        victim = harness.actor()
+        eid = harness.send(victim["id"])
+        wait_until(lambda: scheduler.tick() or harness.execution(victim["id"], eid)[
+            "status"] == "COMPLETE", 30, "the victim's message runs")
+    finally:
+        runner.lose_everything()
+        scheduler.stopping.set()
+        placer.drain(2)
+        scheduler.close()

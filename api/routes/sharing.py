@@ -47,12 +47,12 @@ def delete_alias(alias: str) -> Response:
 
 def _permissions_get(ref: str, alias_only: bool) -> Response:
     return envelope(platform().get_permissions(caller(), ref, alias_only),
-                    "Permissions retrieved successfully.")
+                    "Permissions retrieved successfully.", user_keys=True)
 
 
 def _permissions_post(ref: str, alias_only: bool) -> Response:
     return envelope(platform().set_permission(caller(), ref, object_body(), alias_only),
-                    "Permission added.")
+                    "Permission added.", user_keys=True)
 
 
 def _nonces_get(ref: str, alias_only: bool) -> Response:

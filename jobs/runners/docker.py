@@ -262,9 +262,15 @@ class DockerRunner:
                        LABEL_WORKER: spec.worker_id, LABEL_LIMIT: f"{spec.max_run_time_s:g}",
                        **spec.labels},
             "security_opt": ["no-new-privileges"],
+            # The engine's own copy of the output is bounded too (the platform keeps at
+            # most max_log_bytes), so an actor cannot fill the disk by printing.
+            "log_config": {"type": "json-file", "config": {
+                "max-size": str(max(2 * self.settings.max_log_bytes, 1 << 20)),
+                "max-file": "1"}},
         }
         if spec.memory_bytes:
             args["mem_limit"] = spec.memory_bytes
+            args["memswap_limit"] = spec.memory_bytes  # no swap beyond the cap
         if spec.cpus:
             args["nano_cpus"] = int(spec.cpus * 1e9)
         if spec.pids_limit:
