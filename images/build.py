@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from typing import Any
 
 SCRIPTS = {
     "abaco-test-echo": """
@@ -106,6 +107,87 @@ def build_all(client: object | None = None, quiet: bool = True) -> list[str]:
     return list(SCRIPTS)
 
 
+PYTHON_IMAGE = "abaco-test-python"
+PYTHON_BASE = "abaco-test-python-base"
+# What the Abaco SDK (agavepy 0.9.5) needs to import and send results, as wheels.
+PYTHON_PACKAGES = ["agavepy==0.9.5", "cloudpickle", "requests", "python-dateutil", "future",
+                   "six", "requests-toolbelt", "websocket-client==0.53.0", "jinja2",
+                   "markupsafe", "configparser", "urllib3", "idna", "certifi",
+                   "charset-normalizer", "py"]
+PYTHON_ACTOR = """
+import os
+from agavepy.actors import get_context, send_bytes_result, send_python_result
+
+context = get_context()
+send_bytes_result(("bytes for " + os.environ.get("MSG", "")).encode())
+send_python_result({"answer": 42, "actor": context["actor_id"]})
+print("sent two results")
+"""
+
+
+def build_python(client: object | None = None, work: Path | None = None,
+                 quiet: bool = True) -> str:
+    """abaco-test-python: Debian bookworm (debootstrap minbase, from Debian's registry)
+    with python3, and agavepy with its dependencies installed from wheels downloaded on
+    the host (pip inside a build cannot verify TLS here). Built once; reused after."""
+    import docker
+
+    client = client or docker.from_env(version="auto")
+    images = client.images  # type: ignore[attr-defined]
+    try:
+        images.get(PYTHON_IMAGE)
+        return PYTHON_IMAGE
+    except docker.errors.ImageNotFound:
+        pass
+    work = work or Path("/tmp/abaco-python-image")
+    _python_base(images, work, quiet)
+    site = work / "site"
+    if not site.exists():
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                        "--only-binary=:all:", "--target", str(site), *PYTHON_PACKAGES],
+                       check=True)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(str(site), arcname="site")
+        for name, text in (("actor.py", PYTHON_ACTOR), ("Dockerfile", (
+                f"FROM {PYTHON_BASE}\nCOPY site /usr/local/lib/python3.11/dist-packages\n"
+                "COPY actor.py /actor.py\nCMD [\"python3\", \"/actor.py\"]\n"))):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    buffer.seek(0)
+    images.build(fileobj=buffer, custom_context=True, tag=PYTHON_IMAGE, rm=True)
+    if not quiet:
+        print(f"built {PYTHON_IMAGE}")
+    return PYTHON_IMAGE
+
+
+def _python_base(images: Any, work: Path, quiet: bool) -> None:
+    import docker
+
+    try:
+        images.get(PYTHON_BASE)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    root = work / "root"
+    if not (root / "usr" / "bin" / "python3").exists():
+        if not shutil.which("debootstrap"):
+            raise SystemExit("debootstrap not found: apt-get install debootstrap")
+        if not quiet:
+            print("debootstrap bookworm (about a minute)...")
+        subprocess.run(["debootstrap", "--variant=minbase", "--include=python3", "bookworm",
+                        str(root), "http://deb.debian.org/debian"], check=True,
+                       capture_output=quiet)
+    tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+    assert tar.stdout is not None
+    images.client.api.import_image_from_stream(tar.stdout, repository=PYTHON_BASE)
+    tar.wait()
+
+
 if __name__ == "__main__":
     build_all(quiet=False)
+    if "--python" in sys.argv:
+        build_python(quiet=False)
     sys.exit(0)
