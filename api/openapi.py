@@ -195,6 +195,14 @@ def spec(settings: Settings) -> dict[str, Any]:
             "delete": _op("Stop a worker gracefully (its execution finishes first)",
                           [_ID, _WID])},
         execution + "/logs": {"get": _op("Execution logs (live while running)", [_ID, _EID])},
+        execution + "/results": {
+            "get": _op("Take the next unread result (application/octet-stream; an empty "
+                       "body when none is left)", [_ID, _EID]),
+            "post": _op("Add a result: only the execution itself, with its own token",
+                        [_ID, _EID], requestBody={"required": True, "content": {
+                            "application/octet-stream": {"schema": {
+                                "type": "string", "format": "binary",
+                                "maxLength": settings.max_result_bytes}}}})},
         one + "/state": {"get": _op("Get actor state", [_ID]),
                          "post": _op("Set actor state (stateful actors only)", [_ID],
                                      {"description": "any JSON value"}, form=False)},

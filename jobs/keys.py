@@ -17,6 +17,7 @@ Cluster.
 | ``actor:{tag}:exec:{eid}``         | hash   | api, worker          | none           |
 | ``actor:{tag}:exec:{eid}:logs``    | string | worker (live tail)   | deleted once in S3 |
 | ``actor:{tag}:exec:{eid}:binary``  | string | api (binary message) | deleted when run |
+| ``actor:{tag}:exec:{eid}:results`` | list   | worker, actor (POST) | results_ttl_s after the end |
 | ``actor:{tag}:state``              | string | api (JSON)           | none           |
 | ``actor:{tag}:events``             | stream | worker, scheduler    | capped length  |
 | ``actor:{tag}:workers``            | hash   | worker, scheduler    | none           |
@@ -122,6 +123,11 @@ class Keys:
 
     def execution_binary(self, tenant: str, actor_id: str, execution_id: str) -> str:
         return self.execution(tenant, actor_id, execution_id) + ":binary"
+
+    def execution_results(self, tenant: str, actor_id: str, execution_id: str) -> str:
+        """Results not yet read, oldest first (a list; expires ``results_ttl_s`` after
+        the execution ends)."""
+        return self.execution(tenant, actor_id, execution_id) + ":results"
 
     def state(self, tenant: str, actor_id: str) -> str:
         return self.actor(tenant, actor_id) + ":state"

@@ -280,6 +280,26 @@ class Platform(SharingOps):
         except NotFound:
             return ""
 
+    def next_result(self, caller: Caller, actor_id: str, eid: str) -> bytes | None:
+        """Take the next unread result (reading consumes it, as in Abaco)."""
+        actor_id = self._actor(caller, actor_id, "READ", "execution")["id"]
+        self._execution(caller, actor_id, eid)
+        return self.store.pop_result(caller.tenant, actor_id, eid)
+
+    def add_result(self, caller: Caller, actor_id: str, eid: str, data: bytes) -> None:
+        """Only the execution itself, with its own token, adds results."""
+        grant = caller.execution
+        actor_id = self._actor(caller, actor_id, "READ", "execution")["id"]
+        if grant is None or grant.execution_id != eid or grant.actor_id != actor_id:
+            raise PermissionDenied("only the execution itself adds results, with its own "
+                                   "token (_abaco_access_token)")
+        if len(data) > self.settings.max_result_bytes:
+            raise ValidationError("body", f"a result is at most "
+                                          f"{self.settings.max_result_bytes} bytes")
+        if not self.store.push_result(caller.tenant, actor_id, eid, data,
+                                      self.settings.max_results):
+            raise Conflict(f"{self.settings.max_results} results already wait unread")
+
     def cancel_execution(self, caller: Caller, actor_id: str, eid: str) -> dict[str, Any]:
         """A queued message is dropped; a running container is killed by its worker at once."""
         actor = self._actor(caller, actor_id, "UPDATE", "manage")

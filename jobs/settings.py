@@ -121,6 +121,10 @@ class Settings:
     actor_cpus_max: float = 2.0
     mount_allow: str = ""
     image_registries: str = "docker.io"
+    results_dir: str = ""
+    max_result_bytes: int = 128 * 1024
+    max_results: int = 1000
+    results_ttl_s: float = 86400.0
     max_min_workers: int = 1
     user_max_actors: int = 1000
     user_max_workers: int = 0
@@ -132,6 +136,11 @@ class Settings:
     def tenant_keys_path(self) -> Path:
         """Public keys of tenants' JWT issuers: ``{TENANT}.pem`` files."""
         return Path(self.tenant_keys_dir) if self.tenant_keys_dir else self.data_dir / "tenant-keys"
+
+    @property
+    def results_path(self) -> Path:
+        """Where workers bind results sockets (paths must stay under 108 bytes)."""
+        return Path(self.results_dir) if self.results_dir else self.data_dir / "run" / "results"
 
     @property
     def actor_token_key_path(self) -> Path:
@@ -147,14 +156,15 @@ class Settings:
                 raise SettingsError(f"setting {name}={value!r} is not one of {', '.join(allowed)}")
         for name in ("api_port", "max_body_bytes", "max_log_bytes", "pids_limit", "api_workers",
                      "default_max_workers", "max_workers_per_host", "start_attempts",
-                     "max_recoveries", "api_worker_connections", "redis_max_connections"):
+                     "max_recoveries", "api_worker_connections", "redis_max_connections",
+                     "max_result_bytes", "max_results"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"setting {name} must be a positive number")
         for name in ("heartbeat_ttl_s", "worker_idle_s", "scheduler_tick_s", "sync_timeout_s",
                      "max_run_time_s", "sync_worker_idle_s", "drain_timeout_s", "inbox_block_s",
                      "backoff_first_s", "backoff_max_s", "outage_patience_s",
                      "worker_startup_grace_s", "docker_timeout_s", "redis_connect_timeout_s",
-                     "vault_timeout_s", "log_drain_s"):
+                     "vault_timeout_s", "log_drain_s", "results_ttl_s"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"setting {name} must be a positive number of seconds")
         if self.auth == "none" and self.api_host not in ("127.0.0.1", "localhost", "::1"):

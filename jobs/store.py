@@ -144,7 +144,8 @@ class Store:
                   k.workers(tenant, actor_id)]
         for eid in execution_ids:
             doomed += [k.execution(tenant, actor_id, eid), k.execution_logs(tenant, actor_id, eid),
-                       k.execution_binary(tenant, actor_id, eid)]
+                       k.execution_binary(tenant, actor_id, eid),
+                       k.execution_results(tenant, actor_id, eid)]
         for wid in worker_ids:
             doomed += [k.heartbeat(tenant, actor_id, wid), k.worker_control(tenant, actor_id, wid)]
         self._leave_runs_for_removal(tenant, actor_id, execution_ids)
@@ -204,6 +205,25 @@ class Store:
                 pipe.hgetall(self.keys.execution(tenant, actor_id, eid))
             raws = pipe.execute()
         return total, [decode(raw) for raw in raws if raw]
+
+    # -- results ------------------------------------------------------------------
+    @_translate
+    def push_result(self, tenant: str, actor_id: str, eid: str, data: bytes,
+                    most: int) -> bool:
+        """Keep one result, in order; False once ``most`` wait unread."""
+        key = self.keys.execution_results(tenant, actor_id, eid)
+        if int(cast(int, self.r.llen(key))) >= most:
+            return False
+        self.r.rpush(key, data)
+        return True
+
+    @_translate
+    def pop_result(self, tenant: str, actor_id: str, eid: str) -> bytes | None:
+        return cast(bytes | None, self.r.lpop(self.keys.execution_results(tenant, actor_id, eid)))
+
+    @_translate
+    def expire_results(self, tenant: str, actor_id: str, eid: str, ttl_s: float) -> None:
+        self.r.expire(self.keys.execution_results(tenant, actor_id, eid), max(1, int(ttl_s)))
 
     @_translate
     def queued_ids(self, tenant: str, actor_id: str) -> list[str]:

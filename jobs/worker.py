@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -32,6 +33,7 @@ from jobs.inbox import Outcome
 from jobs.lifecycle import Backoff, idle_limit_s, may_leave_idle, retry_delays
 from jobs.logstore import LogStore
 from jobs.models import MAX_SECONDS
+from jobs.results import ResultsSocket
 from jobs.run_record import LogSink, StoredPayload, build_spec, public_record, result_fields
 from jobs.runners import Runner, RunResult, RunSpec, StartFailed, make_runner
 from jobs.secrets import SecretStore
@@ -62,6 +64,7 @@ class Worker(WorkerControl):
         self.current: str | None = None
         self.handle_of: dict[str, str] = {}
         self.cancelled: set[str] = set()
+        self.results_socket: str | None = None  # host path, for the run being started
         self.executions = 0
         self.backoff = Backoff(settings.backoff_first_s, settings.backoff_max_s)
 
@@ -209,10 +212,20 @@ class Worker(WorkerControl):
         execution = self._retrying(lambda: self.store.get_execution(
             self.tenant, self.actor_id, eid))
         self._set_status(WorkerStatus.BUSY)
+        results = Results(self, eid)
+        try:
+            return self._serve_with(entry, execution, results)
+        finally:
+            results.close()
+
+    def _serve_with(self, entry: str, execution: dict[str, Any], results: Results) -> bool:
+        eid = execution["id"]
         if execution["status"] == ExecutionStatus.RUNNING and execution.get("handle"):
+            # adopted: its container keeps the socket of the worker that started it
             handle = str(execution["handle"])
             self._retrying(lambda: self.store.drop_live_log(self.tenant, self.actor_id, eid))
         else:
+            self.results_socket = results.open()
             started = self._start(entry, execution)
             if started is None:
                 return not self.fenced.is_set()
@@ -224,6 +237,8 @@ class Worker(WorkerControl):
         result = self.runner.wait(handle, sink, self._deadline(execution))
         if eid in self.cancelled or self._cancel_requested(eid):
             result.notes.insert(0, "cancelled")
+        results.close()  # every datagram sent before the end is stored before the record
+        result.notes.extend(results.notes)
         self._record(entry, {**execution, "handle": handle}, result, bytes(sink.data))
         self._set_status(WorkerStatus.SHUTTING_DOWN if self.stopping.is_set()
                          else WorkerStatus.READY)
@@ -367,8 +382,49 @@ class Worker(WorkerControl):
         state = self.store.get_state(self.tenant, self.actor_id)
         payload = StoredPayload(self.store, self.tenant, self.actor_id, execution["id"]) \
             if execution.get("content_type") == "application/octet-stream" else None
-        return build_spec(self.settings, self.tokens, {**self.actor, "revision": self.revision},
+        spec = build_spec(self.settings, self.tokens, {**self.actor, "revision": self.revision},
                           execution, self.worker_id, defaults, state, payload)
+        return dataclasses.replace(spec, results_socket=self.results_socket)
+
+
+class Results:
+    """The results socket of the execution a worker serves: datagrams go to Redis in
+    order (at most ``max_results`` unread; longer than ``max_result_bytes`` is cut),
+    and kept ``results_ttl_s`` after the end."""
+
+    def __init__(self, worker: Worker, eid: str) -> None:
+        self.worker, self.eid = worker, eid
+        self.notes: list[str] = []
+        self.socket: ResultsSocket | None = None
+
+    def open(self) -> str | None:
+        settings = self.worker.settings
+        try:
+            self.socket = ResultsSocket(settings.results_path / f"{self.eid}.sock", self._keep,
+                                        settings.max_result_bytes)
+            return self.socket.open()
+        except (OSError, ValueError) as exc:
+            LOG.warning("no results socket for %s: %s", self.eid, exc)
+            self.notes.append(f"no results socket: {exc}")
+            self.socket = None
+            return None
+
+    def _keep(self, data: bytes, cut: bool) -> None:
+        w = self.worker
+        if cut:
+            self.notes.append(f"a result was cut at {w.settings.max_result_bytes} bytes")
+        if not w.store.push_result(w.tenant, w.actor_id, self.eid, data,
+                                   w.settings.max_results):
+            self.notes.append(f"results beyond {w.settings.max_results} unread were dropped")
+
+    def close(self) -> None:
+        if self.socket is not None:
+            self.socket.close()
+            self.socket = None
+            w = self.worker
+            w._quietly(lambda: w.store.expire_results(w.tenant, w.actor_id, self.eid,
+                                                      w.settings.results_ttl_s))
+        self.worker.results_socket = None
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request
 
 from api import views
 from api.envelope import envelope
@@ -37,3 +37,17 @@ def get_logs(actor_id: str, execution_id: str) -> Response:
     base = f"{views.api_url()}/actors/{actor_id}/executions/{execution_id}"
     result = {"logs": logs, "_links": {"self": base + "/logs", "execution": base}}
     return envelope(result, "Logs retrieved successfully.")
+
+
+@bp.get("/<actor_id>/executions/<execution_id>/results")
+def next_result(actor_id: str, execution_id: str) -> Response:
+    """The next unread result, as bytes; an empty body when there is none (Abaco)."""
+    data = platform().next_result(caller(), actor_id, execution_id)
+    return Response(data or b"", mimetype="application/octet-stream")
+
+
+@bp.post("/<actor_id>/executions/<execution_id>/results")
+def add_result(actor_id: str, execution_id: str) -> Response:
+    """An execution hands back a result with its own token (as over its socket)."""
+    platform().add_result(caller(), actor_id, execution_id, request.get_data())
+    return envelope(None, "Result stored.")

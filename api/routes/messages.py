@@ -59,6 +59,9 @@ def _synchronous(actor_id: str, execution_id: str) -> Response:
         service.wait_for_execution(who, actor_id, execution_id)
     except Timeout as exc:
         return error(exc.message, 408, {"execution_id": execution_id})
+    first = service.next_result(who, actor_id, execution_id)
+    if first is not None:  # Abaco: the first result when there is one, else the logs
+        return Response(first, mimetype="application/octet-stream")
     logs = service.get_logs(who, actor_id, execution_id)
     return Response(logs, mimetype="text/plain")
 

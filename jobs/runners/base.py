@@ -72,6 +72,7 @@ class RunSpec:
     user: str | None = None           # "uid:gid"; None: the image's own user
     confined: bool = True             # only the capabilities a plain actor needs
     mounts: tuple[Mount, ...] = ()
+    results_socket: str | None = None  # host path of the run's results socket
     payload: Payload | None = None    # a binary message, delivered as a file
     labels: dict[str, str] = field(default_factory=dict)
 

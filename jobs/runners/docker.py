@@ -25,6 +25,7 @@ import docker.errors
 import requests
 
 from jobs.errors import BackendUnavailable
+from jobs.results import CONTAINER_PATH as RESULTS_PATH
 from jobs.runners.base import ImageCheck, RunResult, RunSpec, StartFailed
 from jobs.settings import Settings
 from jobs.timeutil import now_iso, to_iso
@@ -35,6 +36,7 @@ LABEL_ACTOR = "abaco.actor"
 LABEL_WORKER = "abaco.worker"
 LABEL_LIMIT = "abaco.max-run-time"
 DOCKER_SOCKET = "/var/run/docker.sock"
+
 
 
 # What a plain actor keeps of Docker's default capabilities: owning and changing its own
@@ -281,6 +283,8 @@ class DockerRunner:
             args.update(cap_drop=["ALL"], cap_add=KEPT_CAPABILITIES)
         volumes = {m.host_path: {"bind": m.container_path, "mode": "ro" if m.read_only else "rw"}
                    for m in spec.mounts}
+        if spec.results_socket:
+            volumes[spec.results_socket] = {"bind": RESULTS_PATH, "mode": "rw"}
         if spec.engine_access:
             volumes.update(self._engine_volume(args))
         if volumes:

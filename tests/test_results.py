@@ -1,0 +1,111 @@
+"""Results: the Abaco SDK's in-actor helpers (agavepy 0.9.5, in a real Python image) send
+through /_abaco_results.sock; callers read them from the results route and from a
+synchronous message. Real Docker, Redis, S3 and OpenBao."""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import threading
+from typing import Any
+
+import pytest
+
+from jobs.runners.docker import DockerRunner
+from jobs.service import Caller, Message, Platform
+from jobs.settings import Settings
+from jobs.worker import Worker
+from tests.conftest import ROOT
+from tests.harness import register_worker
+from tests.waits import wait_until
+
+CALLER = Caller("alice", "T")
+
+
+@pytest.fixture(scope="session")
+def python_image(docker_client: Any) -> str:
+    sys.path.insert(0, str(ROOT / "images"))
+    from build import build_python  # type: ignore[import-not-found]
+
+    return str(build_python(docker_client))
+
+
+@pytest.fixture
+def platform(settings: Settings, images: list[str], python_image: str) -> Platform:
+    platform = Platform.from_settings(settings)
+    platform.logs.ensure_bucket()
+    return platform
+
+
+def _ready(platform: Platform, image: str, caller: Caller = CALLER) -> dict[str, Any]:
+    actor = platform.create_actor(caller, {"image": image})
+    platform.store.update_actor(caller.tenant, actor["id"], {"status": "READY"})
+    return platform.store.get_actor(caller.tenant, actor["id"])
+
+
+def _worker(platform: Platform, actor_id: str, tenant: str = "T") -> Worker:
+    register_worker(platform.store, tenant, actor_id, "w1")
+    worker = Worker(platform.settings, tenant, actor_id, "w1", platform.store, platform.logs,
+                    platform.secrets, DockerRunner(platform.settings))
+    assert worker.activate()
+    return worker
+
+
+def _serve_one(worker: Worker) -> None:
+    entry = worker._next_entry()
+    assert entry is not None
+    worker.handle(*entry)
+
+
+def test_agavepy_results_come_back_in_order_then_empty(platform: Platform, python_image: str):
+    actor = _ready(platform, python_image)
+    eid = platform.send_message(CALLER, actor["id"], Message("hi", "str", {}))["execution_id"]
+    _serve_one(_worker(platform, actor["id"]))
+    record = platform.store.get_execution("T", actor["id"], eid)
+    assert record["status"] == "COMPLETE" and record["exit_code"] == 0, record
+    assert platform.next_result(CALLER, actor["id"], eid) == b"bytes for hi"
+    python_result = platform.next_result(CALLER, actor["id"], eid)
+    assert python_result is not None
+    assert pickle.loads(python_result) == {"answer": 42, "actor": actor["id"]}
+    assert platform.next_result(CALLER, actor["id"], eid) is None
+    ttl = platform.store.r.ttl(platform.store.keys.execution_results("T", actor["id"], eid))
+    assert ttl == -2 or 0 < ttl <= platform.settings.results_ttl_s
+
+
+def test_a_synchronous_message_answers_with_the_first_result(settings: Settings,
+                                                             platform: Platform,
+                                                             python_image: str):
+    from api.app import create_app
+
+    client = create_app(settings, platform).test_client()
+    anonymous = Caller("anonymous", settings.default_tenant)  # auth = none
+    actor = _ready(platform, python_image, anonymous)
+    worker = _worker(platform, actor["id"], anonymous.tenant)
+    replies: list[Any] = []
+    caller = threading.Thread(target=lambda: replies.append(client.post(
+        f"/actors/{actor['id']}/messages?_abaco_synchronous=true", data={"message": "sync"})))
+    caller.start()
+    entry = wait_until(lambda: worker._next_entry(), 30, "the synchronous message")
+    worker.handle(*entry)
+    caller.join(60)
+    assert replies, "the synchronous call answered"
+    reply = replies[0]
+    assert reply.status_code == 200 and reply.mimetype == "application/octet-stream"
+    assert reply.data == b"bytes for sync"
+
+
+def test_an_execution_posts_a_result_with_its_own_token_only(platform: Platform):
+    from api.app import create_app
+    from jobs.auth import Caller as AuthCaller
+    from jobs.auth import ExecutionGrant
+
+    actor = _ready(platform, "abaco-test-echo")
+    eid = platform.send_message(CALLER, actor["id"], Message("m", "str", {}))["execution_id"]
+    own = AuthCaller("alice", "T", frozenset({"user"}),
+                     execution=ExecutionGrant(actor["id"], eid))
+    platform.add_result(own, actor["id"], eid, b"posted")
+    assert platform.next_result(CALLER, actor["id"], eid) == b"posted"
+    from jobs.errors import PermissionDenied
+    with pytest.raises(PermissionDenied):
+        platform.add_result(CALLER, actor["id"], eid, b"not by the owner")
+    assert create_app  # the route is the same call (tests/test_security covers tokens)
