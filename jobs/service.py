@@ -9,10 +9,12 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from jobs.actor_policy import check_actor_fields, check_actor_quota, elevated
 from jobs.auth import Authenticator, Caller
+from jobs.cron import parse_schedule
 from jobs.errors import (
     Conflict,
     NotFound,
@@ -29,6 +31,7 @@ from jobs.models import (
     as_bool,
     as_int,
     execution_summary,
+    normalize_keys,
     validate_actor_input,
 )
 from jobs.run_record import format_value
@@ -38,7 +41,7 @@ from jobs.sharing import SharingStore
 from jobs.sharing_ops import SharingOps
 from jobs.status import ACCEPTS_MESSAGES, ActorStatus, ExecutionStatus, WorkerStatus
 from jobs.store import Store
-from jobs.timeutil import now_iso
+from jobs.timeutil import now_iso, parse_iso, to_iso
 from jobs.tokens import TokenSigner, redact_tokens
 
 # What one environment variable may hold on Linux (MAX_ARG_STRLEN), less "MSG=" and NUL.
@@ -102,6 +105,8 @@ class Platform(SharingOps):
             raise PermissionDenied("limited users, nonces and execution tokens cannot "
                                    "register actors")
         fields = validate_actor_input(body)
+        if fields.get("cron_schedule") and "cron_on" not in normalize_keys(body):
+            fields["cron_on"] = True  # a schedule given is a schedule meant to run
         check_actor_fields(self.settings, caller, fields)
         check_actor_quota(self.settings, caller, sum(
             1 for a in self.store.list_actors(caller.tenant) if a["owner"] == caller.user))
@@ -111,7 +116,7 @@ class Platform(SharingOps):
             **fields, "id": new_id(), "tenant": caller.tenant, "owner": caller.user,
             "status": str(ActorStatus.SUBMITTED), "status_message": "", "revision": 1,
             "env_names": sorted(env), "create_time": now, "last_update_time": now,
-            "cron_next_ex": None,
+            **cron_fields(fields, None, datetime.now(UTC)),
         }
         if env:
             self.secrets.put(caller.tenant, actor["id"], env)
@@ -145,8 +150,12 @@ class Platform(SharingOps):
         check_actor_fields(self.settings, caller, fields, actor)
         env = fields.pop("default_environment")
         force = as_bool("force", body.get("force", False))
+        if fields.get("cron_schedule") and not actor.get("cron_schedule") and \
+                "cron_on" not in normalize_keys(body):
+            fields["cron_on"] = True
         changes: dict[str, Any] = {**fields, "env_names": sorted(env),
-                                   "last_update_time": now_iso()}
+                                   "last_update_time": now_iso(),
+                                   **cron_fields(fields, actor, datetime.now(UTC))}
         if force or fields["image"] != actor["image"]:
             changes.update(revision=int(actor["revision"]) + 1, status=str(ActorStatus.SUBMITTED),
                            status_message="")
@@ -187,17 +196,9 @@ class Platform(SharingOps):
                                 self.message_env_allow)
         if message.binary is None:
             self._fits_in_msg(message.body)
-        execution = {
-            "id": new_id(), "actor_id": actor_id, "tenant": caller.tenant,
-            "executor": caller.user, "worker_id": None,
-            "status": str(ExecutionStatus.SUBMITTED),
-            "status_message": "", "message_received_time": now_iso(), "start_time": None,
-            "finish_time": None, "runtime": None, "cpu": None, "io": None, "mem_peak": None,
-            "queue_time": None, "exit_code": None, "final_state": None,
-            "msg": message.body, "content_type": message.content_type, "env": env,
-            "revision": actor["revision"],
-            "origin_execution": caller.execution.execution_id if caller.execution else None,
-        }
+        execution = new_execution(actor, caller.user, Message(
+            message.body, message.content_type, env, message.binary),
+            caller.execution.execution_id if caller.execution else None)
         self.store.post_message(execution, message.binary)
         return {"execution_id": execution["id"], "msg": message.body}
 
@@ -370,3 +371,33 @@ class Platform(SharingOps):
             return {}
         return self.secrets.get(actor["tenant"], actor["id"])
 
+
+def new_execution(actor: dict[str, Any], executor: str, message: Message,
+                  origin: str | None = None) -> dict[str, Any]:
+    """The record of a message to ``actor``, as posted: by a user, an execution
+    (``origin``), the cron schedule or an event link."""
+    return {
+        "id": new_id(), "actor_id": actor["id"], "tenant": actor["tenant"],
+        "executor": executor, "worker_id": None, "status": str(ExecutionStatus.SUBMITTED),
+        "status_message": "", "message_received_time": now_iso(), "start_time": None,
+        "finish_time": None, "runtime": None, "cpu": None, "io": None, "mem_peak": None,
+        "queue_time": None, "exit_code": None, "final_state": None,
+        "msg": message.body, "content_type": message.content_type, "env": message.env,
+        "revision": actor["revision"], "origin_execution": origin,
+    }
+
+
+def cron_fields(fields: dict[str, Any], before: dict[str, Any] | None,
+                now: datetime) -> dict[str, Any]:
+    """``cronNextEx`` (and the moment the schedule was set, which anchors ``now + ...``)
+    for an actor's new fields."""
+    text = fields.get("cron_schedule")
+    if not text:
+        return {"cron_on": False, "cron_next_ex": None, "cron_set_time": None}
+    kept = before is not None and before.get("cron_schedule") == text
+    set_time = before["cron_set_time"] if kept and before and before.get("cron_set_time") \
+        else to_iso(now)
+    schedule = parse_schedule(text, parse_iso(set_time))
+    on = bool(fields.get("cron_on"))
+    return {"cron_on": on, "cron_set_time": set_time,
+            "cron_next_ex": to_iso(schedule.next_after(now)) if on else None}

@@ -102,6 +102,24 @@ class Store:
         if not self.inbox.update_actor(tenant, actor_id, changes):
             raise NotFound(f"actor {actor_id} not found")
 
+    @_translate
+    def advance_cron(self, tenant: str, actor_id: str, expected: str, following: str) -> bool:
+        """Move ``cron_next_ex`` from ``expected`` to ``following``; False when it is no
+        longer ``expected`` (fired already) or the actor is gone."""
+        key = self.keys.actor(tenant, actor_id)
+        with self.r.pipeline() as pipe:
+            try:
+                pipe.watch(key)
+                current = pipe.hget(key, "cron_next_ex")
+                if current is None or json.loads(current) != expected:
+                    return False
+                pipe.multi()
+                pipe.hset(key, "cron_next_ex", json.dumps(following))
+                pipe.execute()
+            except redis.WatchError:
+                return False
+        return True
+
     def mark_deleting(self, tenant: str, actor_id: str) -> None:
         """From now on the actor takes no messages (``post`` checks it in the same step)."""
         self.update_actor(tenant, actor_id, {"status": str(ActorStatus.SHUTTING_DOWN)})

@@ -20,6 +20,8 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -36,6 +38,7 @@ from jobs.settings import Settings, load_settings
 from jobs.status import LIVE_WORKER, ActorStatus, WorkerStatus
 from jobs.store import Store
 from jobs.timeutil import now_iso
+from scheduler.cron_firing import fire_if_due
 from scheduler.images import ImageChecks
 from scheduler.policy import ActorLoad, fair_share, idle_to_reclaim, workers_to_start
 from scheduler.recovery import recover_actor
@@ -59,6 +62,7 @@ class Scheduler:
         self.wake_cursor = "$"
         self.share = settings.max_workers_per_host
         self.warm_share = settings.max_workers_per_host  # minWorkers kept warm, at most
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # tests move it
         self.epoch = 0
         self.ended: dict[tuple[str, str], set[str]] = {}
         self.held: dict[tuple[str, str], tuple[str, int]] = {}  # actor -> (owner, workers)
@@ -95,6 +99,7 @@ class Scheduler:
             return
         if actor["status"] == ActorStatus.SUBMITTED:
             self.images.consider(self.epoch, actor)
+        fire_if_due(self.store, actor, self.clock())
         alive = recover_actor(self.store, self.epoch, tenant, actor_id,
                               self.ended.pop((tenant, actor_id), set()),
                               self.settings.max_recoveries)
