@@ -72,6 +72,8 @@ def _op(summary: str, params: list[dict[str, Any]] | None = None,
 _INT = {"type": "integer", "minimum": 0, "maximum": MAX_INT}
 _SCHEDULE = ("^(now|[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8]) ([01][0-9]|2[0-3])) "
              "\\+ [1-9][0-9]{0,3} (hour|day|week|month)s?$")
+_WEBHOOK = ("^https?://[a-z][a-z0-9-]{0,30}(\\.[a-z][a-z0-9-]{0,30})+(:[1-9][0-9]{0,3})?"
+            "(/[A-Za-z0-9._~/-]*)?$")
 # Sizes Docker takes: at least 6 MiB.
 _MEMORY = ("^([1-9][0-9]{7,19}[bB]?|[1-9][0-9]{4,16}[kK]|([6-9]|[1-9][0-9]{1,12})[mM]"
            "|[1-9][0-9]{0,9}[gG])$")
@@ -125,7 +127,13 @@ def _actor_input(settings: Settings) -> dict[str, Any]:
         "maxRunTime": _nullable({**_INT, "minimum": 1, "maximum": MAX_SECONDS,
                                  "description": "seconds"}),
         "hints": {"type": "array", "maxItems": 64, "items": _text(256)},
-        "link": _text(256), "webhook": _text(2048), "token": {"type": "boolean"},
+        "link": {**_text(256), "description": "an actor id or alias the owner may execute "
+                                              "(404 when there is none, 403 when not "
+                                              "allowed, 400 when it would close a cycle)"},
+        "webhook": {"type": "string", "maxLength": 2048, "pattern": _WEBHOOK,
+                    "description": "http(s) URL; loopback, link-local and private "
+                                   "addresses are refused unless webhook_allow names them"},
+        "token": {"type": "boolean"},
         "logEx": _nullable({**_INT, "minimum": 1, "maximum": MAX_SECONDS,
                             "description": "seconds"}),
         "cronSchedule": _nullable({"type": "string", "pattern": _SCHEDULE,

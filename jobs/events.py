@@ -53,8 +53,11 @@ def allow_list(setting: str) -> tuple[str, ...]:
     return tuple(part.strip().lower() for part in setting.split(",") if part.strip())
 
 
-def check_webhook(url: str, allowed: tuple[str, ...], field: str = "webhook") -> str:
-    """The URL, once its scheme, host and every address it resolves to are acceptable."""
+def check_webhook(url: str, allowed: tuple[str, ...], field: str = "webhook",
+                  unresolved_ok: bool = False) -> str:
+    """The URL, once its scheme, host and every address it resolves to are acceptable.
+    ``unresolved_ok``: a name that does not resolve (yet) passes; it is checked again,
+    resolved, at each delivery."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValidationError(field, f"{url!r} is not an http(s) URL with a host")
@@ -63,7 +66,13 @@ def check_webhook(url: str, allowed: tuple[str, ...], field: str = "webhook") ->
     host = parts.hostname.lower()
     if host in allowed:
         return url
-    addresses = _resolve(host, parts.port or (443 if parts.scheme == "https" else 80), field)
+    try:
+        addresses = _resolve(host, parts.port or (443 if parts.scheme == "https" else 80),
+                             field)
+    except ValidationError:
+        if unresolved_ok and not _is_address(host):
+            return url
+        raise
     for address in addresses:
         if _special(address) and not _in_allowed(address, allowed):
             raise ValidationError(field, f"{host} resolves to {address}, a loopback, "
@@ -79,6 +88,14 @@ def _resolve(host: str, port: int, field: str) -> list[ipaddress.IPv4Address |
     except (socket.gaierror, UnicodeError):
         raise ValidationError(field, f"{host} does not resolve") from None
     return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _special(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:

@@ -108,6 +108,18 @@ class Keys:
         worker held, whether or not an inbox entry still names it."""
         return self.actor(tenant, actor_id) + ":claimed"
 
+    def events_out(self) -> str:
+        """Actor events waiting for delivery to links and webhooks (a bounded stream)."""
+        return f"{self.prefix}:events-out"
+
+    def webhooks_due(self) -> str:
+        """Webhook posts to make, by when (a sorted set; bounded)."""
+        return f"{self.prefix}:webhooks-due"
+
+    def webhook_status(self, tenant: str) -> str:
+        """The last delivery of each actor's webhook (a hash by actor id)."""
+        return f"{self.prefix}:tenant:{check_id(tenant, 'tenant')}:webhook-status"
+
     def runs_to_remove(self) -> str:
         """Handles of runs of deleted actors, for the scheduler to remove from the engine."""
         return f"{self.prefix}:runs-to-remove"

@@ -23,6 +23,7 @@ from jobs.errors import (
     Unauthenticated,
     ValidationError,
 )
+from jobs.event_ops import EventOps
 from jobs.ids import check_id, new_id
 from jobs.logstore import LogStore
 from jobs.message_env import allowed_patterns, check_message_env
@@ -55,13 +56,13 @@ RESERVED_PARAMS = frozenset({"x-nonce", "_abaco_synchronous"})
 class Message:
     """A message as the API received it."""
 
-    body: str
+    body: Any                  # text, or a JSON value (application/json)
     content_type: str
     env: dict[str, str]
     binary: bytes | None = None
 
 
-class Platform(SharingOps):
+class Platform(SharingOps, EventOps):
     """Operations on actors, messages, executions, workers and state.
 
     Access control comes from ``jobs.access``, sharing (permissions, nonces, aliases)
@@ -108,6 +109,7 @@ class Platform(SharingOps):
         if fields.get("cron_schedule") and "cron_on" not in normalize_keys(body):
             fields["cron_on"] = True  # a schedule given is a schedule meant to run
         check_actor_fields(self.settings, caller, fields)
+        self._check_targets(caller, fields, None)
         check_actor_quota(self.settings, caller, sum(
             1 for a in self.store.list_actors(caller.tenant) if a["owner"] == caller.user))
         env = fields.pop("default_environment")
@@ -126,8 +128,10 @@ class Platform(SharingOps):
 
     def get_actor(self, caller: Caller, actor_id: str) -> dict[str, Any]:
         actor = self._actor(caller, actor_id, "READ")
-        actor_id = actor["id"]
-        return {**actor, "default_environment": self._env_values(actor)}
+        webhook = self.store.last_webhook(caller.tenant, actor["id"]) \
+            if actor.get("webhook") else None
+        return {**actor, "default_environment": self._env_values(actor),
+                "last_webhook": webhook}
 
     def list_actors(self, caller: Caller) -> list[dict[str, Any]]:
         """The actors the caller can READ."""
@@ -148,6 +152,9 @@ class Platform(SharingOps):
         existing = {**actor, "default_environment": self._env_values(actor)}
         fields = validate_actor_input(body, existing)
         check_actor_fields(self.settings, caller, fields, actor)
+        if (fields.get("link"), fields.get("webhook")) != (actor.get("link"),
+                                                           actor.get("webhook")):
+            self._check_targets(caller, fields, actor_id)
         env = fields.pop("default_environment")
         force = as_bool("force", body.get("force", False))
         if fields.get("cron_schedule") and not actor.get("cron_schedule") and \

@@ -121,6 +121,10 @@ class Settings:
     actor_cpus_max: float = 2.0
     mount_allow: str = ""
     image_registries: str = "docker.io"
+    webhook_allow: str = ""
+    webhook_attempts: int = 5
+    webhook_timeout_s: float = 5.0
+    event_queue_max: int = 10000
     results_dir: str = ""
     max_result_bytes: int = 128 * 1024
     max_results: int = 1000
@@ -157,14 +161,16 @@ class Settings:
         for name in ("api_port", "max_body_bytes", "max_log_bytes", "pids_limit", "api_workers",
                      "default_max_workers", "max_workers_per_host", "start_attempts",
                      "max_recoveries", "api_worker_connections", "redis_max_connections",
-                     "max_result_bytes", "max_results"):
+                     "max_result_bytes", "max_results", "webhook_attempts",
+                     "event_queue_max"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"setting {name} must be a positive number")
         for name in ("heartbeat_ttl_s", "worker_idle_s", "scheduler_tick_s", "sync_timeout_s",
                      "max_run_time_s", "sync_worker_idle_s", "drain_timeout_s", "inbox_block_s",
                      "backoff_first_s", "backoff_max_s", "outage_patience_s",
                      "worker_startup_grace_s", "docker_timeout_s", "redis_connect_timeout_s",
-                     "vault_timeout_s", "log_drain_s", "results_ttl_s"):
+                     "vault_timeout_s", "log_drain_s", "results_ttl_s",
+                     "webhook_timeout_s"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"setting {name} must be a positive number of seconds")
         if self.auth == "none" and self.api_host not in ("127.0.0.1", "localhost", "::1"):

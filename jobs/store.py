@@ -224,6 +224,63 @@ class Store:
             raws = pipe.execute()
         return total, [decode(raw) for raw in raws if raw]
 
+    # -- events out -----------------------------------------------------------------
+    @_translate
+    def emit_event(self, document: Mapping[str, Any], most: int) -> None:
+        """Queue an actor event for delivery; the oldest go first once ``most`` wait."""
+        self.r.xadd(self.keys.events_out(), {"event": json.dumps(document)}, maxlen=most,
+                    approximate=True)
+
+    @_translate
+    def read_events(self, group: str, consumer: str, block_ms: int,
+                    count: int = 50) -> list[tuple[str, dict[str, Any]]]:
+        """New events for this consumer group (created on first use), blocking a while."""
+        key = self.keys.events_out()
+        try:
+            self.r.xgroup_create(key, group, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        replies = cast(list, self.r.xreadgroup(group, consumer, {key: ">"}, count=count,
+                                                 block=block_ms or None))  # 0: no wait
+        return [(entry_id.decode(), json.loads(fields[b"event"]))
+                for _stream, entries in replies for entry_id, fields in entries]
+
+    @_translate
+    def ack_event(self, group: str, entry_id: str) -> None:
+        self.r.xack(self.keys.events_out(), group, entry_id)
+        self.r.xdel(self.keys.events_out(), entry_id)
+
+    @_translate
+    def queue_webhook(self, job: Mapping[str, Any], due: float, most: int) -> bool:
+        """Schedule one webhook post; False (dropped) when ``most`` wait already."""
+        key = self.keys.webhooks_due()
+        if int(cast(int, self.r.zcard(key))) >= most:
+            return False
+        self.r.zadd(key, {json.dumps(job, sort_keys=True): due})
+        return True
+
+    @_translate
+    def due_webhooks(self, now: float, count: int = 20) -> tuple[list[dict[str, Any]],
+                                                                 float | None]:
+        """Take (remove) the posts due by ``now``; and when the next one is due."""
+        key = self.keys.webhooks_due()
+        taken = []
+        for raw in cast(list, self.r.zrangebyscore(key, "-inf", now, start=0, num=count)):
+            if self.r.zrem(key, raw):  # one sender takes each
+                taken.append(json.loads(raw))
+        following = cast(list, self.r.zrange(key, 0, 0, withscores=True))
+        return taken, (float(following[0][1]) if following else None)
+
+    @_translate
+    def record_webhook(self, tenant: str, actor_id: str, outcome: Mapping[str, Any]) -> None:
+        self.r.hset(self.keys.webhook_status(tenant), actor_id, json.dumps(outcome))
+
+    @_translate
+    def last_webhook(self, tenant: str, actor_id: str) -> dict[str, Any] | None:
+        raw = self.r.hget(self.keys.webhook_status(tenant), actor_id)
+        return json.loads(cast(bytes, raw)) if raw else None
+
     # -- results ------------------------------------------------------------------
     @_translate
     def push_result(self, tenant: str, actor_id: str, eid: str, data: bytes,

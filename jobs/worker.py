@@ -29,6 +29,7 @@ import time
 from typing import Any
 
 from jobs.errors import AbacoError, BackendUnavailable, NotFound
+from jobs.events import EXECUTION_COMPLETE, EXECUTION_STARTED, event_document, wants_events
 from jobs.inbox import Outcome
 from jobs.lifecycle import Backoff, idle_limit_s, may_leave_idle, retry_delays
 from jobs.logstore import LogStore
@@ -282,7 +283,14 @@ class Worker(WorkerControl):
         if outcome is not Outcome.OK:
             LOG.warning("execution %s could not be marked running (%s)", eid, outcome)
             return None
+        self._emit(EXECUTION_STARTED, execution_id=eid, worker_id=self.worker_id)
         return handle
+
+    def _emit(self, kind: str, **fields: Any) -> None:
+        """An event for the actor's link and webhook, delivered off this path."""
+        if wants_events(self.actor):
+            self._quietly(lambda: self.store.emit_event(
+                event_document(self.actor, kind, **fields), self.settings.event_queue_max))
 
     def _start_with_retries(self, spec: RunSpec) -> str:
         """A transient start failure is tried ``start_attempts`` times with backoff."""
@@ -347,6 +355,9 @@ class Worker(WorkerControl):
                                fields)
         if outcome is not Outcome.OK:
             return  # someone else holds it now: leave the run and its logs to them
+        self._emit(EXECUTION_COMPLETE, execution_id=execution["id"], status=record["status"],
+                   exit_code=record.get("exit_code"),
+                   status_message=record.get("status_message", ""))
         if stored:
             self._quietly(lambda: self.store.drop_live_log(self.tenant, self.actor_id,
                                                            execution["id"]))

@@ -15,6 +15,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from jobs.errors import AbacoError
+from jobs.events import ACTOR_ERROR, ACTOR_READY, event_document, wants_events
+from jobs.inbox import Outcome
 from jobs.lifecycle import retry_delays
 from jobs.runners.base import ImageCheck, Runner
 from jobs.status import ActorStatus
@@ -28,8 +30,9 @@ class ImageChecks:
     """Runs checks in a small pool and applies their verdicts when done."""
 
     def __init__(self, store: Store, runner: Runner, attempts: int,
-                 stopping: threading.Event) -> None:
+                 stopping: threading.Event, event_queue_max: int = 10000) -> None:
         self.store, self.runner, self.attempts, self.stopping = store, runner, attempts, stopping
+        self.event_queue_max = event_queue_max
         self.pending: dict[CheckKey, Future[ImageCheck]] = {}
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="image-check")
 
@@ -56,8 +59,20 @@ class ImageChecks:
         else:
             fields = {"status": str(ActorStatus.ERROR), "status_message": check.reason}
         outcome = self.store.inbox.verdict(epoch, tenant, actor_id, revision, fields)
+        if outcome is Outcome.OK and "status" in fields:
+            self._emit(tenant, actor_id, ACTOR_READY if check.ok else ACTOR_ERROR,
+                       fields["status_message"])
         LOG.info("image %s of %s/%s revision %d: %s (%s)", image, tenant, actor_id, revision,
                  "ok" if check.ok else check.reason, outcome)
+
+    def _emit(self, tenant: str, actor_id: str, kind: str, message: str) -> None:
+        try:
+            actor = self.store.get_actor(tenant, actor_id)
+            if wants_events(actor):
+                self.store.emit_event(event_document(actor, kind, status_message=message),
+                                      self.event_queue_max)
+        except AbacoError as exc:
+            LOG.warning("event %s of %s/%s not queued: %s", kind, tenant, actor_id, exc)
 
     def _check(self, image: str) -> ImageCheck:
         """Present or pulled, trying ``attempts`` times with backoff (pool thread)."""

@@ -34,11 +34,13 @@ from jobs.placers import make_placer
 from jobs.placers.base import Placer
 from jobs.runners import Runner, make_runner
 from jobs.secrets import SecretStore
+from jobs.service import Platform
 from jobs.settings import Settings, load_settings
 from jobs.status import LIVE_WORKER, ActorStatus, WorkerStatus
 from jobs.store import Store
 from jobs.timeutil import now_iso
 from scheduler.cron_firing import fire_if_due
+from scheduler.deliver import EventDelivery
 from scheduler.images import ImageChecks
 from scheduler.policy import ActorLoad, fair_share, idle_to_reclaim, workers_to_start
 from scheduler.recovery import recover_actor
@@ -58,7 +60,8 @@ class Scheduler:
         self.logs = logs
         self.identity = f"{socket.gethostname()}:{os.getpid()}:{new_id(6)}"
         self.stopping = threading.Event()
-        self.images = ImageChecks(store, runner, settings.start_attempts, self.stopping)
+        self.images = ImageChecks(store, runner, settings.start_attempts, self.stopping,
+                                  settings.event_queue_max)
         self.wake_cursor = "$"
         self.share = settings.max_workers_per_host
         self.warm_share = settings.max_workers_per_host  # minWorkers kept warm, at most
@@ -330,6 +333,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: scheduler.stopping.set())
     signal.signal(signal.SIGINT, lambda *_: scheduler.stopping.set())
     LOG.info("scheduler %s starting", scheduler.identity)
+    EventDelivery(Platform(settings, store, logs, SecretStore(settings))).start(
+        scheduler.stopping)
     scheduler.run()
     LOG.info("scheduler %s stopping; draining its workers", scheduler.identity)
     scheduler.placer.drain(settings.drain_timeout_s + 5)

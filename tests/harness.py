@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,3 +80,25 @@ def register_worker(store, tenant: str, actor_id: str, worker_id: str,  # type: 
                                     "revision": int(actor["revision"]), "host_id": "tests"},
                                    ttl_s, -1, int(actor["revision"]))
     assert outcome == "ok", outcome
+
+
+@contextlib.contextmanager
+def running_harness(settings: Settings, runner: FakeRunner | None = None,
+                    **changes: Any) -> Iterator[Harness]:
+    """A harness on fast settings with ``changes``: the real scheduler and workers with
+    the shipped fakes; everything stopped at the end, whatever happened."""
+    from jobs.placers.memory import MemoryPlacer
+
+    fast = fast_settings(settings).replace(**changes)
+    platform = Platform.from_settings(fast)
+    platform.logs.ensure_bucket()
+    runner = runner or FakeRunner()
+    placer = MemoryPlacer(fast, platform.store, runner, platform.logs, platform.secrets)
+    scheduler = Scheduler(fast, platform.store, runner, placer, platform.logs)
+    try:
+        yield Harness(platform, runner, scheduler)
+    finally:
+        runner.lose_everything()
+        scheduler.stopping.set()
+        placer.drain(2)
+        scheduler.close()
