@@ -17,6 +17,7 @@ STATUS_OF: dict[type[errors.AbacoError], int] = {
     errors.Unauthenticated: 401,
     errors.PermissionDenied: 403,
     errors.NotFound: 404,
+    errors.Gone: 410,
     errors.Timeout: 408,
     errors.Conflict: 409,
     errors.BackendUnavailable: 503,

@@ -31,6 +31,9 @@ def check_actor_fields(settings: Settings, caller: Caller, fields: dict[str, Any
         _ceilings(settings, fields, before or {})
     _mounts(settings, fields.get("mounts") or [])
     _registry(settings, fields["image"])
+    if fields.get("log_ex") and fields["log_ex"] > settings.log_ex_max:
+        raise ValidationError("logEx", f"must be at most {settings.log_ex_max} seconds (the "
+                                       "log_ex_max setting)")
 
 
 def _registry(settings: Settings, image: str) -> None:

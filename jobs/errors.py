@@ -4,6 +4,7 @@
     ├── SettingsError          a setting is invalid (raised at start)
     ├── ValidationError        bad input; ``field`` names the offending field
     ├── NotFound               unknown actor, execution, worker...
+    ├── Gone                   it existed and was removed on purpose (expired logs)
     ├── Conflict               the resource is in a state that forbids the call
     ├── PermissionDenied       authenticated but not allowed
     ├── Unauthenticated        no or bad credentials
@@ -39,6 +40,10 @@ class ValidationError(AbacoError):
 
 
 class NotFound(AbacoError):
+    pass
+
+
+class Gone(AbacoError):
     pass
 
 

@@ -232,7 +232,7 @@ class Inbox:
             k.workers(tenant, actor_id), k.execution(tenant, actor_id, eid),
             k.execution_binary(tenant, actor_id, eid), k.events(tenant, actor_id),
             k.inbox(tenant, actor_id), k.queued(tenant, actor_id), k.orphans(tenant, actor_id),
-            k.claimed(tenant, actor_id)],
+            k.claimed(tenant, actor_id), k.execution_totals(tenant, actor_id)],
             [worker_id or "", json.dumps(worker_id), entry, json.dumps(str(status)), eid,
              EVENTS_MAXLEN, *_pairs(fields)]))
 

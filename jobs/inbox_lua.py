@@ -115,7 +115,8 @@ hset_pairs(KEYS[2], ARGV, 3)
 return 'ok'
 """
 
-# KEYS: workers, exec, binary, events, inbox, queued, orphans, claimed. ARGV: wid, wid_json,
+# KEYS: workers, exec, binary, events, inbox, queued, orphans, claimed, totals. ARGV: wid,
+# wid_json,
 # entry,
 # status_json, eid, maxlen, then field/value pairs. An empty wid finishes without a
 # worker (the scheduler failing messages of an actor whose image is gone).
@@ -128,8 +129,15 @@ if ARGV[1] ~= '' and redis.call('HGET', KEYS[2], 'worker_id') ~= ARGV[2] then
 end
 if not may_move(status, ARGV[4]) then ack(KEYS[5], ARGV[3]); return 'illegal' end
 hset_pairs(KEYS[2], ARGV, 7)
+for i = 7, #ARGV, 2 do  -- the actor's totals, so listing executions never sums records
+  if ARGV[i] == 'cpu' or ARGV[i] == 'io' or ARGV[i] == 'runtime' then
+    local value = cjson.decode(ARGV[i + 1])
+    if type(value) == 'number' then redis.call('HINCRBYFLOAT', KEYS[9], ARGV[i], value) end
+  end
+end
+redis.call('HINCRBY', KEYS[9], 'executions', 1)
 redis.call('HSET', KEYS[2], 'status', ARGV[4])
-redis.call('HDEL', KEYS[2], 'orphan')
+redis.call('HDEL', KEYS[2], 'orphan', 'msg', 'env')  -- the message is not kept after its run
 redis.call('DEL', KEYS[3])
 redis.call('ZREM', KEYS[6], ARGV[5])
 redis.call('ZREM', KEYS[7], ARGV[5])

@@ -120,12 +120,25 @@ class Keys:
         """The last delivery of each actor's webhook (a hash by actor id)."""
         return f"{self.prefix}:tenant:{check_id(tenant, 'tenant')}:webhook-status"
 
+    def logs_expiry(self) -> str:
+        """``tenant/actor/execution`` whose logs expire (logEx), by when (a sorted set)."""
+        return f"{self.prefix}:logs-expiry"
+
+    def logs_to_delete(self) -> str:
+        """``tenant/actor/execution`` whose S3 objects go (deleted actors, trimmed
+        records): the scheduler deletes them in the background (a set)."""
+        return f"{self.prefix}:logs-to-delete"
+
     def runs_to_remove(self) -> str:
         """Handles of runs of deleted actors, for the scheduler to remove from the engine."""
         return f"{self.prefix}:runs-to-remove"
 
     def executions(self, tenant: str, actor_id: str) -> str:
         return self.actor(tenant, actor_id) + ":executions"
+
+    def execution_totals(self, tenant: str, actor_id: str) -> str:
+        """Sums over the actor's finished executions: cpu, io, runtime (a hash)."""
+        return self.actor(tenant, actor_id) + ":totals"
 
     def execution(self, tenant: str, actor_id: str, execution_id: str) -> str:
         return self.actor(tenant, actor_id) + f":exec:{check_id(execution_id, 'execution_id')}"

@@ -175,6 +175,22 @@ class LogStore:
             raise self._domain_error(exc, f"reading the logs of execution {execution_id}") \
                 from exc
 
+    def delete(self, tenant: str, actor_id: str, execution_id: str,
+               logs_only: bool = False) -> None:
+        """Remove the logs (and, unless ``logs_only``, the stored record); objects already
+        gone are fine."""
+        base = self.prefix(tenant, actor_id, execution_id)
+        keys = [base + "logs.txt"] + ([] if logs_only else [base + "execution.json"])
+        deadline = time.monotonic() + self.retry_budget_s
+        for key in keys:
+            try:
+                self._retrying(lambda k=key: self.s3.delete_object(  # type: ignore[misc]
+                    Bucket=self.bucket, Key=k), deadline)
+            except _S3Error as exc:
+                if _code(exc) in ("NoSuchKey", "NoSuchBucket") or _status(exc) == 404:
+                    continue
+                raise self._domain_error(exc, f"deleting the logs of {execution_id}") from exc
+
     # -- internals ----------------------------------------------------------------
     def _put_object(self, key: str, body: bytes, content_type: str, deadline: float) -> None:
         def put() -> None:

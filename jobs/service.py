@@ -17,6 +17,7 @@ from jobs.auth import Authenticator, Caller
 from jobs.cron import parse_schedule
 from jobs.errors import (
     Conflict,
+    Gone,
     NotFound,
     PermissionDenied,
     Timeout,
@@ -255,12 +256,11 @@ class Platform(SharingOps, EventOps):
                         limit: int | None = None) -> dict[str, Any]:
         actor = self._actor(caller, actor_id, "READ", "executions")
         actor_id = actor["id"]
-        total, records = self.store.list_executions(caller.tenant, actor_id)
-        page = records[offset:] if limit is None else records[offset:offset + limit]
+        total, page = self.store.list_executions(caller.tenant, actor_id, offset, limit)
+        sums = self.store.execution_totals(caller.tenant, actor_id)
         return {"actor_id": actor_id, "owner": actor["owner"], "total_executions": total,
-                "total_cpu": sum(r.get("cpu") or 0 for r in records),
-                "total_io": sum(r.get("io") or 0 for r in records),
-                "total_runtime": sum(r.get("runtime") or 0 for r in records),
+                "total_cpu": int(sums.get("cpu", 0)), "total_io": int(sums.get("io", 0)),
+                "total_runtime": round(sums.get("runtime", 0.0), 3),
                 "executions": [execution_summary(r) for r in page]}
 
     def get_execution(self, caller: Caller, actor_id: str, eid: str) -> dict[str, Any]:
@@ -278,6 +278,9 @@ class Platform(SharingOps, EventOps):
         """Live tail from Redis while running; the durable S3 copy afterwards."""
         actor_id = self._actor(caller, actor_id, "READ", "execution")["id"]
         record = self._execution(caller, actor_id, eid)
+        if record.get("logs_expired"):
+            raise Gone(f"the logs of execution {eid} expired at {record['logs_expired']} "
+                       "(the actor's logEx)")
         live = self.store.live_log(caller.tenant, actor_id, eid)
         if live is not None:
             return redact_tokens(live).decode("utf-8", "replace")

@@ -122,6 +122,10 @@ class Settings:
     mount_allow: str = ""
     image_registries: str = "docker.io"
     webhook_allow: str = ""
+    log_ex_default: int = 0
+    log_ex_max: int = 366 * 24 * 3600
+    execution_keep_s: float = 30 * 24 * 3600.0
+    execution_keep_count: int = 10000
     webhook_attempts: int = 5
     webhook_timeout_s: float = 5.0
     event_queue_max: int = 10000
@@ -162,7 +166,7 @@ class Settings:
                      "default_max_workers", "max_workers_per_host", "start_attempts",
                      "max_recoveries", "api_worker_connections", "redis_max_connections",
                      "max_result_bytes", "max_results", "webhook_attempts",
-                     "event_queue_max"):
+                     "event_queue_max", "log_ex_max", "execution_keep_count"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"setting {name} must be a positive number")
         for name in ("heartbeat_ttl_s", "worker_idle_s", "scheduler_tick_s", "sync_timeout_s",
@@ -170,7 +174,7 @@ class Settings:
                      "backoff_first_s", "backoff_max_s", "outage_patience_s",
                      "worker_startup_grace_s", "docker_timeout_s", "redis_connect_timeout_s",
                      "vault_timeout_s", "log_drain_s", "results_ttl_s",
-                     "webhook_timeout_s"):
+                     "webhook_timeout_s", "execution_keep_s"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"setting {name} must be a positive number of seconds")
         if self.auth == "none" and self.api_host not in ("127.0.0.1", "localhost", "::1"):
@@ -179,7 +183,7 @@ class Settings:
             raise SettingsError("setting redis_max_connections must be at least "
                                 "api_worker_connections: every waiting request may hold one")
         for name in ("max_min_workers", "user_max_actors", "user_max_workers",
-                     "tenant_max_workers"):
+                     "tenant_max_workers", "log_ex_default"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"setting {name} must be 0 (no limit) or more")
         for name in ("actor_mem_default", "actor_mem_max"):

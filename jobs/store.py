@@ -23,7 +23,7 @@ from jobs.errors import BackendUnavailable, Conflict, NotFound
 from jobs.inbox import Inbox, Rejected
 from jobs.keys import INBOX_GROUP, Keys
 from jobs.settings import Settings
-from jobs.status import ActorStatus, ExecutionStatus
+from jobs.status import FINAL_EXECUTION, ActorStatus, ExecutionStatus
 from jobs.timeutil import now_iso
 
 T = TypeVar("T")
@@ -157,7 +157,7 @@ class Store:
         doomed = [k.actor(tenant, actor_id), k.inbox(tenant, actor_id),
                   k.queued(tenant, actor_id), k.orphans(tenant, actor_id),
                   k.claimed(tenant, actor_id),
-                  k.executions(tenant, actor_id),
+                  k.executions(tenant, actor_id), k.execution_totals(tenant, actor_id),
                   k.state(tenant, actor_id), k.events(tenant, actor_id),
                   k.workers(tenant, actor_id)]
         for eid in execution_ids:
@@ -167,6 +167,7 @@ class Store:
         for wid in worker_ids:
             doomed += [k.heartbeat(tenant, actor_id, wid), k.worker_control(tenant, actor_id, wid)]
         self._leave_runs_for_removal(tenant, actor_id, execution_ids)
+        self._delete_logs_later(tenant, actor_id, execution_ids)
         # Wake whoever blocks on the actor's events (a synchronous message): it reads
         # again, finds the execution gone and answers 404 at once.
         self.r.xadd(k.events(tenant, actor_id), {"event": "ACTOR_DELETED"})
@@ -177,6 +178,75 @@ class Store:
             pipe.srem(k.all_actors(), f"{tenant}/{actor_id}")
             pipe.execute()
         return execution_ids
+
+    def _delete_logs_later(self, tenant: str, actor_id: str, eids: list[str]) -> None:
+        """S3 objects go in the background (``logs_to_delete``), in batches."""
+        refs = [f"{tenant}/{actor_id}/{eid}" for eid in eids]
+        for start in range(0, len(refs), 1000):
+            self.r.sadd(self.keys.logs_to_delete(), *refs[start:start + 1000])
+
+    @_translate
+    def logs_deletion_batch(self, count: int = 100) -> list[tuple[str, str, str]]:
+        refs = cast(list, self.r.srandmember(self.keys.logs_to_delete(), count))
+        return [cast(tuple[str, str, str], tuple(r.decode().split("/"))) for r in refs]
+
+    @_translate
+    def logs_deleted(self, tenant: str, actor_id: str, eid: str) -> None:
+        self.r.srem(self.keys.logs_to_delete(), f"{tenant}/{actor_id}/{eid}")
+
+    @_translate
+    def expire_logs_at(self, tenant: str, actor_id: str, eid: str, at: float) -> None:
+        self.r.zadd(self.keys.logs_expiry(), {f"{tenant}/{actor_id}/{eid}": at})
+
+    @_translate
+    def logs_due_to_expire(self, now: float, count: int = 100) -> list[tuple[str, str, str]]:
+        refs = cast(list, self.r.zrangebyscore(self.keys.logs_expiry(), "-inf", now,
+                                               start=0, num=count))
+        return [cast(tuple[str, str, str], tuple(r.decode().split("/"))) for r in refs]
+
+    @_translate
+    def logs_expired(self, tenant: str, actor_id: str, eid: str, when: str) -> None:
+        """The logs are gone: say so on the record (if it is still there)."""
+        key = self.keys.execution(tenant, actor_id, eid)
+        with self.r.pipeline() as pipe:
+            pipe.delete(self.keys.execution_logs(tenant, actor_id, eid))
+            pipe.zrem(self.keys.logs_expiry(), f"{tenant}/{actor_id}/{eid}")
+            pipe.execute()
+        if self.r.exists(key):
+            self.r.hset(key, "logs_expired", json.dumps(when))
+
+    @_translate
+    def trim_executions(self, tenant: str, actor_id: str, keep: int,
+                        older_than: float) -> list[str]:
+        """Remove finished executions beyond the newest ``keep`` or received before
+        ``older_than``; their S3 objects go later. The ids removed."""
+        key = self.keys.executions(tenant, actor_id)
+        total = int(cast(int, self.r.zcard(key)))
+        candidates = {e.decode() for e in cast(list, self.r.zrangebyscore(
+            key, "-inf", older_than, start=0, num=1000))}
+        if total > keep:
+            candidates |= {e.decode() for e in cast(list, self.r.zrange(
+                key, 0, min(total - keep, 1000) - 1))}
+        if not candidates:
+            return []
+        ids = sorted(candidates)
+        with self.r.pipeline(transaction=False) as pipe:
+            for eid in ids:
+                pipe.hget(self.keys.execution(tenant, actor_id, eid), "status")
+            statuses = pipe.execute()
+        final = {json.dumps(str(s)).encode() for s in FINAL_EXECUTION}
+        done = [eid for eid, status in zip(ids, statuses, strict=True)
+                if status is None or status in final]
+        k = self.keys
+        with self.r.pipeline() as pipe:
+            for eid in done:
+                pipe.zrem(key, eid)
+                pipe.delete(k.execution(tenant, actor_id, eid),
+                            k.execution_logs(tenant, actor_id, eid),
+                            k.execution_results(tenant, actor_id, eid))
+            pipe.execute()
+        self._delete_logs_later(tenant, actor_id, done)
+        return done
 
     def _leave_runs_for_removal(self, tenant: str, actor_id: str, eids: list[str]) -> None:
         """Runs still on the engine (a dead worker's, or one being cancelled) outlive the
@@ -299,6 +369,11 @@ class Store:
     @_translate
     def expire_results(self, tenant: str, actor_id: str, eid: str, ttl_s: float) -> None:
         self.r.expire(self.keys.execution_results(tenant, actor_id, eid), max(1, int(ttl_s)))
+
+    @_translate
+    def execution_totals(self, tenant: str, actor_id: str) -> dict[str, float]:
+        raw = cast(dict, self.r.hgetall(self.keys.execution_totals(tenant, actor_id)))
+        return {key.decode(): float(value) for key, value in raw.items()}
 
     @_translate
     def queued_ids(self, tenant: str, actor_id: str) -> list[str]:

@@ -361,6 +361,10 @@ class Worker(WorkerControl):
         if stored:
             self._quietly(lambda: self.store.drop_live_log(self.tenant, self.actor_id,
                                                            execution["id"]))
+        log_ex = self.actor.get("log_ex") or self.settings.log_ex_default
+        if log_ex:  # the scheduler deletes them when due
+            self._quietly(lambda: self.store.expire_logs_at(
+                self.tenant, self.actor_id, execution["id"], time.time() + log_ex))
         # Off the message path: the record is final, so the next message need not wait
         # for the engine to delete the container. Not a daemon thread: a worker that
         # leaves still removes its last run first.

@@ -86,6 +86,7 @@ class Scheduler:
             self._reclaim_idle(refs)
         self._copy_pending_logs()
         self._remove_runs_of_deleted_actors()
+        self._expire_and_delete_logs()
 
     def reconcile_safely(self, tenant: str, actor_id: str) -> None:
         """One actor's trouble must not stop the pass for the others."""
@@ -110,6 +111,8 @@ class Scheduler:
         if actor["status"] == ActorStatus.ERROR and queued:
             self._fail_queued(actor)
             return
+        self.store.trim_executions(tenant, actor_id, self.settings.execution_keep_count,
+                                   time.time() - self.settings.execution_keep_s)
         waiting = queued + self.store.orphan_count(tenant, actor_id)
         self.held[(tenant, actor_id)] = (actor["owner"], len(alive))
         # While another actor's message waits for a slot, no worker starts just to be warm.
@@ -211,6 +214,21 @@ class Scheduler:
                                      {"status": str(WorkerStatus.SHUTTING_DOWN)})
             self.store.send_control(tenant, actor_id, worker_id, "stop",
                                     self.settings.heartbeat_ttl_s)
+
+    def _expire_and_delete_logs(self) -> None:
+        """Logs past their logEx go (S3 and Redis; the record says when); S3 objects of
+        deleted actors and trimmed records go too. Bounded per pass."""
+        if self.logs is None:
+            return
+        try:
+            for tenant, actor_id, eid in self.store.logs_due_to_expire(time.time()):
+                self.logs.delete(tenant, actor_id, eid, logs_only=True)
+                self.store.logs_expired(tenant, actor_id, eid, now_iso())
+            for tenant, actor_id, eid in self.store.logs_deletion_batch():
+                self.logs.delete(tenant, actor_id, eid)
+                self.store.logs_deleted(tenant, actor_id, eid)
+        except AbacoError as exc:
+            LOG.warning("logs not expired or deleted yet: %s", exc.message)
 
     def _remove_runs_of_deleted_actors(self) -> None:
         """Nothing of a run may stay on the engine once its actor is gone."""
