@@ -9,6 +9,7 @@ from typing import Any
 from flask import current_app, g, request
 
 from jobs.errors import ValidationError
+from jobs.models import MAX_INT
 from jobs.service import Caller, Platform
 
 
@@ -95,4 +96,6 @@ def int_arg(name: str, default: int, minimum: int = 0) -> int:
         raise ValidationError(name, f"must be an integer, got {raw!r}") from None
     if value < minimum:
         raise ValidationError(name, f"must be at least {minimum}")
+    if value > MAX_INT:
+        raise ValidationError(name, f"must be at most {MAX_INT}")
     return value

@@ -15,7 +15,7 @@ ACTOR_ORDER = ("id", "name", "image", "description", "owner", "status", "status_
                "stateless", "privileged", "default_environment", "use_container_uid",
                "max_workers", "min_workers", "mem_limit", "max_cpus", "max_run_time", "hints",
                "link", "webhook", "token", "log_ex", "cron_schedule", "cron_on", "cron_next_ex",
-               "revision", "create_time", "last_update_time", "mounts")
+               "revision", "create_time", "last_update_time", "mounts", "last_webhook")
 EXECUTION_ORDER = ("id", "actor_id", "executor", "worker_id", "status", "status_message",
                    "revision", "cold", "message_received_time", "start_time", "finish_time",
                    "queue_time", "runtime", "cpu", "io", "mem_peak", "exit_code", "final_state")

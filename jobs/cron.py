@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 from jobs.errors import ValidationError
 
@@ -55,14 +55,24 @@ def parse_schedule(text: str, now: datetime) -> Schedule:
     """The schedule, or a ValidationError naming ``cronSchedule`` and what is wrong."""
     match = _ABACO.fullmatch(text)
     if match:
-        return _abaco_form(text, match, now)
+        return _usable(text, _abaco_form(text, match, now), now)
     if "+" not in text and len(text.split()) == 5:
         if not croniter.is_valid(text):
             raise ValidationError(FIELD, f"{text!r} is not a valid cron expression")
-        return Schedule(text.strip())
+        return _usable(text, Schedule(text.strip()), now)
     raise ValidationError(FIELD, f"{text!r} is neither Abaco's 'YYYY-MM-DD HH + N "
                                  "hours|days|weeks|months' (or 'now + ...') nor a five-field "
                                  "cron expression")
+
+
+def _usable(text: str, schedule: Schedule, now: datetime) -> Schedule:
+    """A schedule whose next slot can be computed (not a 30th of February, not a period
+    beyond the calendar)."""
+    try:
+        schedule.next_after(now)
+    except (OverflowError, ValueError, CroniterError) as exc:
+        raise ValidationError(FIELD, f"{text!r} has no next run: {exc}") from None
+    return schedule
 
 
 def _abaco_form(text: str, match: re.Match[str], now: datetime) -> Schedule:

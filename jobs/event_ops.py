@@ -3,7 +3,6 @@ link (the service's events half; ``scheduler/deliver.py`` drives delivery)."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from jobs.access import AccessControl
@@ -30,7 +29,8 @@ class EventOps(AccessControl):
         link = fields.get("link")
         if not link:
             return
-        owner = dataclasses.replace(caller, nonce=None, execution=None)
+        # as delivery will check it: the owner's grants, no role
+        owner = Caller(caller.user, caller.tenant, frozenset({"user"}))
         try:
             target = self._actor(owner, link, "EXECUTE", "message")
         except NotFound:
@@ -43,19 +43,33 @@ class EventOps(AccessControl):
                   target: dict[str, Any]) -> None:
         if actor_id is None:
             return  # a new actor: nothing links to it yet
-        path, current = [actor_id, link], target
+        self._walk(caller, [actor_id, link], {actor_id}, target, {actor_id: link}, "link")
+
+    def _alias_closes_no_cycle(self, caller: Caller, alias: str,
+                               actor: dict[str, Any]) -> None:
+        """Pointing ``alias`` at ``actor`` must not close a cycle of links through it."""
+        self._walk(caller, [alias, actor["id"]], set(), actor, {}, "actorId",
+                   {alias: actor})
+
+    def _walk(self, caller: Caller, path: list[str], seen: set[str],
+              current: dict[str, Any], links: dict[str, str], field: str,
+              aliases: dict[str, dict[str, Any]] | None = None) -> None:
+        """Follow links from ``current``; a revisit is a cycle (400 naming its path).
+        ``links`` and ``aliases`` say what the change under check would make them."""
         for _ in range(MOST_HOPS):
-            if current["id"] == actor_id:
-                raise ValidationError("link", f"would close a cycle: {' -> '.join(path)}")
-            following = current.get("link")
+            if current["id"] in seen:
+                raise ValidationError(field, f"would close a cycle: {' -> '.join(path)}")
+            seen.add(current["id"])
+            following = links.get(current["id"], current.get("link"))
             if not following:
                 return
             path.append(following)
             try:
-                current = self._resolve(caller, following)[0]
+                current = (aliases or {}).get(following) or \
+                    self._resolve(caller, following)[0]
             except NotFound:
                 return
-        raise ValidationError("link", f"a chain of more than {MOST_HOPS} links")
+        raise ValidationError(field, f"a chain of more than {MOST_HOPS} links")
 
     def send_event(self, actor: dict[str, Any], document: dict[str, Any]) -> str | None:
         """Post an event to ``actor``'s link as a JSON message (executor ``Abaco Event``),

@@ -32,8 +32,10 @@ EXECUTOR = "Abaco Event"
 
 
 def event_document(actor: dict[str, Any], kind: str, **fields: Any) -> dict[str, Any]:
-    """The JSON an event carries, with Abaco's field names."""
+    """The JSON an event carries, with Abaco's field names (texts cut at 1 KiB, so an
+    event always fits in the linked actor's ``$MSG``)."""
     now = datetime.now(UTC)
+    fields = {k: v[:1024] if isinstance(v, str) else v for k, v in fields.items()}
     return {
         "tenant_id": actor["tenant"], "actor_id": actor["id"], "event_type": kind,
         "event_time_utc": now.isoformat().replace("+00:00", "Z"),

@@ -285,6 +285,8 @@ def validate_actor_input(
             result[name] = default
     if not result["image"]:
         raise ValidationError("image", "is required")
+    if result["cron_on"] and not result["cron_schedule"]:
+        raise ValidationError("cronOn", "needs a cronSchedule")
     if not result["stateless"] and (result["max_workers"] or 1) > 1:
         raise ValidationError("maxWorkers", "a stateful actor has exactly one worker")
     return result

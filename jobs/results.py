@@ -46,6 +46,8 @@ class ResultsSocket:
         """Bind the socket (writable by the container's user) and start reading; the
         host path to mount."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.path.parent, 0o700)  # only the worker's user (and root) reach it;
+        # the container sees the socket through its mount, whatever the directory says
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

@@ -24,7 +24,6 @@ from jobs.errors import (
     Unauthenticated,
     ValidationError,
 )
-from jobs.event_ops import EventOps
 from jobs.ids import check_id, new_id
 from jobs.logstore import LogStore
 from jobs.message_env import allowed_patterns, check_message_env
@@ -63,7 +62,7 @@ class Message:
     binary: bytes | None = None
 
 
-class Platform(SharingOps, EventOps):
+class Platform(SharingOps):
     """Operations on actors, messages, executions, workers and state.
 
     Access control comes from ``jobs.access``, sharing (permissions, nonces, aliases)
@@ -294,7 +293,12 @@ class Platform(SharingOps, EventOps):
     def next_result(self, caller: Caller, actor_id: str, eid: str) -> bytes | None:
         """Take the next unread result (reading consumes it, as in Abaco)."""
         actor_id = self._actor(caller, actor_id, "READ", "execution")["id"]
-        self._execution(caller, actor_id, eid)
+        record = self._execution(caller, actor_id, eid)
+        grant = caller.execution
+        if grant is not None and eid != grant.execution_id and \
+                record.get("origin_execution") != grant.execution_id:
+            raise PermissionDenied("an execution token reads the results of its own execution "
+                                   "and of those it sent, no others")
         return self.store.pop_result(caller.tenant, actor_id, eid)
 
     def add_result(self, caller: Caller, actor_id: str, eid: str, data: bytes) -> None:
@@ -304,6 +308,8 @@ class Platform(SharingOps, EventOps):
         if grant is None or grant.execution_id != eid or grant.actor_id != actor_id:
             raise PermissionDenied("only the execution itself adds results, with its own "
                                    "token (_abaco_access_token)")
+        if not data:
+            raise ValidationError("body", "an empty result cannot be told from none left")
         if len(data) > self.settings.max_result_bytes:
             raise ValidationError("body", f"a result is at most "
                                           f"{self.settings.max_result_bytes} bytes")

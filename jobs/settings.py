@@ -126,6 +126,7 @@ class Settings:
     log_ex_max: int = 366 * 24 * 3600
     execution_keep_s: float = 30 * 24 * 3600.0
     execution_keep_count: int = 10000
+    execution_settle_s: float = 300.0
     webhook_attempts: int = 5
     webhook_timeout_s: float = 5.0
     event_queue_max: int = 10000

@@ -6,9 +6,9 @@ import dataclasses
 import re
 from typing import Any
 
-from jobs.access import AccessControl
 from jobs.auth import Caller, NonceGrant
 from jobs.errors import Conflict, NotFound, PermissionDenied, Unauthenticated, ValidationError
+from jobs.event_ops import EventOps
 from jobs.ids import check_id, new_id
 from jobs.models import as_int, to_snake
 from jobs.settings import Settings
@@ -22,7 +22,7 @@ ALIAS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 USER_NAME = re.compile(r"^[A-Za-z0-9_.@+\-]{1,128}$")
 
 
-class SharingOps(AccessControl):
+class SharingOps(EventOps):
     """Permissions, nonces and aliases."""
 
     settings: Settings
@@ -162,6 +162,7 @@ class SharingOps(AccessControl):
         _only_fields(body, {"alias", "actor_id"})
         actor = self._actor(caller, _required_str(body, "actorId", "actor_id"), "UPDATE",
                             "manage")
+        self._alias_closes_no_cycle(caller, name, actor)
         record = {**self._alias_record(caller, name), "actor_id": actor["id"]}
         self.sharing.put_alias(caller.tenant, record, create=False)
         return record

@@ -15,6 +15,7 @@ import contextlib
 import functools
 import json
 from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
 import redis
@@ -24,7 +25,7 @@ from jobs.inbox import Inbox, Rejected
 from jobs.keys import INBOX_GROUP, Keys
 from jobs.settings import Settings
 from jobs.status import FINAL_EXECUTION, ActorStatus, ExecutionStatus
-from jobs.timeutil import now_iso
+from jobs.timeutil import now_iso, to_iso
 
 T = TypeVar("T")
 
@@ -199,10 +200,13 @@ class Store:
         self.r.zadd(self.keys.logs_expiry(), {f"{tenant}/{actor_id}/{eid}": at})
 
     @_translate
-    def logs_due_to_expire(self, now: float, count: int = 100) -> list[tuple[str, str, str]]:
+    def logs_due_to_expire(self, now: float,
+                           count: int = 100) -> list[tuple[str, str, str, float]]:
+        """Logs due to expire: tenant, actor, execution, and when they were due."""
         refs = cast(list, self.r.zrangebyscore(self.keys.logs_expiry(), "-inf", now,
-                                               start=0, num=count))
-        return [cast(tuple[str, str, str], tuple(r.decode().split("/"))) for r in refs]
+                                               start=0, num=count, withscores=True))
+        return [(*cast(tuple[str, str, str], tuple(r.decode().split("/"))), float(due))
+                for r, due in refs]
 
     @_translate
     def logs_expired(self, tenant: str, actor_id: str, eid: str, when: str) -> None:
@@ -216,10 +220,12 @@ class Store:
             self.r.hset(key, "logs_expired", json.dumps(when))
 
     @_translate
-    def trim_executions(self, tenant: str, actor_id: str, keep: int,
-                        older_than: float) -> list[str]:
+    def trim_executions(self, tenant: str, actor_id: str, keep: int, older_than: float,
+                        settled_s: float = 300.0) -> list[str]:
         """Remove finished executions beyond the newest ``keep`` or received before
-        ``older_than``; their S3 objects go later. The ids removed."""
+        ``older_than``, once finished ``settled_s`` ago (a long run that just ended
+        keeps its record and results a while); their S3 objects go later. The ids
+        removed."""
         key = self.keys.executions(tenant, actor_id)
         total = int(cast(int, self.r.zcard(key)))
         candidates = {e.decode() for e in cast(list, self.r.zrangebyscore(
@@ -232,11 +238,13 @@ class Store:
         ids = sorted(candidates)
         with self.r.pipeline(transaction=False) as pipe:
             for eid in ids:
-                pipe.hget(self.keys.execution(tenant, actor_id, eid), "status")
-            statuses = pipe.execute()
+                pipe.hmget(self.keys.execution(tenant, actor_id, eid), ["status", "finish_time"])
+            rows = pipe.execute()
         final = {json.dumps(str(s)).encode() for s in FINAL_EXECUTION}
-        done = [eid for eid, status in zip(ids, statuses, strict=True)
-                if status is None or status in final]
+        settled = to_iso(datetime.now(UTC) - timedelta(seconds=settled_s))
+        done = [eid for eid, (status, finished) in zip(ids, rows, strict=True)
+                if status is None or (status in final and
+                                      (json.loads(finished or b"null") or "") <= settled)]
         k = self.keys
         with self.r.pipeline() as pipe:
             for eid in done:
@@ -302,19 +310,22 @@ class Store:
                     approximate=True)
 
     @_translate
-    def read_events(self, group: str, consumer: str, block_ms: int,
-                    count: int = 50) -> list[tuple[str, dict[str, Any]]]:
-        """New events for this consumer group (created on first use), blocking a while."""
+    def read_events(self, group: str, consumer: str, block_ms: int, count: int = 50,
+                    pending: bool = False) -> list[tuple[str, dict[str, Any]]]:
+        """New events for this consumer group (created on first use), blocking a while;
+        ``pending``: those this consumer read before and never acknowledged (a restart)."""
         key = self.keys.events_out()
         try:
             self.r.xgroup_create(key, group, id="0", mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
-        replies = cast(list, self.r.xreadgroup(group, consumer, {key: ">"}, count=count,
-                                                 block=block_ms or None))  # 0: no wait
+        replies = cast(list, self.r.xreadgroup(
+            group, consumer, {key: "0" if pending else ">"}, count=count,
+            block=None if pending or not block_ms else block_ms))  # 0: no wait
         return [(entry_id.decode(), json.loads(fields[b"event"]))
-                for _stream, entries in replies for entry_id, fields in entries]
+                for _stream, entries in replies for entry_id, fields in entries
+                if fields]  # a pending entry trimmed away since has no fields
 
     @_translate
     def ack_event(self, group: str, entry_id: str) -> None:
@@ -331,16 +342,23 @@ class Store:
         return True
 
     @_translate
-    def due_webhooks(self, now: float, count: int = 20) -> tuple[list[dict[str, Any]],
-                                                                 float | None]:
-        """Take (remove) the posts due by ``now``; and when the next one is due."""
+    def due_webhooks(self, now: float, lease_s: float,
+                     count: int = 20) -> tuple[list[dict[str, Any]], float | None]:
+        """Lease the posts due by ``now`` (they come due again after ``lease_s`` unless
+        ``webhook_done``); and when the next one is due."""
         key = self.keys.webhooks_due()
         taken = []
         for raw in cast(list, self.r.zrangebyscore(key, "-inf", now, start=0, num=count)):
-            if self.r.zrem(key, raw):  # one sender takes each
+            # moved past now only if still due: one sender leases each
+            if self.r.zadd(key, {raw: now + lease_s}, xx=True, gt=True, ch=True):
                 taken.append(json.loads(raw))
         following = cast(list, self.r.zrange(key, 0, 0, withscores=True))
         return taken, (float(following[0][1]) if following else None)
+
+    @_translate
+    def webhook_done(self, job: Mapping[str, Any]) -> None:
+        leased = {**job, "attempt": job["attempt"] - 1}  # as it was queued
+        self.r.zrem(self.keys.webhooks_due(), json.dumps(leased, sort_keys=True))
 
     @_translate
     def record_webhook(self, tenant: str, actor_id: str, outcome: Mapping[str, Any]) -> None:
@@ -357,9 +375,9 @@ class Store:
                     most: int) -> bool:
         """Keep one result, in order; False once ``most`` wait unread."""
         key = self.keys.execution_results(tenant, actor_id, eid)
-        if int(cast(int, self.r.llen(key))) >= most:
+        if int(cast(int, self.r.rpush(key, data))) > most:
+            self.r.rpop(key)  # over the cap (also under races): one comes off again
             return False
-        self.r.rpush(key, data)
         return True
 
     @_translate

@@ -426,11 +426,18 @@ class Results:
 
     def _keep(self, data: bytes, cut: bool) -> None:
         w = self.worker
+        if not data:
+            self._note("empty results were dropped (an empty read means none is left)")
+            return
         if cut:
-            self.notes.append(f"a result was cut at {w.settings.max_result_bytes} bytes")
+            self._note(f"a result was cut at {w.settings.max_result_bytes} bytes")
         if not w.store.push_result(w.tenant, w.actor_id, self.eid, data,
                                    w.settings.max_results):
-            self.notes.append(f"results beyond {w.settings.max_results} unread were dropped")
+            self._note(f"results beyond {w.settings.max_results} unread were dropped")
+
+    def _note(self, text: str) -> None:
+        if text not in self.notes:  # once each, however many datagrams
+            self.notes.append(text)
 
     def close(self) -> None:
         if self.socket is not None:

@@ -1,10 +1,13 @@
 """Event delivery, off the execution path: links get a message, webhooks a POST.
 
 Two loops in the scheduler process. The first blocks on the events stream (a
-consumer group, so an event is delivered by one scheduler) and, per event, posts
-the link's message and queues the webhook's POST. The second sends queued POSTs
-when due: a failure (connection error, timeout, non-2xx) is tried again after
-``backoff_first_s`` doubling, up to ``webhook_attempts`` tries. The queue is
+consumer group, so an event is delivered by one scheduler; after a restart the
+unacknowledged ones are delivered first) and, per event, posts the link's message
+and queues the webhook's POST. The second sends queued POSTs when due, several at
+once, each leased rather than taken (a sender that dies mid-POST leaves it to be
+sent again: at least once), never following redirects (a redirect could lead past
+the address checks): a failure (connection error, timeout, non-2xx) is tried
+again after ``backoff_first_s`` doubling, up to ``webhook_attempts`` tries. The queue is
 bounded (``event_queue_max``); the last outcome per actor is recorded and shown
 on the actor as ``lastWebhook``.
 """
@@ -15,6 +18,7 @@ import logging
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import requests
@@ -38,6 +42,8 @@ class EventDelivery:
         self.consumer = socket.gethostname()
         self.kick = threading.Event()
         self.allowed = allow_list(self.settings.webhook_allow)
+        self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="webhook")
+        self.backlog_read = False  # this consumer's unacknowledged events go first
 
     def start(self, stopping: threading.Event) -> None:
         for loop in (self._events_loop, self._webhooks_loop):
@@ -64,7 +70,11 @@ class EventDelivery:
 
     # -- one step each (tests drive these) ---------------------------------------------
     def deliver_events(self, block_ms: int = 0) -> int:
-        events = self.store.read_events(GROUP, self.consumer, block_ms)
+        events = self.store.read_events(GROUP, self.consumer, block_ms,
+                                        pending=not self.backlog_read)
+        if not self.backlog_read and not events:
+            self.backlog_read = True
+            events = self.store.read_events(GROUP, self.consumer, block_ms)
         for entry_id, document in events:
             self._deliver(document)
             self.store.ack_event(GROUP, entry_id)
@@ -92,23 +102,28 @@ class EventDelivery:
 
     def send_due_webhooks(self, now: float) -> float | None:
         """Post what is due; when the next post is due (None: nothing waits)."""
-        due, following = self.store.due_webhooks(now)
-        for job in due:
-            self._post(job)
+        lease = self.settings.webhook_timeout_s * 2 + 5  # a dead sender's jobs come back
+        due, following = self.store.due_webhooks(now, lease)
+        list(self.pool.map(self._post, due))  # a slow endpoint holds one thread, not all
         return following if not due else time.time()
 
     def _post(self, job: dict[str, Any]) -> None:
         job = {**job, "attempt": job["attempt"] + 1}
         try:
             check_webhook(job["url"], self.allowed)  # a name may resolve elsewhere now
-            reply = requests.post(job["url"], json=job["event"],
+            if not self._still_wanted(job):
+                self.store.webhook_done(job)
+                return
+            reply = requests.post(job["url"], json=job["event"], allow_redirects=False,
                                   timeout=self.settings.webhook_timeout_s)
             outcome, ok = f"HTTP {reply.status_code}", reply.ok
         except ValidationError as exc:
+            self.store.webhook_done(job)
             self._record(job, f"refused: {exc.message}")
             return
         except requests.RequestException as exc:
             outcome, ok = f"failed: {type(exc).__name__}", False
+        self.store.webhook_done(job)  # the leased copy goes once this attempt is over
         if ok or job["attempt"] >= self.settings.webhook_attempts:
             self._record(job, outcome)
             return
@@ -116,6 +131,14 @@ class EventDelivery:
                     self.settings.backoff_first_s * 2 ** (job["attempt"] - 1))
         self.store.queue_webhook(job, time.time() + delay, self.settings.event_queue_max + 1)
         self._record(job, f"{outcome}; trying again in {delay:g} s")
+
+    def _still_wanted(self, job: dict[str, Any]) -> bool:
+        """A deleted actor, or one whose webhook changed, gets no more POSTs."""
+        try:
+            actor = self.store.get_actor(job["tenant"], job["actor_id"])
+        except AbacoError:
+            return False
+        return bool(actor.get("webhook") == job["url"])
 
     def _record(self, job: dict[str, Any], outcome: str) -> None:
         self.store.record_webhook(job["tenant"], job["actor_id"], {

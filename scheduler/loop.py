@@ -38,7 +38,7 @@ from jobs.service import Platform
 from jobs.settings import Settings, load_settings
 from jobs.status import LIVE_WORKER, ActorStatus, WorkerStatus
 from jobs.store import Store
-from jobs.timeutil import now_iso
+from jobs.timeutil import now_iso, to_iso
 from scheduler.cron_firing import fire_if_due
 from scheduler.deliver import EventDelivery
 from scheduler.images import ImageChecks
@@ -112,7 +112,8 @@ class Scheduler:
             self._fail_queued(actor)
             return
         self.store.trim_executions(tenant, actor_id, self.settings.execution_keep_count,
-                                   time.time() - self.settings.execution_keep_s)
+                                   time.time() - self.settings.execution_keep_s,
+                                   self.settings.execution_settle_s)
         waiting = queued + self.store.orphan_count(tenant, actor_id)
         self.held[(tenant, actor_id)] = (actor["owner"], len(alive))
         # While another actor's message waits for a slot, no worker starts just to be warm.
@@ -221,9 +222,10 @@ class Scheduler:
         if self.logs is None:
             return
         try:
-            for tenant, actor_id, eid in self.store.logs_due_to_expire(time.time()):
+            for tenant, actor_id, eid, due in self.store.logs_due_to_expire(time.time()):
                 self.logs.delete(tenant, actor_id, eid, logs_only=True)
-                self.store.logs_expired(tenant, actor_id, eid, now_iso())
+                self.store.logs_expired(tenant, actor_id, eid,
+                                        to_iso(datetime.fromtimestamp(due, UTC)))
             for tenant, actor_id, eid in self.store.logs_deletion_batch():
                 self.logs.delete(tenant, actor_id, eid)
                 self.store.logs_deleted(tenant, actor_id, eid)

@@ -41,6 +41,8 @@ def test_after_downtime_the_next_slot_is_after_now_not_the_missed_ones():
     ("tomorrow", "neither"), ("2026-13-01 10 + 1 hour", "not a date"),
     ("2026-12-01 10 + 0 hours", "at least 1"), ("61 * * * *", "not a valid cron"),
     ("2026-12-01 10 + 1 fortnight", "neither"),
+    ("2000-01-01 00 + 99999999999 months", "no next run"),
+    ("2000-01-01 00 + 999999999999999 hours", "no next run"), ("0 0 30 2 *", "no next run"),
 ])
 def test_invalid_schedules_name_the_problem(text: str, named: str):
     with pytest.raises(ValidationError) as caught:

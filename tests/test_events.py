@@ -124,3 +124,95 @@ def test_webhooks_to_private_networks_are_refused_unless_allowed(settings: Setti
         for url in ("http://127.0.0.1:9/x", "http://10.0.0.7/x", "http://169.254.169.254/"):
             with pytest.raises(ValidationError, match="^webhook"):
                 harness.platform.create_actor(CALLER, {"image": "img-a", "webhook": url})
+
+
+class _Redirect(http.server.BaseHTTPRequestHandler):
+    """Answers every POST with a redirect to /stolen; records the paths it got."""
+
+    paths: list[str] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.paths.append(self.path)
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(307)
+        self.send_header("Location", "/stolen")
+        self.end_headers()
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.paths.append(self.path)
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+
+def test_webhooks_never_follow_redirects(settings: Settings):
+    import time
+
+    _Redirect.paths = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    try:
+        with running_harness(settings, webhook_allow="127.0.0.1", webhook_attempts=1) as h:
+            delivery = EventDelivery(h.platform)
+            actor = h.actor(webhook=url)
+            wait_until(lambda: delivery.deliver_events() >= 0 and
+                       delivery.send_due_webhooks(time.time()) is None and _Redirect.paths,
+                       10, "the webhook POST")
+            assert _Redirect.paths == ["/hook"], "the redirect was not followed"
+            last = h.platform.get_actor(CALLER, actor["id"])["last_webhook"]
+            assert last["outcome"] == "HTTP 307"
+    finally:
+        server.shutdown()
+
+
+def test_a_leased_webhook_comes_back_when_its_sender_dies(settings: Settings):
+    import time
+
+    with running_harness(settings) as harness:
+        store, now = harness.store, time.time()
+        job = {"tenant": "T", "actor_id": "a", "url": "http://x.example/", "attempt": 0,
+               "event": {"event_type": "ACTOR_READY"}}
+        assert store.queue_webhook(job, now, 10)
+        taken, _ = store.due_webhooks(now, lease_s=5)
+        assert taken == [job]
+        assert store.due_webhooks(now + 1, lease_s=5)[0] == [], "leased: not taken twice"
+        assert store.due_webhooks(now + 6, lease_s=5)[0] == [job], "the lease lapsed"
+        store.webhook_done({**job, "attempt": 1})
+        assert store.due_webhooks(now + 60, lease_s=5)[0] == []
+
+
+def test_repointing_an_alias_may_not_close_a_cycle(settings: Settings):
+    with running_harness(settings) as harness:
+        platform = harness.platform
+        r = harness.actor()
+        platform.create_alias(CALLER, {"alias": "hop", "actorId": r["id"]})
+        p = harness.actor(link="hop")
+        q = harness.actor(link=p["id"])
+        with pytest.raises(ValidationError, match="^actorId: would close a cycle"):
+            platform.update_alias(CALLER, "hop", {"actorId": q["id"]})
+        assert platform.get_alias(CALLER, "hop")["actor_id"] == r["id"]
+
+
+def test_the_actor_shows_its_last_webhook_and_admins_links_need_a_grant(settings: Settings,
+                                                                       hook_server: str):
+    import time
+
+    from api.app import create_app
+    from jobs.service import Caller
+
+    with running_harness(settings, webhook_allow="127.0.0.1", default_tenant="T") as harness:
+        delivery = EventDelivery(harness.platform)
+        actor = harness.actor(webhook=hook_server)
+        client = create_app(harness.platform.settings, harness.platform).test_client()
+        wait_until(lambda: delivery.deliver_events() >= 0 and
+                   delivery.send_due_webhooks(time.time()) is None and
+                   client.get(f"/actors/{actor['id']}").get_json()["result"].get(
+                       "lastWebhook"), 10, "lastWebhook in the reply")
+        bob = Caller("bob", "T", frozenset({"user"}))
+        bobs = harness.platform.create_actor(bob, {"image": "img-a"})
+        root = Caller("root", "T", frozenset({"admin"}))
+        with pytest.raises(PermissionDenied, match="^link"):
+            harness.platform.create_actor(root, {"image": "img-a", "link": bobs["id"]})

@@ -105,6 +105,13 @@ def test_an_execution_posts_a_result_with_its_own_token_only(platform: Platform)
                      execution=ExecutionGrant(actor["id"], eid))
     platform.add_result(own, actor["id"], eid, b"posted")
     assert platform.next_result(CALLER, actor["id"], eid) == b"posted"
+    from jobs.errors import ValidationError
+    with pytest.raises(ValidationError):
+        platform.add_result(own, actor["id"], eid, b"")
+    other = platform.send_message(CALLER, actor["id"], Message("m", "str", {}))["execution_id"]
+    from jobs.errors import PermissionDenied as Denied
+    with pytest.raises(Denied):
+        platform.next_result(own, actor["id"], other)  # another execution's results
     from jobs.errors import PermissionDenied
     with pytest.raises(PermissionDenied):
         platform.add_result(CALLER, actor["id"], eid, b"not by the owner")

@@ -25,6 +25,7 @@ def test_each_datagram_is_one_result_in_order_and_long_ones_are_cut(tmp_path: Pa
     results = ResultsSocket(tmp_path / "r.sock", keep, max_bytes=8)
     path = results.open()
     assert (Path(path).stat().st_mode & 0o777) == 0o666
+    assert (Path(path).parent.stat().st_mode & 0o777) == 0o700, "no other local user gets in"
     sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     for data in (b"one", b"", b"0123456789"):
         sender.sendto(data, path)

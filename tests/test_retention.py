@@ -41,7 +41,7 @@ def test_logs_expire_after_log_ex_and_the_logs_route_says_so(settings: Settings)
 
 
 def test_records_beyond_the_kept_count_go_with_their_logs(settings: Settings):
-    with running_harness(settings, execution_keep_count=3) as harness:
+    with running_harness(settings, execution_keep_count=3, execution_settle_s=0) as harness:
         actor = harness.actor()
         eids = _complete(harness, actor["id"], 5)
         record = harness.store.get_execution("T", actor["id"], eids[-1])

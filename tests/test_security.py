@@ -659,3 +659,21 @@ def test_many_actors_kept_warm_by_one_user_never_starve_another_users_message(
         scheduler.stopping.set()
         placer.drain(2)
         scheduler.close()
+
+
+def test_under_auth_none_an_execution_token_still_acts_as_its_execution(settings: Settings):
+    from api.app import create_app
+
+    client = create_app(settings).test_client()  # auth = none: the anonymous admin
+    actor = _status(client.post("/actors", json={"image": "x"}), 200)["result"]
+    eid = _status(client.post(f"/actors/{actor['id']}/messages", data={"message": "m"}),
+                  200)["result"]["executionId"]
+    token = _platform(client).tokens.mint("anonymous", settings.default_tenant, 60,
+                                          actor["id"], eid)
+    path = f"/actors/{actor['id']}/executions/{eid}/results"
+    _status(client.post(path, data=b"r", headers={"Authorization": f"Bearer {token}"}), 200)
+    _status(client.post(path, data=b"r"), 403)  # the admin is not the execution
+    _status(client.post("/actors", json={"image": "x"},
+                        headers={"Authorization": f"Bearer {token}"}), 403)
+    assert client.get(path).data == b"r"
+    _status(client.get(f"/actors/{actor['id']}/executions?limit=99999999999999999999"), 400)
