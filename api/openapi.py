@@ -127,7 +127,8 @@ def _actor_input(settings: Settings) -> dict[str, Any]:
         "maxRunTime": _nullable({**_INT, "minimum": 1, "maximum": MAX_SECONDS,
                                  "description": "seconds"}),
         "hints": {"type": "array", "maxItems": 64, "items": _text(256)},
-        "link": {**_text(256), "description": "an actor id or alias the owner may execute "
+        "link": {"type": "string", "pattern": "^([A-Za-z0-9][A-Za-z0-9_.-]{0,127})?$",
+                 "description": "an actor id or alias the owner may execute "
                                               "(404 when there is none, 403 when not "
                                               "allowed, 400 when it would close a cycle)"},
         "webhook": {"type": "string", "maxLength": 2048, "pattern": _WEBHOOK,
@@ -148,6 +149,9 @@ def _actor_input(settings: Settings) -> dict[str, Any]:
     return {"type": "object", "required": ["image"], "additionalProperties": False,
             "properties": properties,
             "anyOf": [{"properties": {"stateless": {"enum": [True]}}}, one_worker],
+            "if": {"required": ["cronOn"], "properties": {"cronOn": {"const": True}}},
+            "then": {"required": ["cronSchedule"],
+                     "properties": {"cronSchedule": {"type": "string"}}},
             "description": "a stateful actor (stateless: false) has at most one worker"}
 
 

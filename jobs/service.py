@@ -259,7 +259,7 @@ class Platform(SharingOps):
         sums = self.store.execution_totals(caller.tenant, actor_id)
         return {"actor_id": actor_id, "owner": actor["owner"], "total_executions": total,
                 "total_cpu": int(sums.get("cpu", 0)), "total_io": int(sums.get("io", 0)),
-                "total_runtime": round(sums.get("runtime", 0.0), 3),
+                "total_runtime": sums.get("runtime", 0.0),
                 "executions": [execution_summary(r) for r in page]}
 
     def get_execution(self, caller: Caller, actor_id: str, eid: str) -> dict[str, Any]:

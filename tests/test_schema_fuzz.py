@@ -22,7 +22,7 @@ def _check_operation(operation: Any) -> None:
     from schemathesis.specs.openapi.checks import positive_data_acceptance
 
     @given(case=operation.as_strategy())
-    @hypothesis_settings(max_examples=EXAMPLES, deadline=None, database=None,
+    @hypothesis_settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
                          suppress_health_check=list(HealthCheck))
     def run(case: Any) -> None:
         case.call_and_validate(checks=[not_a_server_error, positive_data_acceptance])
