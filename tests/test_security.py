@@ -395,33 +395,25 @@ def test_mounts_apply_only_under_allowed_host_paths(jwt_settings: Settings, imag
 def test_warm_workers_of_one_actor_never_starve_another_actors_message(settings: Settings):
     """A privileged user's actor asks for 1000 warm workers and fills the host; another
     user's message must still run: warm workers beyond a fair share are reclaimed."""
-    from jobs.placers.memory import MemoryPlacer
-    from jobs.runners.fake import FakeRunner
-    from scheduler.loop import Scheduler
-    from tests.harness import Harness, fast_settings
+    from tests.harness import running_harness
     from tests.waits import wait_until
 
-    fast = fast_settings(settings).replace(max_workers_per_host=4)
-    platform = Platform.from_settings(fast)
-    platform.logs.ensure_bucket()
-    runner = FakeRunner()
-    placer = MemoryPlacer(fast, platform.store, runner, platform.logs, platform.secrets)
-    scheduler = Scheduler(fast, platform.store, runner, placer, platform.logs)
-    harness = Harness(platform, runner, scheduler)
-    try:
+    with running_harness(settings, max_workers_per_host=4) as harness:
+        scheduler, placer = harness.scheduler, harness.scheduler.placer
         hog = harness.actor(min_workers=1000)
         wait_until(lambda: scheduler.tick() or placer.capacity() == 0, 20, "the hog fills up")
-        victim = harness.actor()
-        eid = harness.send(victim["id"])
-        wait_until(lambda: scheduler.tick() or harness.execution(victim["id"], eid)[
-            "status"] == "COMPLETE", 30, "the victim's message runs")
-        wait_until(lambda: scheduler.tick() or len(platform.store.workers("T", hog["id"])) >= 2,
+        _victims_message_runs(harness)
+        wait_until(lambda: scheduler.tick() or len(harness.store.workers("T", hog["id"])) >= 2,
                    30, "the hog warm again, within its share")
-    finally:
-        runner.lose_everything()
-        scheduler.stopping.set()
-        placer.drain(2)
-        scheduler.close()
+
+
+def _victims_message_runs(harness: Any) -> None:
+    from tests.waits import wait_until
+
+    victim = harness.actor()
+    eid = harness.send(victim["id"])
+    wait_until(lambda: harness.scheduler.tick() or harness.execution(victim["id"], eid)[
+        "status"] == "COMPLETE", 30, "the victim's message runs")
 
 
 def test_plain_users_keep_at_most_the_settings_warm_workers(client: FlaskClient):
@@ -443,34 +435,22 @@ def test_a_user_may_own_only_the_settings_number_of_actors(jwt_settings: Setting
 
 
 def test_per_user_worker_quota_caps_the_workers_started(settings: Settings):
-    from jobs.placers.memory import MemoryPlacer
     from jobs.runners.fake import FakeRun, FakeRunner
-    from scheduler.loop import Scheduler
-    from tests.harness import Harness, fast_settings
+    from tests.harness import running_harness
     from tests.waits import wait_until
 
-    fast = fast_settings(settings).replace(max_workers_per_host=8, user_max_workers=2)
-    platform = Platform.from_settings(fast)
-    platform.logs.ensure_bucket()
     runner = FakeRunner(lambda spec: FakeRun(duration_s=3.0))
-    placer = MemoryPlacer(fast, platform.store, runner, platform.logs, platform.secrets)
-    scheduler = Scheduler(fast, platform.store, runner, placer, platform.logs)
-    harness = Harness(platform, runner, scheduler)
-    try:
+    with running_harness(settings, runner, max_workers_per_host=8,
+                         user_max_workers=2) as harness:
         actors = [harness.actor() for _ in range(3)]
         for actor in actors:
             for _ in range(2):
                 harness.send(actor["id"])
-        held = lambda: sum(len(platform.store.workers("T", a["id"])) for a in actors)  # noqa: E731
-        wait_until(lambda: scheduler.tick() or held() >= 2, 20, "workers start")
+        held = lambda: sum(len(harness.store.workers("T", a["id"])) for a in actors)  # noqa: E731
+        wait_until(lambda: harness.scheduler.tick() or held() >= 2, 20, "workers start")
         for _ in range(3):
-            scheduler.tick()
+            harness.scheduler.tick()
             assert held() <= 2
-    finally:
-        runner.lose_everything()
-        scheduler.stopping.set()
-        placer.drain(2)
-        scheduler.close()
 
 
 # -- 6. the workers' Vault token -------------------------------------------------------------
@@ -633,32 +613,16 @@ def test_many_actors_kept_warm_by_one_user_never_starve_another_users_message(
         settings: Settings):
     """Ten actors with minWorkers 1 each (each allowed) fill a host of four: another
     user's message still runs, since a waiting message beats warmth."""
-    from jobs.placers.memory import MemoryPlacer
-    from jobs.runners.fake import FakeRunner
-    from scheduler.loop import Scheduler
-    from tests.harness import Harness, fast_settings
+    from tests.harness import running_harness
     from tests.waits import wait_until
 
-    fast = fast_settings(settings).replace(max_workers_per_host=4)
-    platform = Platform.from_settings(fast)
-    platform.logs.ensure_bucket()
-    runner = FakeRunner()
-    placer = MemoryPlacer(fast, platform.store, runner, platform.logs, platform.secrets)
-    scheduler = Scheduler(fast, platform.store, runner, placer, platform.logs)
-    harness = Harness(platform, runner, scheduler)
-    try:
+    with running_harness(settings, max_workers_per_host=4) as harness:
         for _ in range(10):
             harness.actor(min_workers=1)
-        wait_until(lambda: scheduler.tick() or placer.capacity() == 0, 20, "the host full")
-        victim = harness.actor()
-        eid = harness.send(victim["id"])
-        wait_until(lambda: scheduler.tick() or harness.execution(victim["id"], eid)[
-            "status"] == "COMPLETE", 30, "the victim's message runs")
-    finally:
-        runner.lose_everything()
-        scheduler.stopping.set()
-        placer.drain(2)
-        scheduler.close()
+        wait_until(lambda: harness.scheduler.tick() or harness.scheduler.placer.capacity() == 0,
+                   20, "the host full")
+        _victims_message_runs(harness)
+
 
 
 def test_under_auth_none_an_execution_token_still_acts_as_its_execution(settings: Settings):
