@@ -47,7 +47,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "case": ("camel", "snake"),
     "auth": ("none", "jwt"),
     "jwt_profile": ("standard", "abaco"),
-    "runner": ("docker", "fake"),
+    "runner": ("docker", "fake", "nomad"),
     "placer": ("local", "memory"),
     "actor_network": ("none", "host", "bridge"),
     "json_env_format": ("python", "json"),
@@ -80,6 +80,12 @@ class Settings:
     vault_mount: str = "secret"
     worker_vault_token: Secret = Secret("")
     docker_host: str = ""
+    nomad_addr: str = "http://127.0.0.1:4646"
+    nomad_token: Secret = Secret("")
+    nomad_namespace: str = "default"
+    nomad_datacenters: str = "dc1"
+    nomad_node_pool: str = "default"
+    nomad_priority: int = 50
     runner: str = "docker"
     placer: str = "local"
     actor_network: str = "none"

@@ -14,6 +14,10 @@ def make_runner(settings: Settings) -> Runner:
         from jobs.runners.fake import FakeRunner
 
         return FakeRunner()
+    if settings.runner == "nomad":
+        from jobs.runners.nomad import NomadRunner
+
+        return NomadRunner(settings)
     from jobs.runners.docker import DockerRunner
 
     return DockerRunner(settings)
