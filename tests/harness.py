@@ -83,7 +83,7 @@ def register_worker(store, tenant: str, actor_id: str, worker_id: str,  # type: 
 
 
 @contextlib.contextmanager
-def running_harness(settings: Settings, runner: FakeRunner | None = None,
+def running_harness(settings: Settings, runner: Any = None,
                     **changes: Any) -> Iterator[Harness]:
     """A harness on fast settings with ``changes``: the real scheduler and workers with
     the shipped fakes; everything stopped at the end, whatever happened."""
@@ -98,7 +98,8 @@ def running_harness(settings: Settings, runner: FakeRunner | None = None,
     try:
         yield Harness(platform, runner, scheduler)
     finally:
-        runner.lose_everything()
+        if isinstance(runner, FakeRunner):
+            runner.lose_everything()
         scheduler.stopping.set()
         placer.drain(2)
         scheduler.close()

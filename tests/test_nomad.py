@@ -100,3 +100,21 @@ def test_a_run_costs_a_handful_of_requests_and_secrets_reach_the_task(double: An
     counted = [r for r in double.state.requests if not r.startswith("GET /v1/client/fs/logs")]
     assert len(counted) <= 12, counted  # no polling: blocking queries only
     assert variable_path(handle) not in double.state.variables, "removed with the job"
+
+
+def test_a_message_runs_end_to_end_through_nomad(double: Any, settings: Settings):
+    """The real scheduler and worker (in threads), the Nomad runner, the double."""
+    from tests.harness import running_harness
+    from tests.waits import wait_until
+
+    nomad = settings.replace(runner="nomad", nomad_addr=double.address)
+    with running_harness(nomad, NomadRunner(nomad)) as harness:
+        actor = harness.actor(image="abaco-test-echo")
+        assert actor["status"] == "READY"
+        eid = harness.send(actor["id"], "through nomad")
+        harness.scheduler.reconcile("T", actor["id"])
+        record = wait_until(lambda: (r := harness.execution(actor["id"], eid))["status"]
+                            == "COMPLETE" and r, 60, "the execution through nomad")
+        assert record["exit_code"] == 0 and record["handle"] == f"abaco-{eid}"
+        logs = harness.platform.logs.get_logs("T", actor["id"], eid).decode()
+        assert "Contents of MSG: through nomad" in logs
