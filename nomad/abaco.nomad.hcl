@@ -1,7 +1,18 @@
 # The platform itself on a Nomad cluster: api and scheduler as a service job.
-# Redis, S3 (MinIO) and Vault are expected as cluster services; their addresses
-# come from the variables below. Workers run inside the scheduler's allocation
-# (LocalPlacer) and start actor containers on the node's Docker socket.
+# Redis, S3 (MinIO) and Vault are cluster services; their addresses come from the
+# variables below. Workers run inside the scheduler's allocation (LocalPlacer) and
+# start actor containers on the node's Docker socket (or, with runner = "nomad",
+# as batch jobs).
+#
+# Secrets never appear here: they live in one Nomad Variable at this job's own path,
+# nomad/jobs/abaco (readable by the job's tasks with no further policy), written once:
+#
+#   nomad var put nomad/jobs/abaco redis_password=... s3_access_key=... \
+#     s3_secret_key=... vault_token=... worker_vault_token=... \
+#     actor_token_key=@actor-token.pem tenant_DEV=@DEV.pem
+#
+# Every allocation renders the same actor-token key (so a token minted by one API
+# instance is accepted by every other) and the tenants' JWT public keys from it.
 
 variable "image" {
   type    = string
@@ -18,6 +29,37 @@ variable "s3_endpoint" {
 
 variable "vault_addr" {
   type = string
+}
+
+variable "api_public_url" {
+  type        = string
+  description = "where actors and clients reach the API: the cluster's load balancer"
+}
+
+locals {
+  # The settings both tasks share; secrets come from the variable, through templates.
+  env = {
+    ABACO_AUTH             = "jwt"
+    ABACO_API_HOST         = "0.0.0.0"
+    ABACO_API_PUBLIC_URL   = var.api_public_url
+    ABACO_REDIS_URL        = var.redis_url
+    ABACO_S3_ENDPOINT      = var.s3_endpoint
+    ABACO_VAULT_ADDR       = var.vault_addr
+    ABACO_ACTOR_TOKEN_KEY  = "/secrets/actor-token.pem"
+    ABACO_TENANT_KEYS_DIR  = "/secrets/tenant-keys"
+    ABACO_ACTOR_NETWORK    = "bridge"
+  }
+  secrets_env = <<-EOT
+    {{ with nomadVar "nomad/jobs/abaco" }}
+    ABACO_REDIS_PASSWORD={{ .redis_password }}
+    ABACO_S3_ACCESS_KEY={{ .s3_access_key }}
+    ABACO_S3_SECRET_KEY={{ .s3_secret_key }}
+    ABACO_VAULT_TOKEN={{ .vault_token }}
+    ABACO_WORKER_VAULT_TOKEN={{ .worker_vault_token }}
+    {{ end }}
+  EOT
+  actor_token_key = "{{ with nomadVar \"nomad/jobs/abaco\" }}{{ .actor_token_key }}{{ end }}"
+  tenant_key      = "{{ with nomadVar \"nomad/jobs/abaco\" }}{{ .tenant_DEV }}{{ end }}"
 }
 
 job "abaco" {
@@ -43,10 +85,31 @@ job "abaco" {
       }
 
       env {
-        ABACO_AUTH        = "jwt"
-        ABACO_REDIS_URL   = var.redis_url
-        ABACO_S3_ENDPOINT = var.s3_endpoint
-        ABACO_VAULT_ADDR  = var.vault_addr
+        ABACO_AUTH            = "jwt"
+        ABACO_API_HOST        = local.env.ABACO_API_HOST
+        ABACO_API_PUBLIC_URL  = local.env.ABACO_API_PUBLIC_URL
+        ABACO_REDIS_URL       = local.env.ABACO_REDIS_URL
+        ABACO_S3_ENDPOINT     = local.env.ABACO_S3_ENDPOINT
+        ABACO_VAULT_ADDR      = local.env.ABACO_VAULT_ADDR
+        ABACO_ACTOR_TOKEN_KEY = local.env.ABACO_ACTOR_TOKEN_KEY
+        ABACO_TENANT_KEYS_DIR = local.env.ABACO_TENANT_KEYS_DIR
+      }
+
+      template {
+        data        = local.secrets_env
+        destination = "secrets/abaco.env"
+        env         = true
+      }
+
+      template {
+        data        = local.actor_token_key
+        destination = "secrets/actor-token.pem"
+        perms       = "0600"
+      }
+
+      template {
+        data        = local.tenant_key
+        destination = "secrets/tenant-keys/DEV.pem"
       }
 
       resources {
@@ -71,10 +134,25 @@ job "abaco" {
       }
 
       env {
-        ABACO_AUTH        = "jwt"
-        ABACO_REDIS_URL   = var.redis_url
-        ABACO_S3_ENDPOINT = var.s3_endpoint
-        ABACO_VAULT_ADDR  = var.vault_addr
+        ABACO_AUTH            = "jwt"
+        ABACO_API_PUBLIC_URL  = local.env.ABACO_API_PUBLIC_URL
+        ABACO_REDIS_URL       = local.env.ABACO_REDIS_URL
+        ABACO_S3_ENDPOINT     = local.env.ABACO_S3_ENDPOINT
+        ABACO_VAULT_ADDR      = local.env.ABACO_VAULT_ADDR
+        ABACO_ACTOR_TOKEN_KEY = local.env.ABACO_ACTOR_TOKEN_KEY
+        ABACO_ACTOR_NETWORK   = local.env.ABACO_ACTOR_NETWORK
+      }
+
+      template {
+        data        = local.secrets_env
+        destination = "secrets/abaco.env"
+        env         = true
+      }
+
+      template {
+        data        = local.actor_token_key
+        destination = "secrets/actor-token.pem"
+        perms       = "0600"
       }
 
       resources {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from typing import Any
 
 import pytest
 import yaml
@@ -31,8 +32,39 @@ def test_nomad_job_runs_the_real_entry_points():
     assert '"--worker-class", "gevent"' in job, "synchronous waits must not hold a thread each"
     assert "--worker-class gevent" in (ROOT / "Dockerfile").read_text()
     assert '["-m", "scheduler"]' in job
-    assert job.count('ABACO_AUTH        = "jwt"') == 2, "a cluster API never runs without auth"
     assert (ROOT / "scheduler" / "__main__.py").exists()
+
+
+def _tasks(parsed: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    job = next(iter(parsed["job"][0].values()))
+    return {name.strip('"'): next(iter(group[name]["task"][0].values()))
+            for group in job["group"] for name in group}
+
+
+def test_the_nomad_job_carries_no_secret_and_shares_one_actor_token_key():
+    hcl2 = pytest.importorskip("hcl2")
+    text = (ROOT / "nomad" / "abaco.nomad.hcl").read_text()
+    parsed = hcl2.loads(text)
+    tasks = _tasks(parsed)
+    assert set(tasks) == {"api", "scheduler"}
+    for name, task in tasks.items():
+        env = task["env"][0]
+        assert env["ABACO_AUTH"] == '"jwt"', f"{name}: a cluster never runs without auth"
+        assert not {"ABACO_REDIS_PASSWORD", "ABACO_S3_SECRET_KEY", "ABACO_VAULT_TOKEN"} & \
+            set(env), f"{name}: secrets come from the variable, not the job"
+        templates = task["template"]
+        assert any(t.get("env") is True and t["data"] == "${local.secrets_env}"
+                   for t in templates), f"{name}: secrets rendered into its environment"
+        assert any(t["destination"] == '"secrets/actor-token.pem"' for t in templates), \
+            f"{name}: every allocation renders the same actor-token key"
+        assert env["ABACO_ACTOR_TOKEN_KEY"] == "${local.env.ABACO_ACTOR_TOKEN_KEY}"
+        assert env["ABACO_API_PUBLIC_URL"] == "${local.env.ABACO_API_PUBLIC_URL}", \
+            f"{name}: actors are told where the API is, not 127.0.0.1"
+    secrets_env = parsed["locals"][0]["secrets_env"]
+    for name in ("ABACO_REDIS_PASSWORD", "ABACO_S3_SECRET_KEY", "ABACO_VAULT_TOKEN",
+                 "ABACO_WORKER_VAULT_TOKEN"):
+        assert name in secrets_env and 'nomadVar "nomad/jobs/abaco"' in secrets_env
+    assert "tenant-keys" in text and "api_public_url" in text
 
 
 def test_terraform_is_formatted():
