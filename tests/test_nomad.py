@@ -4,6 +4,7 @@ behaviours, and what a run costs in Nomad API requests (real HTTP, real containe
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -118,3 +119,21 @@ def test_a_message_runs_end_to_end_through_nomad(double: Any, settings: Settings
         assert record["exit_code"] == 0 and record["handle"] == f"abaco-{eid}"
         logs = harness.platform.logs.get_logs("T", actor["id"], eid).decode()
         assert "Contents of MSG: through nomad" in logs
+
+
+@pytest.mark.skipif(not os.environ.get("NOMAD_ADDR"),
+                    reason="no Nomad agent here: set NOMAD_ADDR (and NOMAD_TOKEN) to run "
+                           "this against a real one")
+def test_a_run_on_a_real_agent(settings: Settings, images: list[str]):
+    """The same run as on the double, on a real agent (a dev agent with the docker driver
+    on this machine sees the locally built test images)."""
+    from jobs.settings import Secret
+
+    runner = NomadRunner(settings.replace(runner="nomad", nomad_addr=os.environ["NOMAD_ADDR"],
+                                          nomad_token=Secret(os.environ.get("NOMAD_TOKEN",
+                                                                            ""))))
+    handle = runner.start(_spec())
+    logs: list[bytes] = []
+    result = runner.wait(handle, logs.append, time.time() + 120)
+    runner.stop(handle, remove=True)
+    assert result.exit_code == 0 and b"Contents of MSG: hello" in b"".join(logs)
