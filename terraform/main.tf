@@ -18,10 +18,11 @@ resource "nomad_job" "abaco" {
 
   hcl2 {
     vars = {
-      image       = var.image
-      redis_url   = var.redis_url
-      s3_endpoint = var.s3_endpoint
-      vault_addr  = var.vault_addr
+      image          = var.image
+      redis_url      = var.redis_url
+      s3_endpoint    = var.s3_endpoint
+      vault_addr     = var.vault_addr
+      api_public_url = var.api_public_url
     }
   }
 }

@@ -20,3 +20,8 @@ variable "s3_endpoint" {
 variable "vault_addr" {
   type = string
 }
+
+variable "api_public_url" {
+  type        = string
+  description = "where actors and clients reach the API (the cluster's load balancer)"
+}

@@ -74,3 +74,14 @@ def test_terraform_is_formatted():
     done = subprocess.run([terraform, "fmt", "-check", "-recursive", str(ROOT / "terraform")],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_terraform_passes_every_required_variable_of_the_nomad_job():
+    hcl2 = pytest.importorskip("hcl2")
+    job = hcl2.loads((ROOT / "nomad" / "abaco.nomad.hcl").read_text())
+    required = {name.strip('"') for block in job["variable"] for name, body in block.items()
+                if "default" not in body}
+    main = hcl2.loads((ROOT / "terraform" / "main.tf").read_text())
+    resource = main["resource"][0]['"nomad_job"']['"abaco"']
+    passed = set(resource["hcl2"][0]["vars"])
+    assert required <= passed, f"missing: {required - passed}"
