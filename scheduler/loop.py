@@ -87,6 +87,7 @@ class Scheduler:
         self._copy_pending_logs()
         self._remove_runs_of_deleted_actors()
         self._expire_and_delete_logs()
+        self._trim_records(refs)
 
     def reconcile_safely(self, tenant: str, actor_id: str) -> None:
         """One actor's trouble must not stop the pass for the others."""
@@ -111,9 +112,6 @@ class Scheduler:
         if actor["status"] == ActorStatus.ERROR and queued:
             self._fail_queued(actor)
             return
-        self.store.trim_executions(tenant, actor_id, self.settings.execution_keep_count,
-                                   time.time() - self.settings.execution_keep_s,
-                                   self.settings.execution_settle_s)
         waiting = queued + self.store.orphan_count(tenant, actor_id)
         self.held[(tenant, actor_id)] = (actor["owner"], len(alive))
         # While another actor's message waits for a slot, no worker starts just to be warm.
@@ -215,6 +213,18 @@ class Scheduler:
                                      {"status": str(WorkerStatus.SHUTTING_DOWN)})
             self.store.send_control(tenant, actor_id, worker_id, "stop",
                                     self.settings.heartbeat_ttl_s)
+
+    def _trim_records(self, refs: list[tuple[str, str]]) -> None:
+        """Retention, once per full pass (never on a message's wake-up)."""
+        older_than = time.time() - self.settings.execution_keep_s
+        for tenant, actor_id in refs:
+            try:
+                self.store.trim_executions(tenant, actor_id, self.settings.execution_keep_count,
+                                           older_than, self.settings.execution_settle_s)
+            except AbacoError as exc:
+                LOG.warning("records of %s/%s not trimmed yet: %s", tenant, actor_id,
+                            exc.message)
+                return
 
     def _expire_and_delete_logs(self) -> None:
         """Logs past their logEx go (S3 and Redis; the record says when); S3 objects of
