@@ -191,3 +191,40 @@ if __name__ == "__main__":
     if "--python" in sys.argv:
         build_python(quiet=False)
     sys.exit(0)
+
+
+RELAY_IMAGE = "abaco-test-relay"
+
+
+def build_relay(client: object | None = None, quiet: bool = True) -> str:
+    """abaco-test-relay: the results relay of the Nomad runner (``jobs/results_relay.py``,
+    standard library only) on the Python base, standing in for the platform image. Rebuilt
+    when the relay's source changes (a label holds its hash)."""
+    import hashlib
+
+    import docker
+
+    client = client or docker.from_env(version="auto")
+    images = client.images  # type: ignore[attr-defined]
+    source = (Path(__file__).resolve().parent.parent / "jobs" / "results_relay.py").read_bytes()
+    digest = hashlib.sha256(source).hexdigest()[:16]
+    try:
+        if images.get(RELAY_IMAGE).labels.get("abaco.relay") == digest:
+            return RELAY_IMAGE
+    except docker.errors.ImageNotFound:
+        pass
+    _python_base(images, Path("/tmp/abaco-python-image"), quiet)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in (("jobs/__init__.py", b""), ("jobs/results_relay.py", source), (
+                "Dockerfile", (f"FROM {PYTHON_BASE}\nCOPY jobs /app/jobs\nWORKDIR /app\n"
+                               f"LABEL abaco.relay={digest}\n"
+                               'CMD ["python3", "-m", "jobs.results_relay"]\n').encode())):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    buffer.seek(0)
+    images.build(fileobj=buffer, custom_context=True, tag=RELAY_IMAGE, rm=True)
+    if not quiet:
+        print(f"built {RELAY_IMAGE}")
+    return RELAY_IMAGE

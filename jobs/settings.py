@@ -48,7 +48,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "auth": ("none", "jwt"),
     "jwt_profile": ("standard", "abaco"),
     "runner": ("docker", "fake", "nomad"),
-    "placer": ("local", "memory"),
+    "placer": ("local", "memory", "nomad"),
+    "nomad_worker_driver": ("docker", "raw_exec"),
     "actor_network": ("none", "host", "bridge"),
     "json_env_format": ("python", "json"),
 }
@@ -86,6 +87,10 @@ class Settings:
     nomad_datacenters: str = "dc1"
     nomad_node_pool: str = "default"
     nomad_priority: int = 50
+    nomad_relay_image: str = "abaco-nx:latest"
+    nomad_worker_image: str = "abaco-nx:latest"
+    nomad_worker_driver: str = "docker"
+    nomad_max_workers: int = 64
     runner: str = "docker"
     placer: str = "local"
     actor_network: str = "none"

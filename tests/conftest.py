@@ -107,6 +107,24 @@ def images(docker_client) -> list[str]:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
+def python_image(docker_client) -> str:  # type: ignore[no-untyped-def]
+    """Debian with python3 and the Abaco SDK (agavepy): built once, reused after."""
+    sys.path.insert(0, str(ROOT / "images"))
+    from build import build_python  # type: ignore[import-not-found]
+
+    return str(build_python(docker_client))
+
+
+@pytest.fixture(scope="session")
+def relay_image(docker_client) -> str:  # type: ignore[no-untyped-def]
+    """The Nomad runner's results relay, for runs on the Nomad double."""
+    sys.path.insert(0, str(ROOT / "images"))
+    from build import build_relay  # type: ignore[import-not-found]
+
+    return str(build_relay(docker_client))
+
+
+@pytest.fixture(scope="session")
 def api_stack(services: Settings, images: list[str]) -> Iterator[Settings]:
     """The whole platform through the real command, ``abaco up``, on the test ports."""
     env = {**os.environ, **services.as_env()}

@@ -16,11 +16,14 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import subprocess
+import tempfile
 import threading
 import time
 import uuid
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -29,6 +32,8 @@ import docker.errors
 
 BATCH_RESTART = {"Attempts": 3, "Delay": 15_000_000_000, "Interval": 86_400_000_000_000,
                  "Mode": "fail", "RenderTemplates": False}
+SERVICE_RESTART = {"Attempts": 2, "Delay": 15_000_000_000, "Interval": 1_800_000_000_000,
+                   "Mode": "fail", "RenderTemplates": False}
 _VAR_TEMPLATE = re.compile(r'nomadVar "([^"]+)"')
 
 
@@ -57,6 +62,7 @@ class NomadState:
         self.allocs: dict[str, dict[str, Any]] = {}
         self.variables: dict[str, dict[str, str]] = {}
         self.requests: list[str] = []
+        self.root = tempfile.mkdtemp(prefix="nomad-double-")
 
     def bump(self) -> int:
         with self.lock:
@@ -88,9 +94,9 @@ class NomadState:
         job.update(Stop=False, Status="pending", CreateIndex=index, ModifyIndex=index,
                    SubmitTime=_now_ns())
         self.jobs[job_id] = job
+        self._start_deployment(job)
         for group in job["TaskGroups"]:
-            for _ in range(int(group.get("Count", 1))):
-                self._allocate(job, group)
+            self._reconcile(job, group)
         return {"EvalID": str(uuid.uuid4()), "EvalCreateIndex": index,
                 "JobModifyIndex": index, "Index": index, "Warnings": ""}
 
@@ -110,7 +116,8 @@ class NomadState:
     def gc(self) -> None:
         """``PUT /v1/system/gc``: terminal allocations of purged jobs go."""
         for alloc_id, alloc in list(self.allocs.items()):
-            if alloc["JobID"] not in self.jobs and alloc["ClientStatus"] != "running":
+            if alloc["JobID"] not in self.jobs and alloc["ClientStatus"] not in (
+                    "pending", "running"):
                 self._remove_container(alloc)
                 del self.allocs[alloc_id]
         self.bump()
@@ -118,90 +125,312 @@ class NomadState:
     def _allocs_of(self, job_id: str) -> list[dict[str, Any]]:
         return [a for a in self.allocs.values() if a["JobID"] == job_id]
 
-    # -- allocations: one container per task ---------------------------------------------
-    def _allocate(self, job: dict[str, Any], group: dict[str, Any]) -> None:
-        task = group["Tasks"][0]
+    def scale(self, job_id: str, group_name: str, count: int | None) -> dict[str, Any]:
+        """``POST /v1/job/:id/scale``: coded errors as Nomad's ``Job.Scale``; a service job
+        with deployments (no ``Update.MaxParallel = 0``) refuses while one is active."""
+        job = self.jobs.get(job_id)
+        if job is None or job["Stop"]:
+            raise NomadError(404, f'job "{job_id}" not found')
+        group = next((g for g in job["TaskGroups"] if g["Name"] == group_name), None)
+        if group is None:
+            raise NomadError(400, f'task group "{group_name}" specified for scaling does not '
+                                  "exist in job")
+        if count is None:
+            return {"EvalID": "", "EvalCreateIndex": 0, "Index": self.index,
+                    "JobModifyIndex": job["ModifyIndex"]}
+        if job.get("deployment_until", 0.0) > time.monotonic():
+            raise NomadError(400, "job scaling blocked due to active deployment")
+        group["Count"] = count
+        index = self.bump()
+        job["ModifyIndex"] = index
+        self._start_deployment(job)
+        self._reconcile(job, group)
+        return {"EvalID": str(uuid.uuid4()), "EvalCreateIndex": index, "Index": index,
+                "JobModifyIndex": index, "Warnings": ""}
+
+    def _start_deployment(self, job: dict[str, Any]) -> None:
+        """Service jobs deploy every change unless ``Update.MaxParallel`` is 0; the double
+        keeps a deployment active for its ``MinHealthyTime``."""
+        update = job.get("Update") or {}
+        if job["Type"] == "service" and update.get("MaxParallel", 1) != 0:
+            healthy_ns = int(update.get("MinHealthyTime") or 10_000_000_000)
+            job["deployment_until"] = time.monotonic() + healthy_ns / 1e9
+
+    def _reconcile(self, job: dict[str, Any], group: dict[str, Any]) -> None:
+        """Place or stop allocations until the group's live ones match its count; the
+        highest indexes stop first, as Nomad's reconciler does."""
+        live = sorted((a for a in self._allocs_of(job["ID"]) if a["TaskGroup"] == group["Name"]
+                       and a["DesiredStatus"] == "run" and a["ClientStatus"] in
+                       ("pending", "running")), key=lambda a: a["index"])
+        wanted = int(group.get("Count", 1))
+        for alloc in live[wanted:]:
+            self._kill(alloc)
+        used = {a["index"] for a in live[:wanted]}
+        free = (i for i in range(wanted + len(used)) if i not in used)
+        for _ in range(wanted - len(live[:wanted])):
+            self._allocate(job, group, next(free))
+
+    # -- allocations: one container (or process) per task ---------------------------------
+    def _allocate(self, job: dict[str, Any], group: dict[str, Any], index: int = 0) -> None:
         alloc_id = str(uuid.uuid4())
+        alloc_dir = Path(tempfile.mkdtemp(prefix="alloc-", dir=self.root))
+        alloc_dir.chmod(0o777)
         alloc = {"ID": alloc_id, "JobID": job["ID"], "TaskGroup": group["Name"],
+                 "Name": f"{job['ID']}.{group['Name']}[{index}]", "index": index,
                  "Namespace": job.get("Namespace", "default"), "ClientStatus": "pending",
                  "ClientDescription": "", "DesiredStatus": "run", "CreateIndex": self.index,
                  "ModifyIndex": self.index, "CreateTime": _now_ns(), "ModifyTime": _now_ns(),
-                 "TaskStates": {task["Name"]: {"State": "pending", "Failed": False,
-                                               "StartedAt": None, "FinishedAt": None,
-                                               "Events": [_event("Received")]}},
-                 "container": None, "task": task["Name"]}
+                 "TaskStates": {t["Name"]: {"State": "pending", "Failed": False,
+                                            "StartedAt": None, "FinishedAt": None,
+                                            "Restarts": 0, "Events": [_event("Received")]}
+                                for t in group["Tasks"]},
+                 "handles": {}, "stopping": set(), "dir": str(alloc_dir), "job_type": job["Type"],
+                 "restart": group.get("RestartPolicy") or {}}
         self.allocs[alloc_id] = alloc
-        threading.Thread(target=self._run, args=(alloc, task), daemon=True).start()
+        threading.Thread(target=self._run_alloc, args=(alloc, group), daemon=True).start()
 
-    def _run(self, alloc: dict[str, Any], task: dict[str, Any]) -> None:
+    def _run_alloc(self, alloc: dict[str, Any], group: dict[str, Any]) -> None:
+        """Prestart sidecars first (running before the main tasks start), then the main
+        tasks; once every main task is dead the sidecars are stopped."""
+        tasks = group["Tasks"]
+        sidecars = [t for t in tasks if (t.get("Lifecycle") or {}).get("Hook") == "prestart"]
+        mains = [t for t in tasks if t not in sidecars]
+        side_threads = [self._task_thread(alloc, t) for t in sidecars]
+        for task in sidecars:
+            self._wait_for(lambda t=task: alloc["TaskStates"][t["Name"]]["State"] != "pending")
+        if any(alloc["TaskStates"][t["Name"]]["Failed"] for t in sidecars):
+            mains = []
+        for thread in [self._task_thread(alloc, t) for t in mains]:
+            thread.join()
+        with self.lock:
+            for task in sidecars:
+                self._stop_task(alloc, task["Name"])
+        for thread in side_threads:
+            thread.join()
+        with self.lock:
+            failed = any(alloc["TaskStates"][t["Name"]]["Failed"] for t in tasks)
+            alloc["ClientStatus"] = "failed" if failed else "complete"
+            alloc["ClientDescription"] = "Failed tasks" if failed else \
+                "All tasks have completed"
+            alloc["ModifyTime"] = _now_ns()
+        self.bump()
+        self._replace_if_service(alloc, group)
+
+    def _replace_if_service(self, alloc: dict[str, Any], group: dict[str, Any]) -> None:
+        """A service allocation that failed on its own is rescheduled (a new allocation)."""
+        job = self.jobs.get(alloc["JobID"])
+        if job is not None and job["Type"] == "service" and not job["Stop"] and \
+                alloc["DesiredStatus"] == "run":
+            with self.lock:
+                alloc["DesiredStatus"] = "stop"
+                self._reconcile(job, group)
+
+    def _task_thread(self, alloc: dict[str, Any], task: dict[str, Any]) -> threading.Thread:
+        thread = threading.Thread(target=self._run_task, args=(alloc, task), daemon=True)
+        thread.start()
+        return thread
+
+    def _run_task(self, alloc: dict[str, Any], task: dict[str, Any]) -> None:
+        """Run the task, restarting it as its group's policy says while it is wanted."""
         state = alloc["TaskStates"][task["Name"]]
-        config = task.get("Config", {})
-        env = {**(task.get("Env") or {}), **self._rendered(task)}
-        resources = task.get("Resources") or {}
+        attempts = int(alloc["restart"].get("Attempts", 0))
+        delay_s = int(alloc["restart"].get("Delay", 0)) / 1e9
+        while True:
+            env = self._render(alloc, task)
+            if env is None:  # stopped while waiting for its variables
+                with self.lock:
+                    state.update(State="dead", FinishedAt=_rfc3339())
+                return
+            code = self._execute(alloc, task, env)
+            with self.lock:
+                wanted = alloc["DesiredStatus"] == "run" and \
+                    task["Name"] not in alloc["stopping"]
+                again = wanted and state["Restarts"] < attempts and (
+                    code != 0 or alloc["job_type"] == "service")
+                if not again:
+                    failed = code != 0 and not (task["Name"] in alloc["stopping"] and
+                                                task.get("Lifecycle"))
+                    if failed and wanted:
+                        state["Events"].append(_event(
+                            "Not Restarting", restart_reason="Policy allows no restarts"
+                            if not attempts else "Exceeded allowed attempts"))
+                    state.update(State="dead", Failed=failed, FinishedAt=_rfc3339())
+                else:
+                    state["Restarts"] += 1
+                    state["Events"].append(_event("Restarting"))
+            self.bump()
+            if not again:
+                return
+            self._wait_for(lambda: alloc["DesiredStatus"] != "run", delay_s)
+
+    def _render(self, alloc: dict[str, Any], task: dict[str, Any]) -> dict[str, str] | None:
+        """Templates with ``Envvars``: each ``nomadVar`` path's items become environment;
+        rendering waits until the variable exists (None: the allocation was stopped)."""
+        env = {**(task.get("Env") or {}), "NOMAD_ALLOC_ID": alloc["ID"],
+               "NOMAD_ALLOC_INDEX": str(alloc["index"]), "NOMAD_TASK_NAME": task["Name"]}
+        for template in task.get("Templates") or []:
+            match = _VAR_TEMPLATE.search(template.get("EmbeddedTmpl", ""))
+            if not (template.get("Envvars") and match):
+                continue
+            path = match.group(1)
+            self._wait_for(lambda p=path: p in self.variables or
+                           alloc["DesiredStatus"] != "run")
+            with self.lock:
+                if alloc["DesiredStatus"] != "run":
+                    return None
+                env.update(self.variables[path])
+        return env
+
+    def _execute(self, alloc: dict[str, Any], task: dict[str, Any], env: dict[str, str]) -> int:
+        """One attempt of the task: its exit code (-1 when the driver failed)."""
+        state = alloc["TaskStates"][task["Name"]]
         try:
-            container = self.docker.containers.run(
-                config["image"], detach=True, environment=env,
-                network_mode=config.get("network_mode", "none"),
-                labels={**(config.get("labels") or {}), "nomad.alloc": alloc["ID"]},
-                mem_limit=f"{resources['MemoryMB']}m" if resources.get("MemoryMB") else None,
-                pids_limit=config.get("pids_limit"), user=task.get("User") or None,
-                cap_drop=config.get("cap_drop"), cap_add=config.get("cap_add"),
-                security_opt=config.get("security_opt"))
-        except docker.errors.DockerException as exc:
+            handle = self._launch(alloc, task, env)
+        except (docker.errors.DockerException, OSError) as exc:
             with self.lock:
                 state["Events"].append(_event("Driver Failure", driver_error=str(exc)))
-                state.update(State="dead", Failed=True, FinishedAt=_rfc3339())
-                alloc["ClientStatus"] = "failed"
-            self.bump()
-            return
+            return -1
         with self.lock:
-            alloc["container"] = container.id
-            if alloc["DesiredStatus"] == "stop":  # stopped while it was being placed
-                with contextlib.suppress(docker.errors.APIError):
-                    container.kill()
+            alloc["handles"][task["Name"]] = handle
+            if alloc["DesiredStatus"] == "stop" or task["Name"] in alloc["stopping"]:
+                handle.kill()  # stopped while it was being placed
             state["Events"].append(_event("Started"))
-            state.update(State="running", StartedAt=_rfc3339())
+            state.update(State="running", StartedAt=state["StartedAt"] or _rfc3339())
             alloc["ClientStatus"] = "running"
         self.bump()
-        outcome = container.wait()
-        container.reload()
-        oom = bool(container.attrs["State"].get("OOMKilled"))
-        code = int(outcome.get("StatusCode", -1))
+        code, oom = handle.wait()
         with self.lock:
             state["Events"].append(_event("Terminated", exit_code=str(code),
                                           oom_killed=str(oom).lower(), signal="0"))
-            failed = code != 0
-            if failed:
-                state["Events"].append(_event("Not Restarting",
-                                              restart_reason="Policy allows no restarts"))
-            state.update(State="dead", Failed=failed, FinishedAt=_rfc3339())
-            alloc["ClientStatus"] = "failed" if failed else "complete"
-            alloc["ClientDescription"] = "Failed tasks" if failed else "All tasks have completed"
-        self.bump()
+        return code
 
-    def _rendered(self, task: dict[str, Any]) -> dict[str, str]:
-        """Templates with ``Envvars``: a ``nomadVar`` path's items become the environment."""
-        env: dict[str, str] = {}
-        for template in task.get("Templates") or []:
-            match = _VAR_TEMPLATE.search(template.get("EmbeddedTmpl", ""))
-            if template.get("Envvars") and match:
-                env.update(self.variables.get(match.group(1), {}))
-        return env
+    def _launch(self, alloc: dict[str, Any], task: dict[str, Any],
+                env: dict[str, str]) -> Any:
+        config = task.get("Config", {})
+        alloc_dir = Path(alloc["dir"])
+        kill_s = int(task.get("KillTimeout") or 5_000_000_000) / 1e9
+        if task["Driver"] == "raw_exec":
+            return _Process(alloc_dir, task["Name"], [config["command"], *config.get(
+                "args", [])], {**env, "NOMAD_ALLOC_DIR": str(alloc_dir)}, kill_s)
+        resources = task.get("Resources") or {}
+        volumes = {str(alloc_dir): {"bind": "/alloc", "mode": "rw"}}
+        for volume in config.get("volumes") or []:
+            source, target, *mode = volume.split(":")
+            if not source.startswith("../alloc/"):
+                raise docker.errors.DockerException(f"volume {source} is outside the "
+                                                    "allocation directory")
+            volumes[str(alloc_dir / source.removeprefix("../alloc/"))] = {
+                "bind": target, "mode": mode[0] if mode else "rw"}
+        command = [config["command"], *config.get("args", [])] if config.get("command") \
+            else None
+        container = self.docker.containers.run(
+            config["image"], command=command, detach=True,
+            environment={**env, "NOMAD_ALLOC_DIR": "/alloc"},
+            network_mode=config.get("network_mode", "none"),
+            labels={**(config.get("labels") or {}), "nomad.alloc": alloc["ID"]},
+            mem_limit=f"{resources['MemoryMB']}m" if resources.get("MemoryMB") else None,
+            pids_limit=config.get("pids_limit"), user=task.get("User") or None,
+            cap_drop=config.get("cap_drop"), cap_add=config.get("cap_add"),
+            security_opt=config.get("security_opt"), volumes=volumes)
+        return _Container(container, kill_s)
+
+    def _wait_for(self, done: Any, timeout_s: float = 300.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        with self.lock:
+            while not done():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self.lock.wait(left)
+
+    def _stop_task(self, alloc: dict[str, Any], name: str) -> None:
+        task_handle = alloc["handles"].get(name)
+        alloc["stopping"].add(name)
+        if task_handle is not None:
+            threading.Thread(target=task_handle.stop, daemon=True).start()
+        self.lock.notify_all()
 
     def _kill(self, alloc: dict[str, Any]) -> None:
         alloc["DesiredStatus"] = "stop"
-        if alloc["container"]:
-            with contextlib.suppress(docker.errors.APIError):
-                self.docker.containers.get(alloc["container"]).kill()
+        for task_handle in alloc["handles"].values():
+            threading.Thread(target=task_handle.stop, daemon=True).start()
+        self.lock.notify_all()
 
     def _remove_container(self, alloc: dict[str, Any]) -> None:
-        if alloc["container"]:
-            with contextlib.suppress(docker.errors.APIError):
-                self.docker.containers.get(alloc["container"]).remove(force=True)
+        for task_handle in alloc["handles"].values():
+            task_handle.remove()
 
     def close(self) -> None:
         for alloc in self.allocs.values():
-            self._remove_container(alloc)
+            alloc["DesiredStatus"] = "stop"
+            for task_handle in alloc["handles"].values():
+                task_handle.kill()
+                task_handle.remove()
+
+
+class _Container:
+    """A docker-driver task: stop is SIGTERM, then SIGKILL after the kill timeout."""
+
+    def __init__(self, container: Any, kill_s: float) -> None:
+        self.container, self.kill_s = container, kill_s
+
+    def wait(self) -> tuple[int, bool]:
+        outcome = self.container.wait()
+        self.container.reload()
+        return int(outcome.get("StatusCode", -1)), bool(
+            self.container.attrs["State"].get("OOMKilled"))
+
+    def stop(self) -> None:
+        with contextlib.suppress(docker.errors.APIError):
+            self.container.stop(timeout=max(1, int(self.kill_s)))
+
+    def kill(self) -> None:
+        with contextlib.suppress(docker.errors.APIError):
+            self.container.kill()
+
+    def remove(self) -> None:
+        with contextlib.suppress(docker.errors.APIError):
+            self.container.remove(force=True)
+
+    def logs(self, stdout: bool, follow: bool) -> Any:
+        return self.container.logs(stdout=stdout, stderr=not stdout, stream=True,
+                                   follow=follow)
+
+
+class _Process:
+    """A raw_exec task: a process on this host, its output in the allocation's logs."""
+
+    def __init__(self, alloc_dir: Path, name: str, argv: list[str], env: dict[str, str],
+                 kill_s: float) -> None:
+        logs = alloc_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        self.out, self.err = logs / f"{name}.stdout.0", logs / f"{name}.stderr.0"
+        with open(self.out, "ab") as out, open(self.err, "ab") as err:
+            self.process = subprocess.Popen(argv, env=env, stdout=out, stderr=err,
+                                            stdin=subprocess.DEVNULL, start_new_session=True)
+        self.kill_s = kill_s
+
+    def wait(self) -> tuple[int, bool]:
+        return self.process.wait(), False
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(self.kill_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def remove(self) -> None:
+        return None
+
+    def logs(self, stdout: bool, follow: bool) -> Any:
+        yield (self.out if stdout else self.err).read_bytes()
 
 
 def _event(kind: str, **details: str) -> dict[str, Any]:
@@ -219,10 +448,11 @@ def _with_defaults(job: dict[str, Any]) -> dict[str, Any]:
     job = json.loads(json.dumps(job))
     job.setdefault("Type", "service")
     job.setdefault("Namespace", "default")
+    defaults = SERVICE_RESTART if job["Type"] == "service" else BATCH_RESTART
     for group in job["TaskGroups"]:
         group.setdefault("Count", 1)
         restart = group.setdefault("RestartPolicy", {})
-        for key, value in BATCH_RESTART.items():
+        for key, value in defaults.items():
             restart.setdefault(key, value)
     return job
 
@@ -293,6 +523,9 @@ class _Handler(BaseHTTPRequestHandler):
             with state.lock:
                 state.gc()
             return 200, None
+        match = re.fullmatch(r"/v1/job/(.+?)/scale", path)
+        if match and method == "POST":
+            return self._scale(match.group(1), _json(body))
         match = re.fullmatch(r"/v1/job/(.+?)(/allocations)?", path)
         if match:
             return self._job(method, match.group(1), bool(match.group(2)), query)
@@ -326,6 +559,18 @@ class _Handler(BaseHTTPRequestHandler):
                 return 200, state.deregister(job_id, query.get("purge") == "true")
         raise NomadError(405, "Invalid method")
 
+    def _scale(self, job_id: str, body: dict[str, Any]) -> tuple[int, Any]:
+        group = (body.get("Target") or {}).get("Group")
+        if not group:
+            raise NomadError(400, "missing task group name")
+        if not (body.get("Message") or body.get("Error")):
+            raise NomadError(400, "one of Message or Error must be specified")
+        count = body.get("Count")
+        if count is not None and (not isinstance(count, int) or count < 0):
+            raise NomadError(400, "scaling action count can't be negative")
+        with self.state.lock:
+            return 200, self.state.scale(job_id, group, count)
+
     def _variable(self, method: str, var_path: str, body: bytes) -> tuple[int, Any]:
         state = self.state
         if method == "PUT":
@@ -353,19 +598,17 @@ class _Handler(BaseHTTPRequestHandler):
         if not query.get("task") or query.get("type") not in ("stdout", "stderr"):
             self._text(400, "must include task and type (stdout or stderr)")
             return
-        if not alloc["container"]:
+        task_handle = alloc["handles"].get(query["task"])
+        if task_handle is None:
             self._text(404, f'task "{query["task"]}" not started yet. No logs available')
             return
-        container = self.state.docker.containers.get(alloc["container"])
-        stdout = query["type"] == "stdout"
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         follow = query.get("follow") == "true"
         try:
-            for chunk in container.logs(stdout=stdout, stderr=not stdout, stream=True,
-                                        follow=follow):
+            for chunk in task_handle.logs(query["type"] == "stdout", follow):
                 self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
                 self.wfile.flush()
             self.wfile.write(b"0\r\n\r\n")
@@ -373,8 +616,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
 
 
+INTERNAL = ("handles", "stopping", "dir", "job_type", "restart", "index")
+
+
 def _public(alloc: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in alloc.items() if k not in ("container", "task")}
+    return {k: v for k, v in alloc.items() if k not in INTERNAL}
 
 
 def _json(body: bytes) -> dict[str, Any]:
@@ -422,3 +668,9 @@ class NomadDouble:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.state.close()
+
+
+def on_double(settings: Any, double: NomadDouble, **changes: Any) -> Any:
+    """``settings`` for runs through ``double`` (the relay image built by the tests)."""
+    return settings.replace(runner="nomad", nomad_addr=double.address,
+                            nomad_relay_image="abaco-test-relay", **changes)

@@ -15,7 +15,7 @@ import requests
 from jobs.runners.base import RunSpec
 from jobs.runners.nomad import NomadRunner, execution_job, variable_path
 from jobs.settings import Settings
-from tests.nomad_double import NomadDouble
+from tests.nomad_double import NomadDouble, on_double
 
 DATA = Path(__file__).parent / "nomad_data"
 
@@ -51,16 +51,20 @@ def test_every_generated_job_validates_against_the_job_schema(settings: Settings
 def test_no_environment_value_is_in_the_job(settings: Settings):
     job = json.dumps(execution_job(_spec(), settings))
     assert "s3cr3t-value" not in job and "hello" not in job
-    assert variable_path("abaco-e1") == "nomad/jobs/abaco-e1"
-    task = json.loads(job)["TaskGroups"][0]["Tasks"][0]
+    assert variable_path("abaco-e1") == "nomad/jobs/abaco-e1/run/actor", \
+        "the task's own path: its workload identity reads it with no policy"
+    tasks = {t["Name"]: t for t in json.loads(job)["TaskGroups"][0]["Tasks"]}
+    task = tasks["actor"]
     assert task["Templates"][0]["Envvars"] is True and "Env" not in task
+    assert tasks["relay"]["Lifecycle"] == {"Hook": "prestart", "Sidecar": True}
+    assert "../alloc/_abaco_results.sock:/_abaco_results.sock" in task["Config"]["volumes"]
     group = json.loads(job)["TaskGroups"][0]
     assert group["RestartPolicy"]["Attempts"] == 0 and \
         group["ReschedulePolicy"] == {"Attempts": 0, "Unlimited": False}
 
 
 @pytest.fixture
-def double(images: list[str]) -> Any:
+def double(images: list[str], relay_image: str) -> Any:
     with NomadDouble() as double:
         yield double
 
@@ -88,7 +92,7 @@ def test_the_double_answers_as_nomad_does(double: Any):
 
 def test_a_run_costs_a_handful_of_requests_and_secrets_reach_the_task(double: Any,
                                                                       settings: Settings):
-    runner = NomadRunner(settings.replace(runner="nomad", nomad_addr=double.address))
+    runner = NomadRunner(on_double(settings, double))
     spec = _spec()
     double.state.requests.clear()
     handle = runner.start(spec)
@@ -99,8 +103,54 @@ def test_a_run_costs_a_handful_of_requests_and_secrets_reach_the_task(double: An
     text = b"".join(logs).decode()
     assert "SECRET_ONE=s3cr3t-value" in text, "the variable reached the task's environment"
     counted = [r for r in double.state.requests if not r.startswith("GET /v1/client/fs/logs")]
-    assert len(counted) <= 12, counted  # no polling: blocking queries only
+    # Register (3), the two variables (2), one blocking read per change of the allocation
+    # (pending, relay started, actor started, actor ended, sidecar stopped: about 7), the
+    # final read, and the purge (3): never a polling loop.
+    assert len(counted) <= 18, counted
+    reads = [r for r in counted if r.endswith("/allocations")]
+    assert len(reads) <= 8, reads
     assert variable_path(handle) not in double.state.variables, "removed with the job"
+    actor_var = f"PUT /v1/var/{variable_path(handle)}"
+    relay_logs = next(i for i, r in enumerate(double.state.requests)
+                      if r.startswith("GET /v1/client/fs/logs/"))
+    assert double.state.requests.index(actor_var) > relay_logs, \
+        "the actor's environment (which holds its start) is written once the relay is ready"
+
+
+def test_a_binary_message_too_big_for_a_variable_is_refused_at_start(double: Any,
+                                                                     settings: Settings):
+    from jobs.runners.base import BytesPayload, StartFailed
+    from jobs.runners.nomad import MAX_PAYLOAD_BYTES
+
+    runner = NomadRunner(on_double(settings, double))
+    with pytest.raises(StartFailed) as refused:
+        runner.start(_spec(payload=BytesPayload(b"x" * (MAX_PAYLOAD_BYTES + 1))))
+    assert refused.value.transient is False and "Nomad Variable" in refused.value.message
+    assert not double.state.jobs
+
+
+def test_scaling_answers_as_nomad_does(double: Any):
+    base = double.address
+    scale = f"{base}/v1/job/%s/scale"
+    body = {"Count": 1, "Target": {"Group": "g"}, "Message": "m"}
+    missing = requests.post(scale % "nope", json=body, timeout=5)
+    assert missing.status_code == 404 and missing.text == 'job "nope" not found'
+    job = {"ID": "svc", "Type": "service", "TaskGroups": [{"Name": "g", "Count": 0, "Tasks": [
+        {"Name": "t", "Driver": "docker", "Config": {"image": "abaco-test-sleep"}}]}]}
+    assert requests.post(f"{base}/v1/jobs", json={"Job": job}, timeout=5).ok
+    unknown = requests.post(scale % "svc", json={**body, "Target": {"Group": "x"}}, timeout=5)
+    assert unknown.status_code == 400 and "does not exist in job" in unknown.text
+    blocked = requests.post(scale % "svc", json=body, timeout=5)
+    assert blocked.status_code == 400 and blocked.text == \
+        "job scaling blocked due to active deployment", "no Update.MaxParallel = 0"
+    free = {**job, "ID": "svc2", "Update": {"MaxParallel": 0}}
+    assert requests.post(f"{base}/v1/jobs", json={"Job": free}, timeout=5).ok
+    for count in (2, 1, 0):
+        reply = requests.post(scale % "svc2", json={**body, "Count": count}, timeout=5)
+        assert reply.status_code == 200 and reply.json()["EvalID"], reply.text
+        live = [a for a in requests.get(f"{base}/v1/job/svc2/allocations", timeout=5).json()
+                if a["DesiredStatus"] == "run"]
+        assert len(live) == count
 
 
 def test_a_message_runs_end_to_end_through_nomad(double: Any, settings: Settings):
@@ -108,7 +158,7 @@ def test_a_message_runs_end_to_end_through_nomad(double: Any, settings: Settings
     from tests.harness import running_harness
     from tests.waits import wait_until
 
-    nomad = settings.replace(runner="nomad", nomad_addr=double.address)
+    nomad = on_double(settings, double)
     with running_harness(nomad, NomadRunner(nomad)) as harness:
         actor = harness.actor(image="abaco-test-echo")
         assert actor["status"] == "READY"

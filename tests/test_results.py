@@ -5,7 +5,6 @@ synchronous message. Real Docker, Redis, S3 and OpenBao."""
 from __future__ import annotations
 
 import pickle
-import sys
 import threading
 from typing import Any
 
@@ -15,19 +14,10 @@ from jobs.runners.docker import DockerRunner
 from jobs.service import Caller, Message, Platform
 from jobs.settings import Settings
 from jobs.worker import Worker
-from tests.conftest import ROOT
 from tests.harness import register_worker
 from tests.waits import wait_until
 
 CALLER = Caller("alice", "T")
-
-
-@pytest.fixture(scope="session")
-def python_image(docker_client: Any) -> str:
-    sys.path.insert(0, str(ROOT / "images"))
-    from build import build_python  # type: ignore[import-not-found]
-
-    return str(build_python(docker_client))
 
 
 @pytest.fixture

@@ -38,11 +38,12 @@ def runner(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Any]:
         return
     request.getfixturevalue("images")
     if request.param == "nomad":
+        request.getfixturevalue("relay_image")
         from jobs.runners.nomad import NomadRunner
-        from tests.nomad_double import NomadDouble
+        from tests.nomad_double import NomadDouble, on_double
 
         with NomadDouble() as double:
-            yield NomadRunner(settings.replace(runner="nomad", nomad_addr=double.address))
+            yield NomadRunner(on_double(settings, double))
         return
     from jobs.runners.docker import DockerRunner
 
@@ -127,18 +128,44 @@ def test_images_are_checked_and_a_missing_one_is_named(runner: Any):
     assert failed.value.transient is False and failed.value.image_missing is True
 
 
+def _engine_only(runner: Any) -> None:
+    if isinstance(runner, FakeRunner):
+        pytest.skip("the fake plays no container contract")
+
+
+def test_a_binary_message_is_a_file_at_the_abaco_path(runner: Any):
+    _engine_only(runner)
+    result, logs = _run(runner, _spec("abaco-test-echo", payload=BytesPayload(b"\x00" * 1234)))
+    assert result.exit_code == 0 and "binary bytes: 1234" in logs
+
+
+def test_results_reach_the_workers_socket_in_order(runner: Any, tmp_path: Any,
+                                                   request: pytest.FixtureRequest):
+    """The Abaco SDK inside the run writes to /_abaco_results.sock; the worker's socket
+    (on its host) gets each result, in order, whatever engine ran it."""
+    _engine_only(runner)
+    image = request.getfixturevalue("python_image")
+    from jobs.results import ResultsSocket
+
+    got: list[bytes] = []
+    socket = ResultsSocket(tmp_path / "r.sock", lambda data, _cut: got.append(data), 4096)
+    path = socket.open()
+    try:
+        eid = f"e{time.monotonic_ns()}"
+        result, logs = _run(runner, _spec(image, eid, results_socket=path, env={
+            "MSG": "hi", "_abaco_actor_id": "a1", "_abaco_execution_id": eid}))
+    finally:
+        socket.close()
+    assert result.exit_code == 0, logs
+    assert got[0] == b"bytes for hi" and len(got) == 2, got
+
+
 # -- Docker only ---------------------------------------------------------------------
 @pytest.fixture
 def docker_runner(settings: Settings, images: list[str]) -> Any:
     from jobs.runners.docker import DockerRunner
 
     return DockerRunner(settings)
-
-
-def test_docker_binary_message_is_a_file_at_the_abaco_path(docker_runner: Any):
-    result, logs = _run(docker_runner, _spec("abaco-test-echo",
-                                            payload=BytesPayload(b"\x00" * 1234)))
-    assert result.exit_code == 0 and "binary bytes: 1234" in logs
 
 
 def test_docker_memory_limit_ends_oom_killed(docker_runner: Any):
