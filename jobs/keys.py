@@ -23,6 +23,7 @@ Cluster.
 | ``actor:{tag}:workers``            | hash   | worker, scheduler    | none           |
 | ``actor:{tag}:worker:{wid}:hb``    | string | worker heartbeat     | heartbeat_ttl  |
 | ``actor:{tag}:worker:{wid}:control``| list | api (cancel, stop) | heartbeat_ttl  |
+| ``actor:{tag}:placements``         | list   | Nomad placer (ids to take up) | startup grace |
 
 | ``actor:{tag}:permissions``        | hash   | api: user -> level   | none           |
 | ``actor:{tag}:nonces``             | set    | api: nonce ids       | none           |
@@ -185,6 +186,9 @@ class Keys:
 
     def nonce(self, tenant: str, nonce_id: str) -> str:
         return f"{self.prefix}:{check_id(tenant, 'tenant')}:nonce:{check_id(nonce_id, 'nonce')}"
+
+    def placements(self, tenant: str, actor_id: str) -> str:
+        return self.actor(tenant, actor_id) + ":placements"
 
     def worker_control(self, tenant: str, actor_id: str, worker_id: str) -> str:
         return self.actor(tenant, actor_id) + f":worker:{check_id(worker_id, 'worker_id')}:control"

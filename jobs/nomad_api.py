@@ -61,6 +61,10 @@ class NomadAPI:
                 return None
             raise
 
+    def jobs(self, prefix: str) -> list[dict[str, Any]]:
+        """Stubs of the jobs whose ID starts with ``prefix``."""
+        return list(self._call("GET", "/v1/jobs", "listing jobs", params={"prefix": prefix}))
+
     def deregister(self, job_id: str, purge: bool = False) -> None:
         """Stop the job (its allocations are killed); ``purge`` forgets it too. An
         unknown job is fine (Nomad answers 200)."""
@@ -77,6 +81,14 @@ class NomadAPI:
 
     def allocation(self, alloc_id: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/v1/allocation/{alloc_id}", "reading an allocation"))
+
+    def stop_allocation(self, alloc_id: str) -> None:
+        """Stop one allocation; Nomad reschedules a replacement for a service job."""
+        self._call("POST", f"/v1/allocation/{alloc_id}/stop", "stopping an allocation")
+
+    def signal(self, alloc_id: str, task: str, signal: str) -> None:
+        self._call("POST", f"/v1/client/allocation/{alloc_id}/signal", "signalling a task",
+                   json={"Task": task, "Signal": signal})
 
     def scale(self, job_id: str, group: str, count: int, message: str) -> None:
         self._call("POST", f"/v1/job/{_id(job_id)}/scale", "scaling a job", json={
@@ -97,6 +109,15 @@ class NomadAPI:
     def put_variable(self, path: str, items: dict[str, str]) -> None:
         self._call("PUT", f"/v1/var/{path}", "writing a variable",
                    json={"Namespace": self.namespace, "Path": path, "Items": items})
+
+    def variable(self, path: str) -> dict[str, str] | None:
+        """The variable's items, None when there is none."""
+        try:
+            return dict(self._call("GET", f"/v1/var/{path}", "reading a variable")["Items"])
+        except NomadError as exc:
+            if exc.status == 404:
+                return None
+            raise
 
     def delete_variable(self, path: str) -> None:
         try:

@@ -518,6 +518,21 @@ class Store:
         return None if reply is None else cast(tuple, reply)[1].decode()
 
     @_translate
+    def offer_placement(self, tenant: str, actor_id: str, worker_id: str, ttl_s: float) -> None:
+        """A registered worker id for the next allocation of the actor's worker job to take
+        up (Nomad scales a count, it cannot start a named worker)."""
+        key = self.keys.placements(tenant, actor_id)
+        with self.r.pipeline() as pipe:
+            pipe.rpush(key, worker_id)
+            pipe.pexpire(key, int(ttl_s * 1000))
+            pipe.execute()
+
+    @_translate
+    def claim_placement(self, tenant: str, actor_id: str, timeout_s: float) -> str | None:
+        reply = self.r.blpop([self.keys.placements(tenant, actor_id)], timeout=timeout_s)
+        return None if reply is None else cast(tuple, reply)[1].decode()
+
+    @_translate
     def get_worker(self, tenant: str, actor_id: str, worker_id: str) -> dict[str, Any]:
         raw = self.r.hget(self.keys.workers(tenant, actor_id), worker_id)
         if raw is None:

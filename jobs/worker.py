@@ -26,6 +26,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from jobs.errors import AbacoError, BackendUnavailable, NotFound
@@ -67,6 +68,7 @@ class Worker(WorkerControl):
         self.cancelled: set[str] = set()
         self.results_socket: str | None = None  # host path, for the run being started
         self.executions = 0
+        self.placement: dict[str, Any] = {}  # where it runs, for its placer (Nomad alloc)
         self.backoff = Backoff(settings.backoff_first_s, settings.backoff_max_s)
 
     # -- lifecycle --------------------------------------------------------------
@@ -116,7 +118,8 @@ class Worker(WorkerControl):
                                         "status": str(WorkerStatus.READY), "pid": os.getpid(),
                                         "image": actor["image"], "revision": self.revision,
                                         "host_id": socket.gethostname(),
-                                        "last_health_check_time": now_iso()})
+                                        "last_health_check_time": now_iso(),
+                                        **self.placement})
 
     def _idle_too_long(self, idle_s: float) -> bool:
         try:
@@ -453,17 +456,57 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="abaco worker")
     parser.add_argument("--tenant", required=True)
     parser.add_argument("--actor", required=True)
-    parser.add_argument("--worker-id", required=True)
+    who = parser.add_mutually_exclusive_group(required=True)
+    who.add_argument("--worker-id", help="serve this registration, then exit")
+    who.add_argument("--claim", action="store_true",
+                     help="take up registrations offered to this actor's allocations, one "
+                          "after another (the Nomad placer's workers)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(message)s")
     settings = load_settings()
     secrets = SecretStore(settings)
     secrets.renew_own_token()
-    worker = Worker(settings, args.tenant, args.actor, args.worker_id,
-                    Store.from_settings(settings), LogStore(settings), secrets,
-                    make_runner(settings))
-    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
-    worker.run()
+    store, logs, runner = Store.from_settings(settings), LogStore(settings), make_runner(settings)
+    if not args.claim:
+        worker = Worker(settings, args.tenant, args.actor, args.worker_id, store, logs, secrets,
+                        runner)
+        signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+        worker.run()
+        return
+    serve_claims(settings, args.tenant, args.actor, store,
+                 lambda wid: Worker(settings, args.tenant, args.actor, wid, store, logs,
+                                    secrets, runner))
+
+
+def serve_claims(settings: Settings, tenant: str, actor_id: str, store: Store,
+                 make: Callable[[str], Worker]) -> None:
+    """An allocation's life: take up each offered registration in turn and serve it; on
+    SIGTERM the current worker drains and the loop ends."""
+    stopping = threading.Event()
+    current: list[Worker] = []
+
+    def on_term(*_: object) -> None:
+        stopping.set()
+        for worker in current:
+            worker.stop()
+
+    signal.signal(signal.SIGTERM, on_term)
+    placement = {"alloc_id": os.environ.get("NOMAD_ALLOC_ID", ""),
+                 "process_start": time.time()}
+    while not stopping.is_set():
+        try:
+            worker_id = store.claim_placement(tenant, actor_id, settings.inbox_block_s)
+        except BackendUnavailable as exc:
+            LOG.warning("no claim (retrying): %s", exc.message)
+            stopping.wait(settings.backoff_first_s)
+            continue
+        if worker_id is None or stopping.is_set():
+            continue
+        LOG.info("allocation takes up worker %s of %s/%s", worker_id, tenant, actor_id)
+        current[:] = [make(worker_id)]
+        current[0].placement = placement
+        current[0].run()
+        current.clear()
 
 
 if __name__ == "__main__":

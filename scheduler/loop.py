@@ -107,7 +107,7 @@ class Scheduler:
         fire_if_due(self.store, actor, self.clock())
         alive = recover_actor(self.store, self.epoch, tenant, actor_id,
                               self.ended.pop((tenant, actor_id), set()),
-                              self.settings.max_recoveries)
+                              self.settings.max_recoveries, self._removed)
         queued = self.store.queued_count(tenant, actor_id)
         if actor["status"] == ActorStatus.ERROR and queued:
             self._fail_queued(actor)
@@ -173,6 +173,16 @@ class Scheduler:
         reason = f"actor is in ERROR: {actor.get('status_message')}"
         for eid in self.store.queued_ids(actor["tenant"], actor["id"]):
             self.store.drop_queued(actor["tenant"], actor["id"], eid, reason)
+
+    def _removed(self, worker: dict[str, Any]) -> None:
+        """A dead worker's registration is gone: its placer makes sure its process (a
+        frozen or partitioned one) cannot linger in a slot."""
+        lost = getattr(self.placer, "lost", None)
+        if lost is not None and worker.get("location") == self.placer.location:
+            try:
+                lost(worker)
+            except AbacoError as exc:
+                LOG.warning("worker %s not cleaned up: %s", worker.get("id"), exc.message)
 
     def _collect_ended(self) -> None:
         for tenant, actor_id, worker_id in self.placer.ended():

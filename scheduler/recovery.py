@@ -11,7 +11,7 @@ if it never started: starts are idempotent per execution).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from jobs.inbox import Outcome
@@ -21,8 +21,12 @@ LOG = logging.getLogger("abaco.scheduler")
 
 
 def recover_actor(store: Store, epoch: int, tenant: str, actor_id: str,
-                  ended: Iterable[str] = (), most_recoveries: int = 3) -> list[dict[str, Any]]:
-    """Resolve what the actor's dead workers held; return its live workers."""
+                  ended: Iterable[str] = (), most_recoveries: int = 3,
+                  on_removed: Callable[[dict[str, Any]], None] | None = None,
+                  ) -> list[dict[str, Any]]:
+    """Resolve what the actor's dead workers held; return its live workers. Each dead
+    registration removed goes to ``on_removed`` (its placer makes sure nothing of it
+    lingers)."""
     ended = set(ended)
     workers = store.workers(tenant, actor_id)
     beating = store.alive_worker_ids(tenant, actor_id, [w["id"] for w in workers])
@@ -35,8 +39,11 @@ def recover_actor(store: Store, epoch: int, tenant: str, actor_id: str,
         outcome = store.inbox.remove(epoch, tenant, actor_id, wid, force=wid in ended)
         if outcome is Outcome.ALIVE:
             live.append(worker)
-        elif outcome is Outcome.OK and worker.get("host_id"):
-            store.drop_host_worker(worker["host_id"], tenant, actor_id, wid)
+        elif outcome is Outcome.OK:
+            if worker.get("host_id"):
+                store.drop_host_worker(worker["host_id"], tenant, actor_id, wid)
+            if on_removed is not None:
+                on_removed(worker)
     live_ids = {w["id"] for w in live}
     _resolve_entries(store, epoch, tenant, actor_id, live_ids, most_recoveries)
     _resolve_held(store, epoch, tenant, actor_id, live_ids, most_recoveries)

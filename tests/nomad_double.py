@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import signal as signal_module
 import subprocess
 import tempfile
 import threading
@@ -148,6 +150,21 @@ class NomadState:
         return {"EvalID": str(uuid.uuid4()), "EvalCreateIndex": index, "Index": index,
                 "JobModifyIndex": index, "Warnings": ""}
 
+    def stop_allocation(self, alloc_id: str) -> dict[str, Any]:
+        """``POST /v1/allocation/:id/stop``: stopped (kill signal, then SIGKILL after its
+        kill timeout) and, for a service job, replaced."""
+        alloc = self.allocs.get(alloc_id)
+        if alloc is None:
+            raise NomadError(404, "alloc not found")
+        self._kill(alloc)
+        job = self.jobs.get(alloc["JobID"])
+        if job is not None and job["Type"] == "service" and not job["Stop"]:
+            for group in job["TaskGroups"]:
+                if group["Name"] == alloc["TaskGroup"]:
+                    self._reconcile(job, group)
+        index = self.bump()
+        return {"EvalID": str(uuid.uuid4()), "Index": index}
+
     def _start_deployment(self, job: dict[str, Any]) -> None:
         """Service jobs deploy every change unless ``Update.MaxParallel`` is 0; the double
         keeps a deployment active for its ``MinHealthyTime``."""
@@ -257,6 +274,7 @@ class NomadState:
                     state.update(State="dead", Failed=failed, FinishedAt=_rfc3339())
                 else:
                     state["Restarts"] += 1
+                    state["LastRestart"] = _rfc3339()
                     state["Events"].append(_event("Restarting"))
             self.bump()
             if not again:
@@ -310,8 +328,9 @@ class NomadState:
         alloc_dir = Path(alloc["dir"])
         kill_s = int(task.get("KillTimeout") or 5_000_000_000) / 1e9
         if task["Driver"] == "raw_exec":
+            # raw_exec tasks inherit the client agent's environment (less its denylist)
             return _Process(alloc_dir, task["Name"], [config["command"], *config.get(
-                "args", [])], {**env, "NOMAD_ALLOC_DIR": str(alloc_dir)}, kill_s)
+                "args", [])], {**os.environ, **env, "NOMAD_ALLOC_DIR": str(alloc_dir)}, kill_s)
         resources = task.get("Resources") or {}
         volumes = {str(alloc_dir): {"bind": "/alloc", "mode": "rw"}}
         for volume in config.get("volumes") or []:
@@ -384,9 +403,9 @@ class _Container:
         with contextlib.suppress(docker.errors.APIError):
             self.container.stop(timeout=max(1, int(self.kill_s)))
 
-    def kill(self) -> None:
+    def kill(self, signal: str = "SIGKILL") -> None:
         with contextlib.suppress(docker.errors.APIError):
-            self.container.kill()
+            self.container.kill(signal=signal)
 
     def remove(self) -> None:
         with contextlib.suppress(docker.errors.APIError):
@@ -421,10 +440,9 @@ class _Process:
             except subprocess.TimeoutExpired:
                 self.process.kill()
 
-    def kill(self) -> None:
+    def kill(self, signal: str = "SIGKILL") -> None:
         if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
+            self.process.send_signal(getattr(signal_module, signal))
 
     def remove(self) -> None:
         return None
@@ -519,6 +537,15 @@ class _Handler(BaseHTTPRequestHandler):
                 raise NomadError(400, "Job must be specified")
             with state.lock:
                 return 200, state.register(payload["Job"])
+        if (method, path) == ("GET", "/v1/jobs"):
+            with state.lock:
+                return 200, [{"ID": j["ID"], "Name": j["Name"], "Type": j["Type"],
+                              "Status": "dead" if j["Stop"] else "running", "Stop": j["Stop"],
+                              "ModifyIndex": j["ModifyIndex"]} for j in state.jobs.values()
+                             if j["ID"].startswith(query.get("prefix", ""))]
+        match = re.fullmatch(r"/v1/client/allocation/([^/]+)/signal", path)
+        if match and method == "POST":
+            return self._signal(match.group(1), _json(body))
         if (method, path) == ("PUT", "/v1/system/gc"):
             with state.lock:
                 state.gc()
@@ -529,6 +556,10 @@ class _Handler(BaseHTTPRequestHandler):
         match = re.fullmatch(r"/v1/job/(.+?)(/allocations)?", path)
         if match:
             return self._job(method, match.group(1), bool(match.group(2)), query)
+        match = re.fullmatch(r"/v1/allocation/([^/]+)/stop", path)
+        if match and method in ("POST", "PUT"):
+            with state.lock:
+                return 200, state.stop_allocation(match.group(1))
         match = re.fullmatch(r"/v1/allocation/([^/]+)", path)
         if match and method == "GET":
             alloc = state.allocs.get(match.group(1))
@@ -558,6 +589,20 @@ class _Handler(BaseHTTPRequestHandler):
             with state.lock:
                 return 200, state.deregister(job_id, query.get("purge") == "true")
         raise NomadError(405, "Invalid method")
+
+    def _signal(self, alloc_id: str, body: dict[str, Any]) -> tuple[int, Any]:
+        alloc = self.state.allocs.get(alloc_id)
+        if alloc is None:
+            raise NomadError(404, f'Unknown allocation "{alloc_id}"')
+        handles = alloc["handles"]
+        targets = [handles[body["Task"]]] if body.get("Task") in handles else \
+            list(handles.values()) if not body.get("Task") else []
+        if not targets:
+            raise NomadError(400, f'Failed to signal task: {body.get("Task")}, err: task not '
+                                  "running")
+        for task_handle in targets:
+            task_handle.kill(body.get("Signal") or "SIGKILL")
+        return 200, {}
 
     def _scale(self, job_id: str, body: dict[str, Any]) -> tuple[int, Any]:
         group = (body.get("Target") or {}).get("Group")

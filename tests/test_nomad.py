@@ -103,10 +103,10 @@ def test_a_run_costs_a_handful_of_requests_and_secrets_reach_the_task(double: An
     text = b"".join(logs).decode()
     assert "SECRET_ONE=s3cr3t-value" in text, "the variable reached the task's environment"
     counted = [r for r in double.state.requests if not r.startswith("GET /v1/client/fs/logs")]
-    # Register (3), the two variables (2), one blocking read per change of the allocation
+    # Register (3), the three variables (3), one blocking read per change of the allocation
     # (pending, relay started, actor started, actor ended, sidecar stopped: about 7), the
-    # final read, and the purge (3): never a polling loop.
-    assert len(counted) <= 18, counted
+    # final read, and the purge (4): never a polling loop.
+    assert len(counted) <= 20, counted
     reads = [r for r in counted if r.endswith("/allocations")]
     assert len(reads) <= 8, reads
     assert variable_path(handle) not in double.state.variables, "removed with the job"
@@ -115,6 +115,21 @@ def test_a_run_costs_a_handful_of_requests_and_secrets_reach_the_task(double: An
                       if r.startswith("GET /v1/client/fs/logs/"))
     assert double.state.requests.index(actor_var) > relay_logs, \
         "the actor's environment (which holds its start) is written once the relay is ready"
+
+
+def test_a_run_whose_starter_died_before_the_relay_was_ready_still_runs(double: Any,
+                                                                        settings: Settings):
+    """The actor's environment is staged at the job's path: the worker that adopts the
+    run hands it over when the relay says ready, though it never had it."""
+    starter = NomadRunner(on_double(settings, double))
+    handle = starter.start(_spec())
+    starter.pending.clear()  # it died: nothing in memory, nobody followed the relay
+    adopter = NomadRunner(on_double(settings, double))
+    logs: list[bytes] = []
+    result = adopter.wait(handle, logs.append, time.time() + 60)
+    adopter.stop(handle, remove=True)
+    assert result.exit_code == 0 and b"SECRET_ONE=s3cr3t-value" in b"".join(logs)
+    assert not [p for p in double.state.variables if handle in p], "all removed with the job"
 
 
 def test_a_binary_message_too_big_for_a_variable_is_refused_at_start(double: Any,

@@ -1,4 +1,6 @@
-"""One contract, every placer: MemoryPlacer (threads) and LocalPlacer (processes).
+"""One contract, every placer: MemoryPlacer (threads), LocalPlacer (processes) and
+NomadPlacer (allocations of a service job on the Nomad double, its workers real
+processes through the raw_exec driver).
 
 A placer runs workers the scheduler registered; it counts the workers registered on
 its host (not its own children) against the cap, reports workers whose process ended,
@@ -20,11 +22,14 @@ from tests.harness import CALLER, fast_settings
 from tests.waits import wait_until
 
 
-@pytest.fixture(params=["memory", "local"])
+@pytest.fixture(params=["memory", "local", "nomad"])
 def rig(request: pytest.FixtureRequest, settings: Settings) -> Iterator[tuple[Any, Any, Any]]:
-    """(platform, runner, placer): the local placer runs real worker processes, which use
-    the real Docker engine; the memory placer runs threads on the fake engine."""
+    """(platform, runner, placer): the local and Nomad placers run real worker processes,
+    which use the real Docker engine; the memory placer runs threads on the fake engine."""
     fast = fast_settings(settings).replace(max_workers_per_host=2)
+    if request.param == "nomad":
+        yield from _nomad_rig(request, fast)
+        return
     platform = Platform.from_settings(fast)
     platform.logs.ensure_bucket()
     if request.param == "memory":
@@ -46,6 +51,22 @@ def rig(request: pytest.FixtureRequest, settings: Settings) -> Iterator[tuple[An
     platform.image = image  # type: ignore[attr-defined]
     yield platform, runner, placer
     placer.drain(10)
+
+
+def _nomad_rig(request: pytest.FixtureRequest,
+               fast: Settings) -> Iterator[tuple[Any, Any, Any]]:
+    request.getfixturevalue("images")
+    from jobs.placers.nomad import NomadPlacer
+    from jobs.runners.docker import DockerRunner
+    from tests.nomad_double import NomadDouble
+
+    with NomadDouble() as double:
+        fast = fast.replace(placer="nomad", nomad_addr=double.address, nomad_max_workers=2,
+                            nomad_worker_driver="raw_exec")
+        platform = Platform.from_settings(fast)
+        platform.logs.ensure_bucket()
+        platform.image = "abaco-test-echo"  # type: ignore[attr-defined]
+        yield platform, DockerRunner(fast), NomadPlacer(fast, platform.store)
 
 
 def _ready(platform: Platform, scheduler: Scheduler, **fields: Any) -> dict[str, Any]:

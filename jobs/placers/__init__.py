@@ -19,6 +19,10 @@ def make_placer(settings: Settings, store: Store, runner: Runner, logs: LogStore
         from jobs.placers.memory import MemoryPlacer
 
         return MemoryPlacer(settings, store, runner, logs, secrets)
+    if settings.placer == "nomad":
+        from jobs.placers.nomad import NomadPlacer
+
+        return NomadPlacer(settings, store)
     from jobs.placers.local import LocalPlacer
 
     return LocalPlacer(settings, store)

@@ -68,6 +68,13 @@ def variable_path(job_id: str, task: str = TASK) -> str:
     return f"nomad/jobs/{job_id}/{GROUP}/{task}"
 
 
+def staged_path(job_id: str) -> str:
+    """Where the actor task's environment waits, at the job's own path (no template reads
+    it), until the relay is ready: any worker, not only the one that started the run, can
+    then hand it over."""
+    return f"nomad/jobs/{job_id}"
+
+
 def _env_template(path: str) -> dict[str, Any]:
     """Every item of the variable at ``path`` as an environment variable. Rendering waits
     until the variable exists, which holds the task's start."""
@@ -150,6 +157,7 @@ class NomadRunner:
         relay_items = _relay_items(spec)
         self.pending[job_id] = _Pending(dict(spec.env), spec.results_socket)
         try:
+            self.api.put_variable(staged_path(job_id), dict(spec.env))
             self.api.put_variable(variable_path(job_id, RELAY), relay_items)
             self.api.register(execution_job(spec, self.settings))
         except BackendUnavailable as exc:
@@ -225,11 +233,17 @@ class NomadRunner:
             LOG.warning("%s of %s/%s not followed: %s", kind, alloc_id, task, exc.message)
 
     def release_actor(self, handle: str) -> None:
-        """The relay is ready: hand the actor task its environment (only the process that
-        started the run has it; a worker adopting a run finds it already written)."""
+        """The relay is ready: hand the actor task its environment (from memory in the
+        process that started the run, else from where it was staged: a worker adopting a
+        run whose worker died before this point)."""
         pending = self.pending.get(handle)
-        if pending is not None:
-            self.api.put_variable(variable_path(handle, TASK), pending.env)
+        try:
+            env = pending.env if pending is not None else \
+                self.api.variable(staged_path(handle))
+            if env is not None:
+                self.api.put_variable(variable_path(handle, TASK), env)
+        except BackendUnavailable as exc:
+            LOG.warning("run %s: environment not handed over: %s", handle, exc.message)
 
     def deliver_result(self, handle: str, data: bytes) -> None:
         """One result, to the worker's results socket, cut just past the size it keeps
@@ -244,8 +258,9 @@ class NomadRunner:
     def stop(self, handle: str, remove: bool = False) -> None:
         self.api.deregister(handle, purge=remove)
         if remove:
-            for task in (TASK, RELAY):
-                self.api.delete_variable(variable_path(handle, task))
+            for path in (variable_path(handle, TASK), variable_path(handle, RELAY),
+                         staged_path(handle)):
+                self.api.delete_variable(path)
 
     def check_image(self, image: str) -> ImageCheck:
         return ImageCheck(ok=True, reason="checked by the Nomad node when a run starts")
