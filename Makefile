@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-APT_PACKAGES := docker.io redis-server busybox-static debootstrap
+APT_PACKAGES := docker.io redis-server busybox-static debootstrap docker-compose
 
 .PHONY: up down status test lint bench images system-deps
 
@@ -29,11 +29,11 @@ images: $(VENV)/.installed system-deps
 bench: $(VENV)/.installed
 	$(PY) bench/warm_latency.py
 
-# Debian packages: the Docker engine, Redis, a static busybox for shell test images and
-# debootstrap for the Python one.
+# Debian packages: the Docker engine, Redis, a static busybox for shell test images,
+# debootstrap for the Python one and docker-compose (to check docker-compose.yml).
 system-deps:
 	@if ! command -v dockerd >/dev/null || ! command -v redis-server >/dev/null \
-	    || ! command -v debootstrap >/dev/null \
+	    || ! command -v debootstrap >/dev/null || ! command -v docker-compose >/dev/null \
 	    || ! ldd "$$(command -v busybox || echo /nonexistent)" 2>&1 | grep -q 'not a dynamic'; then \
 	  echo "installing $(APT_PACKAGES) (apt-get)"; \
 	  apt-get update -q >/dev/null && \
