@@ -2,7 +2,8 @@
 allocation a real container), next to the Docker runner measured in the same run.
 
 Prints the Nomad API requests per execution (log streams counted apart: they are one
-long request each) and the median wall time from start to result for both runners;
+long request each: the relay's stdout and the actor's stdout and stderr) and the median
+wall time from start to result for both runners;
 the difference is what Nomad's API round trips add here (a real cluster adds its
 scheduling round on top).
 
@@ -17,13 +18,23 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from common import NOOP, build_all, progress  # type: ignore[import-not-found]
+from common import NOOP, ROOT, build_all, progress  # type: ignore[import-not-found]
 
 from jobs.runners.base import RunSpec
 from jobs.runners.docker import DockerRunner
 from jobs.runners.nomad import NomadRunner
 from jobs.settings import load_settings
-from tests.nomad_double import NomadDouble
+from tests.nomad_double import NomadDouble, on_double
+
+
+def build_relay() -> None:
+    """The relay image the Nomad runner's sidecar runs (built once, like the tests')."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "images"))
+    from build import build_relay as build  # type: ignore[import-not-found]
+
+    build()
 
 
 def _timed(runner: Any, spec: RunSpec) -> float:
@@ -41,12 +52,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     build_all()
+    build_relay()
     settings = load_settings()
     base = RunSpec(execution_id="", actor_id="bench", tenant="T", worker_id="w",
                    image=NOOP, env={"MSG": "x"}, network="none", max_run_time_s=60)
     docker_times, nomad_times, requests_per_run = [], [], []
     with NomadDouble() as double:
-        nomad = NomadRunner(settings.replace(runner="nomad", nomad_addr=double.address))
+        nomad = NomadRunner(on_double(settings, double))
         docker = DockerRunner(settings)
         for i in range(args.runs):
             progress("runs", i, args.runs)
@@ -59,7 +71,7 @@ def main() -> None:
     docker_ms = statistics.median(docker_times) * 1000
     nomad_ms = statistics.median(nomad_times) * 1000
     print(f"RESULT nomad_requests_per_execution={statistics.median(requests_per_run):g} "
-          f"log_streams_per_execution=2 docker_runner_ms={docker_ms:.0f} "
+          f"log_streams_per_execution=3 docker_runner_ms={docker_ms:.0f} "
           f"nomad_runner_ms={nomad_ms:.0f} nomad_added_ms={nomad_ms - docker_ms:.0f} "
           f"ratio={nomad_ms / docker_ms:.2f}")
 

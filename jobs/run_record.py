@@ -82,6 +82,11 @@ def result_fields(execution: dict[str, Any], result: RunResult) -> dict[str, Any
     notes = list(result.notes)
     if result.killed_reason:
         notes.append(result.killed_reason)
+    if result.exit_code is None and not result.start_time and not result.killed_reason:
+        return {"status": str(ExecutionStatus.ERROR), "finish_time": result.finish_time,
+                "final_state": result.raw,
+                "status_message": "the run never started: " + ("; ".join(notes) or
+                                                               "no reason given")}
     fields: dict[str, Any] = {
         "status": str(ExecutionStatus.COMPLETE), "status_message": "; ".join(notes),
         "exit_code": result.exit_code, "final_state": result.raw,

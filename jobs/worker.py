@@ -500,8 +500,11 @@ def serve_claims(settings: Settings, tenant: str, actor_id: str, store: Store,
             LOG.warning("no claim (retrying): %s", exc.message)
             stopping.wait(settings.backoff_first_s)
             continue
-        if worker_id is None or stopping.is_set():
+        if worker_id is None:
             continue
+        if stopping.is_set():  # not ours to serve any more: give it to another allocation
+            store.offer_placement(tenant, actor_id, worker_id, settings.worker_startup_grace_s)
+            break
         LOG.info("allocation takes up worker %s of %s/%s", worker_id, tenant, actor_id)
         current[:] = [make(worker_id)]
         current[0].placement = placement

@@ -65,6 +65,7 @@ class NomadState:
         self.variables: dict[str, dict[str, str]] = {}
         self.requests: list[str] = []
         self.root = tempfile.mkdtemp(prefix="nomad-double-")
+        self.faults: list[tuple[str, str, int, str]] = []  # (method, path prefix, status, text)
 
     def bump(self) -> int:
         with self.lock:
@@ -501,6 +502,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.state.requests.append(f"{method} {path}")
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        fault = next((f for f in self.state.faults if f[0] == method and
+                      path.startswith(f[1])), None)
+        if fault is not None:  # an injected failure, answered once, as Nomad would
+            self.state.faults.remove(fault)
+            self._text(fault[2], fault[3])
+            return
         try:
             if method == "GET" and path.startswith("/v1/client/fs/logs/"):
                 self._logs(path.rsplit("/", 1)[1], query)
@@ -717,5 +724,5 @@ class NomadDouble:
 
 def on_double(settings: Any, double: NomadDouble, **changes: Any) -> Any:
     """``settings`` for runs through ``double`` (the relay image built by the tests)."""
-    return settings.replace(runner="nomad", nomad_addr=double.address,
-                            nomad_relay_image="abaco-test-relay", **changes)
+    return settings.replace(**{"runner": "nomad", "nomad_addr": double.address,
+                               "nomad_relay_image": "abaco-test-relay", **changes})

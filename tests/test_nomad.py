@@ -132,6 +132,54 @@ def test_a_run_whose_starter_died_before_the_relay_was_ready_still_runs(double: 
     assert not [p for p in double.state.variables if handle in p], "all removed with the job"
 
 
+def test_a_run_nomad_never_places_ends_at_its_deadline(double: Any, settings: Settings):
+    double.state._reconcile = lambda job, group: None  # a blocked evaluation: no capacity
+    runner = NomadRunner(on_double(settings, double))
+    handle = runner.start(_spec())
+    begun = time.monotonic()
+    result = runner.wait(handle, lambda _c: None, time.time() + 1)
+    assert time.monotonic() - begun < 15, "the deadline ends the wait"
+    assert "maximum run time" in (result.killed_reason or "") and result.exit_code is None
+    runner.stop(handle, remove=True)
+
+
+def test_a_nomad_outage_during_a_run_is_ridden_out(double: Any, settings: Settings):
+    runner = NomadRunner(on_double(settings, double, backoff_first_s=0.05))
+    handle = runner.start(_spec(image="abaco-test-sleep", env={"SLEEP": "1"}))
+    for _ in range(2):
+        double.state.faults.append(("GET", f"/v1/job/{handle}/allocations", 500,
+                                    "No cluster leader"))
+    result = runner.wait(handle, lambda _c: None, time.time() + 60)
+    runner.stop(handle, remove=True)
+    assert result.exit_code == 0 and not double.state.faults, "both failures were met"
+
+
+def test_a_relay_that_cannot_start_makes_the_execution_an_error_with_its_reason(
+        double: Any, settings: Settings):
+    from jobs.run_record import result_fields
+
+    runner = NomadRunner(on_double(settings, double,
+                                   nomad_relay_image="abaco-test-does-not-exist:1"))
+    handle = runner.start(_spec())
+    result = runner.wait(handle, lambda _c: None, time.time() + 60)
+    runner.stop(handle, remove=True)
+    assert result.exit_code is None and any(n.startswith("results relay:")
+                                            for n in result.notes), result.notes
+    fields = result_fields({"message_received_time": "2026-01-01T00:00:00.000000Z"}, result)
+    assert fields["status"] == "ERROR" and "results relay" in fields["status_message"]
+
+
+def test_a_refused_job_leaves_no_environment_in_nomad(double: Any, settings: Settings):
+    from jobs.runners.base import StartFailed
+
+    double.state.faults.append(("POST", "/v1/jobs", 500,
+                                "1 error occurred:\n\t* Task group run validation failed\n\n"))
+    with pytest.raises(StartFailed) as refused:
+        NomadRunner(on_double(settings, double)).start(_spec())
+    assert refused.value.transient is False
+    assert double.state.variables == {}, "the secrets went with the refusal"
+
+
 def test_a_binary_message_too_big_for_a_variable_is_refused_at_start(double: Any,
                                                                      settings: Settings):
     from jobs.runners.base import BytesPayload, StartFailed

@@ -34,27 +34,32 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import logging
 import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from jobs import results_relay
 from jobs.errors import BackendUnavailable
-from jobs.nomad_api import NomadAPI
+from jobs.lifecycle import Backoff
+from jobs.nomad_api import NomadAPI, NomadError
 from jobs.results import CONTAINER_PATH as RESULTS_PATH
 from jobs.runners.base import ImageCheck, RunResult, RunSpec, StartFailed
 from jobs.settings import Settings
 from jobs.timeutil import now_iso
 
 LOG = logging.getLogger(__name__)
+T = TypeVar("T")
 GROUP, TASK, RELAY = "run", "actor", "relay"
 TERMINAL = ("complete", "failed", "lost")
 KEPT_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID"]
 PAYLOAD_PATH = "/_abaco_binary_data"
+FAILURE_EVENTS = ("Driver Failure", "Killed", "Not Restarting", "Failed Validation",
+                  "Setup Failure", "Template")
 # A Nomad Variable holds at most 64 KiB; the binary message travels base64-encoded in one.
 MAX_PAYLOAD_BYTES = 45_000
 
@@ -162,6 +167,7 @@ class NomadRunner:
             self.api.register(execution_job(spec, self.settings))
         except BackendUnavailable as exc:
             self.pending.pop(job_id, None)
+            self._forget_variables(job_id)
             status = getattr(exc, "status", None)
             raise StartFailed(exc.message, transient=status is None or status >= 500
                               and "error occurred" not in exc.message) from exc
@@ -176,7 +182,8 @@ class NomadRunner:
 
     def _wait(self, handle: str, on_log: Callable[[bytes], None],
               deadline: float) -> RunResult:
-        if self.api.job(handle) is None:  # purged (removed): its outcome is not ours to say
+        ask = Patient(self.settings)
+        if ask(lambda: self.api.job(handle)) is None:  # purged: its outcome is not ours
             return _gone(f"nomad job {handle} no longer exists")
         index, alloc, killed = 1, None, None
         followers: dict[str, threading.Thread] = {}
@@ -184,12 +191,16 @@ class NomadRunner:
             remaining = deadline - time.time()
             if remaining <= 0 and killed is None:
                 killed = "killed: exceeded the maximum run time"
-                self.api.deregister(handle)
-            answer = self.api.allocations(handle, index, max(1.0, min(remaining, 300.0))
-                                          if killed is None else 5.0)
+                ask(lambda: self.api.deregister(handle))
+            wait_s = max(1.0, min(remaining, 300.0)) if killed is None else 5.0
+            answer = ask(functools.partial(self.api.allocations, handle, index, wait_s))
             index = max(index, answer.index)
             if not answer.body:
-                if self.api.job(handle) is None:
+                if killed is not None:  # stopped before Nomad ever placed it
+                    return RunResult(exit_code=None, start_time=None, finish_time=now_iso(),
+                                     killed_reason=killed,
+                                     notes=["Nomad never placed the run"])
+                if ask(lambda: self.api.job(handle)) is None:
                     return _gone(f"nomad job {handle} no longer exists")
                 continue
             alloc = answer.body[-1]
@@ -198,7 +209,7 @@ class NomadRunner:
                 break
         for follower in followers.values():
             follower.join(self.settings.log_drain_s)
-        result = _result(self.api.allocation(alloc["ID"]))
+        result = _result(ask(lambda: self.api.allocation(alloc["ID"])))
         result.killed_reason = killed
         return result
 
@@ -262,8 +273,44 @@ class NomadRunner:
                          staged_path(handle)):
                 self.api.delete_variable(path)
 
+    def _forget_variables(self, job_id: str) -> None:
+        """A refused job leaves no environment (secrets) behind in Nomad."""
+        for path in (staged_path(job_id), variable_path(job_id, RELAY)):
+            try:
+                self.api.delete_variable(path)
+            except BackendUnavailable as exc:
+                LOG.warning("variable %s of a refused job not deleted: %s", path, exc.message)
+
     def check_image(self, image: str) -> ImageCheck:
         return ImageCheck(ok=True, reason="checked by the Nomad node when a run starts")
+
+
+class Patient:
+    """Calls to Nomad that ride out an outage (a leader election answers 500 "No cluster
+    leader") with growing pauses, for at most ``outage_patience_s``; then the error."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.patience_s = settings.outage_patience_s
+        self.backoff = Backoff(settings.backoff_first_s, settings.backoff_max_s)
+        self.pause = threading.Event()
+
+    def __call__(self, call: Callable[[], T]) -> T:
+        give_up = time.monotonic() + self.patience_s
+        while True:
+            try:
+                answer = call()
+            except NomadError as exc:
+                if exc.status < 500 or time.monotonic() >= give_up:
+                    raise
+                LOG.warning("nomad answered %s; retrying", exc.message)
+            except BackendUnavailable as exc:
+                if time.monotonic() >= give_up:
+                    raise
+                LOG.warning("%s; retrying", exc.message)
+            else:
+                self.backoff.reset()
+                return answer
+            self.pause.wait(self.backoff.next())
 
 
 class RelayReader:
@@ -308,13 +355,16 @@ def _task_started(alloc: dict[str, Any], task: str) -> bool:
 
 
 def _result(alloc: dict[str, Any]) -> RunResult:
-    state = (alloc.get("TaskStates") or {}).get(TASK) or {}
+    states = alloc.get("TaskStates") or {}
+    state = states.get(TASK) or {}
     events = state.get("Events") or []
     terminated = next((e for e in reversed(events) if e.get("Type") == "Terminated"), None)
     details = (terminated or {}).get("Details") or {}
     code = details.get("exit_code")
-    notes = [e.get("DisplayMessage") or e.get("Type", "") for e in events
-             if e.get("Type") in ("Driver Failure", "Killed", "Not Restarting")]
+    notes = [f"{prefix}{e.get('DisplayMessage') or e.get('Type', '')}"
+             for prefix, task in (("", TASK), ("results relay: ", RELAY))
+             for e in (states.get(task) or {}).get("Events") or []
+             if e.get("Type") in FAILURE_EVENTS]
     return RunResult(
         exit_code=int(code) if code not in (None, "") else None,
         start_time=_iso(state.get("StartedAt")), finish_time=_iso(state.get("FinishedAt"))
