@@ -44,6 +44,15 @@ def test_every_generated_job_validates_against_the_job_schema(settings: Settings
                  _spec(network="host", labels={"x": "y"})):
         job = execution_job(spec, settings)
         assert list(validator.iter_errors(job)) == [], job
+    from jobs.placers.nomad import worker_job
+
+    for driver in ("docker", "raw_exec"):
+        job = worker_job(settings.replace(nomad_worker_driver=driver), "T", "a1", 2)
+        assert list(validator.iter_errors(job)) == [], job
+        assert job["Update"] == {"MaxParallel": 0}, "no deployment ever blocks a scale"
+        text = json.dumps(job)
+        for secret in (settings.redis_password, settings.s3_secret_key, settings.vault_token):
+            assert not secret.reveal() or secret.reveal() not in text, "settings go by variable"
     broken = {**execution_job(_spec(), settings), "Priority": "high"}
     assert list(validator.iter_errors(broken)), "the schema check can fail"
 

@@ -59,12 +59,16 @@ def stack(services: Settings, images: list[str], relay_image: str,
                                           platform.secrets), platform.logs)
         loop = threading.Thread(target=scheduler.run, daemon=True)
         loop.start()
+        running[:] = [scheduler, loop]
         try:
             yield f"http://127.0.0.1:{server.server_port}/actors", double, settings
         finally:
-            scheduler.stopping.set()
-            loop.join(15)
+            running[0].stopping.set()
+            running[1].join(15)
             server.shutdown()
+
+
+running: list[Any] = []  # the stack's current scheduler and its thread
 
 
 def _result(reply: requests.Response) -> Any:
@@ -183,3 +187,36 @@ def test_a_frozen_nomad_worker_is_fenced_and_its_run_finished_by_another(stack: 
     wait_until(lambda: all(p.poll() is not None for p in frozen), 30,
                "the frozen worker's allocation stopped")
     assert _execution(base, actor["id"], eid) == record, "the fenced worker wrote nothing"
+
+
+def test_a_new_scheduler_takes_over_the_worker_jobs(stack: Any, docker_client: Any):
+    """The active scheduler stops mid-burst; a new one (a fresh Nomad placer, which reads
+    the worker jobs back from Nomad) takes over, and every message runs exactly once."""
+    from jobs.placers import make_placer
+    from jobs.runners import make_runner
+    from jobs.service import Platform
+    from scheduler.loop import Scheduler
+
+    base, double, settings = stack
+    actor = _ready_actor(base, defaultEnvironment={"SLEEP": "0.3"})
+    since = time.time()
+    eids = [_result(requests.post(f"{base}/{actor['id']}/messages", data={"message": f"s{i}"},
+                                  timeout=10))["executionId"] for i in range(8)]
+    wait_until(lambda: any(_execution(base, actor["id"], e)["status"] == "COMPLETE"
+                           for e in eids), 60, "a first execution done")
+    old, old_loop = running
+    old.stopping.set()
+    old_loop.join(30)
+    platform = Platform.from_settings(settings)
+    runner = make_runner(settings)
+    placer = make_placer(settings, platform.store, runner, platform.logs, platform.secrets)
+    successor = Scheduler(settings, platform.store, runner, placer, platform.logs)
+    loop = threading.Thread(target=successor.run, daemon=True)
+    loop.start()
+    running[:] = [successor, loop]
+    records = [_complete(base, actor["id"], e, 180) for e in eids]
+    assert all(r["status"] == "COMPLETE" and r["exitCode"] == 0 for r in records), records
+    assert max(_starts(docker_client, actor["id"], since).values()) == 1
+    job = next(j for j in double.state.jobs if actor["id"] in j)
+    assert placer.counts is not None and any(actor["id"] == a for _t, a in placer.counts), \
+        f"the successor knows {job}'s count"
