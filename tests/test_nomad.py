@@ -57,6 +57,13 @@ def test_every_generated_job_validates_against_the_job_schema(settings: Settings
     assert list(validator.iter_errors(broken)), "the schema check can fail"
 
 
+def test_worker_job_ids_are_one_per_actor():
+    from jobs.placers.nomad import worker_job_id
+
+    assert worker_job_id("DEV", "a1") == "abaco-workers-DEV-a1"
+    assert worker_job_id("a.b", "x") != worker_job_id("a_b", "x")
+
+
 def test_no_environment_value_is_in_the_job(settings: Settings):
     job = json.dumps(execution_job(_spec(), settings))
     assert "s3cr3t-value" not in job and "hello" not in job

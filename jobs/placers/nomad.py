@@ -28,6 +28,7 @@ refused (the fencing of ``jobs.inbox``).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import sys
@@ -46,7 +47,13 @@ GROUP, TASK = "workers", "worker"
 
 
 def worker_job_id(tenant: str, actor_id: str) -> str:
-    return PREFIX + re.sub(r"[^A-Za-z0-9_-]", "_", f"{tenant}-{actor_id}")
+    """Readable, and one per actor: where a name had to be changed to fit Nomad's IDs, a
+    digest of the original keeps ``a.b`` and ``a_b`` apart."""
+    name = f"{tenant}-{actor_id}"
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", name)
+    if safe != name:
+        safe += "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
+    return PREFIX + safe
 
 
 def worker_variable(job_id: str) -> str:
