@@ -83,6 +83,7 @@ class ClaimNames:
     roles: str
     tenant: str
     role_names: Mapping[str, str]
+    user_before_at: bool = False  # Abaco: "testuser@carbon.super" is user "testuser"
 
 
 PROFILES = {
@@ -93,7 +94,7 @@ PROFILES = {
                         {"Internal/abaco-admin": "admin",
                          "Internal/abaco-privileged": "privileged",
                          "Internal/abaco-user": "user",
-                         "Internal/abaco-limited": "limited"}),
+                         "Internal/abaco-limited": "limited"}, user_before_at=True),
 }
 
 
@@ -101,7 +102,8 @@ def claim_names(settings: Settings) -> ClaimNames:
     base = PROFILES[settings.jwt_profile]
     return ClaimNames(settings.jwt_user_claim or base.user,
                       settings.jwt_roles_claim or base.roles,
-                      settings.jwt_tenant_claim or base.tenant, base.role_names)
+                      settings.jwt_tenant_claim or base.tenant, base.role_names,
+                      base.user_before_at)
 
 
 def platform_roles(raw: Any, names: ClaimNames) -> frozenset[str]:
@@ -179,6 +181,8 @@ class Authenticator:
         if claimed_tenant not in (None, tenant):
             raise Unauthenticated(f"token is for tenant {claimed_tenant}, not {tenant}")
         user = claims.get(self.names.user)
+        if isinstance(user, str) and self.names.user_before_at:
+            user = user.split("@", 1)[0]
         if not isinstance(user, str) or not user:
             raise Unauthenticated(f"token has no {self.names.user} claim naming the user")
         roles = platform_roles(claims.get(self.names.roles), self.names) or frozenset({"user"})

@@ -90,13 +90,14 @@ def test_both_header_forms_and_the_abaco_profile(client: FlaskClient, jwt_settin
     bearer = {"Authorization": f"Bearer {token('alice')}"}
     _status(client.get("/actors", headers=bearer), 200)
     abaco = create_app(jwt_settings.replace(jwt_profile="abaco")).test_client()
-    claims = {"http://wso2.org/claims/enduser": "jdoe",
+    claims = {"http://wso2.org/claims/enduser": "jdoe@carbon.super",
               "http://wso2.org/claims/role": "Internal/everyone,Internal/abaco-admin",
               "exp": int(time.time()) + 60}
     signed = jwt.encode(claims, KEYS["DEV"], algorithm="RS256")
     actor = _status(abaco.post("/actors", json={"image": "x", "maxWorkers": 3},
                                headers={"X-Jwt-Assertion-DEV": signed}), 200)["result"]
-    assert actor["owner"] == "jdoe" and actor["maxWorkers"] == 3, "admin role mapped"
+    assert actor["owner"] == "jdoe" and actor["maxWorkers"] == 3, \
+        "Abaco's user is the part before @; the admin role is mapped"
 
 
 # -- roles, ownership, tenants ----------------------------------------------------------
