@@ -7,7 +7,7 @@ import logging
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from api.envelope import error
+from api.envelope import error, field_name
 from jobs import errors
 
 LOG = logging.getLogger("abaco.api")
@@ -39,6 +39,9 @@ def register(app: Flask) -> None:
         status = status_for(exc)
         if status >= 500:
             LOG.warning("%s %s: %s", request.method, request.path, exc.message)
+        if isinstance(exc, errors.ValidationError):
+            field = field_name(exc.field)
+            return error(f"{field}: {exc.problem}", status, {**exc.details, "field": field})
         return error(exc.message, status, exc.details or None)
 
     @app.errorhandler(HTTPException)

@@ -127,6 +127,9 @@ def _actor_input(settings: Settings) -> dict[str, Any]:
         "maxRunTime": _nullable({**_INT, "minimum": 1, "maximum": MAX_SECONDS,
                                  "description": "seconds"}),
         "hints": {"type": "array", "maxItems": 64, "items": _text(256)},
+        "queue": _nullable({"type": "string", "enum": [*settings.queue_names, None],
+                            "description": "where the actor's workers run (the queues "
+                                           "setting)"}),
         "link": {"type": "string", "pattern": "^([A-Za-z0-9][A-Za-z0-9_.-]{0,127})?$",
                  "description": "an actor id or alias the owner may execute "
                                               "(404 when there is none, 403 when not "

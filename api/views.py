@@ -15,11 +15,13 @@ ACTOR_ORDER = ("id", "name", "image", "description", "owner", "status", "status_
                "stateless", "privileged", "default_environment", "use_container_uid",
                "max_workers", "min_workers", "mem_limit", "max_cpus", "max_run_time", "hints",
                "link", "webhook", "token", "log_ex", "cron_schedule", "cron_on", "cron_next_ex",
-               "revision", "create_time", "last_update_time", "mounts", "last_webhook")
+               "revision", "create_time", "last_update_time", "mounts", "last_webhook",
+               "queue", "type", "uid", "gid", "tenant")
 EXECUTION_ORDER = ("id", "actor_id", "executor", "worker_id", "status", "status_message",
                    "revision", "cold", "message_received_time", "start_time", "finish_time",
-                   "queue_time", "runtime", "cpu", "io", "mem_peak", "exit_code", "final_state")
-WORKER_ORDER = ("id", "status", "status_message", "image", "revision", "location", "cid",
+                   "queue_time", "runtime", "cpu", "io", "mem_peak", "exit_code", "final_state",
+                   "api_server", "tenant")
+WORKER_ORDER = ("id", "tenant", "status", "status_message", "image", "revision", "location", "cid",
                 "host_id", "host_ip", "pid", "create_time", "last_execution_time",
                 "last_health_check_time")
 NONCE_FIELDS = ("level", "max_uses", "remaining_uses", "current_uses", "description", "owner",
@@ -37,7 +39,7 @@ def ordered(record: dict[str, Any], order: tuple[str, ...]) -> dict[str, Any]:
 
 def actor(record: dict[str, Any]) -> dict[str, Any]:
     base = f"{api_url()}/actors/{record['id']}"
-    view = ordered(record, ACTOR_ORDER)
+    view = ordered({"queue": "default", "type": "none", **record}, ACTOR_ORDER)
     view["_links"] = {"self": base, "owner": f"{api_url()}/profiles/{record['owner']}",
                       "executions": base + "/executions"}
     return view
@@ -46,14 +48,14 @@ def actor(record: dict[str, Any]) -> dict[str, Any]:
 def execution(record: dict[str, Any]) -> dict[str, Any]:
     """``record`` carries ``actor_owner`` (the owner link is the actor's owner)."""
     base = f"{api_url()}/actors/{record['actor_id']}/executions/{record['id']}"
-    view = ordered(record, EXECUTION_ORDER)
+    view = ordered({**record, "api_server": api_url()}, EXECUTION_ORDER)
     view["_links"] = {"self": base, "owner": f"{api_url()}/profiles/{record['actor_owner']}",
                       "logs": base + "/logs"}
     return view
 
 
-def worker(record: dict[str, Any]) -> dict[str, Any]:
-    return ordered(record, WORKER_ORDER)
+def worker(record: dict[str, Any], tenant: str | None = None) -> dict[str, Any]:
+    return ordered({"tenant": tenant, **record}, WORKER_ORDER)
 
 
 def alias(record: dict[str, Any]) -> dict[str, Any]:

@@ -31,9 +31,16 @@ def check_actor_fields(settings: Settings, caller: Caller, fields: dict[str, Any
         _ceilings(settings, fields, before or {})
     _mounts(settings, fields.get("mounts") or [])
     _registry(settings, fields["image"])
+    _queue(settings, fields.get("queue") or "default")
     if fields.get("log_ex") and fields["log_ex"] > settings.log_ex_max:
         raise ValidationError("logEx", f"must be at most {settings.log_ex_max} seconds (the "
                                        "log_ex_max setting)")
+
+
+def _queue(settings: Settings, queue: str) -> None:
+    if queue not in settings.queue_names:
+        raise ValidationError("queue", f"{queue!r} is not a queue of this platform (the "
+                                       f"queues setting: {', '.join(settings.queue_names)})")
 
 
 def _registry(settings: Settings, image: str) -> None:

@@ -36,7 +36,7 @@ class SettingsError(AbacoError):
 class ValidationError(AbacoError):
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}", field=field)
-        self.field = field
+        self.field, self.problem = field, problem
 
 
 class NotFound(AbacoError):

@@ -217,6 +217,18 @@ def _mount_path(name: str, part: str, value: Any) -> str:
     return path.rstrip("/") or "/"
 
 
+_QUEUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def _as_queue(name: str, value: Any) -> str:
+    """A queue's name; which queues exist is the ``queues`` setting's (checked by the
+    service)."""
+    text = _as_str(name, value, 64)
+    if not _QUEUE.fullmatch(text):
+        raise ValidationError(name, f"{text!r} is not a queue name (letters, digits, _ and -)")
+    return text
+
+
 def _as_schedule(name: str, value: Any) -> str:
     text = _as_str(name, value, 256).strip()
     parse_schedule(text, datetime.now(UTC))  # a 400 naming what is wrong
@@ -252,10 +264,11 @@ ACTOR_INPUT: dict[str, tuple[Callable[[str, Any], Any], Any]] = {
     "cron_schedule": (_optional(lambda n, v: _as_schedule(n, v)), None),
     "cron_on": (as_bool, False),
     "mounts": (_as_mounts, []),
+    "queue": (lambda n, v: _as_queue(n, v) if v not in (None, "") else "default", "default"),
 }
 # Accepted for Abaco compatibility but computed by the platform.
 IGNORED_INPUT = {"id", "owner", "status", "status_message", "create_time", "last_update_time",
-                  "revision", "cron_next_ex", "tenant", "_links", "links", "force", "queue",
+                  "revision", "cron_next_ex", "tenant", "_links", "links", "force",
                   "run_as_executor", "gid", "uid", "tasdir", "api_server", "db_id"}
 
 

@@ -137,7 +137,8 @@ def build_spec(settings: Settings, tokens: TokenSigner, actor: dict[str, Any],
         cpus=max_cpus / 1e9 if max_cpus else settings.actor_cpus_default,
         pids_limit=settings.pids_limit, engine_access=privileged, payload=payload,
         user=None if actor.get("use_container_uid") else (settings.actor_user or None),
-        confined=not privileged, mounts=_mounts(settings, actor.get("mounts") or []))
+        confined=not privileged, mounts=_mounts(settings, actor.get("mounts") or []),
+        queue=actor.get("queue") or "default")
 
 
 def _mounts(settings: Settings, mounts: list[dict[str, str]]) -> tuple[Mount, ...]:

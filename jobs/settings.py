@@ -91,6 +91,8 @@ class Settings:
     nomad_worker_image: str = "abaco-nx:latest"
     nomad_worker_driver: str = "docker"
     nomad_max_workers: int = 64
+    queues: str = "default"
+    nomad_queue_pools: str = ""
     runner: str = "docker"
     placer: str = "local"
     actor_network: str = "none"
@@ -227,6 +229,22 @@ class Settings:
     def registries(self) -> tuple[str, ...]:
         """Registries actor images may name (``image_registries``, comma-separated)."""
         return tuple(r.strip() for r in self.image_registries.split(",") if r.strip())
+
+    @property
+    def queue_names(self) -> tuple[str, ...]:
+        """The queues actors may name (``queues``, comma-separated); ``default`` always."""
+        named = tuple(q.strip() for q in self.queues.split(",") if q.strip())
+        return ("default", *(q for q in named if q != "default"))
+
+    def node_pool_for(self, queue: str) -> str:
+        """The Nomad node pool a queue's workers and runs go to: ``nomad_queue_pools``
+        (``queue=pool,...``), else ``nomad_node_pool`` for ``default`` and the queue's own
+        name for the others."""
+        for pair in self.nomad_queue_pools.split(","):
+            name, sep, pool = pair.partition("=")
+            if sep and name.strip() == queue and pool.strip():
+                return pool.strip()
+        return self.nomad_node_pool if queue == "default" else queue
 
     def mount_source(self, host_path: str) -> str | None:
         """The real host path to mount (symbolic links resolved, now), when it lies under

@@ -60,6 +60,17 @@ def test_form_encoded_and_snake_case_requests(client: FlaskClient, settings: Set
     assert "use_container_uid" in _ok(snake.get(f"/actors/{actor['id']}"))
 
 
+def test_snake_case_errors_name_fields_in_snake_case(settings: Settings):
+    snake = create_app(settings.replace(case="snake")).test_client()
+    reply = snake.post("/actors", json={"image": "x", "maxWorkers": "many"})
+    assert _error(reply, 400).startswith("max_workers:")
+    assert reply.get_json()["result"]["field"] == "max_workers"
+    env = _error(snake.post("/actors", json={"image": "x", "defaultEnvironment": {
+        "BAD-NAME": "1"}}), 400)
+    assert env.startswith("default_environment"), env
+    assert "BAD-NAME" in env or "defaultEnvironment" not in env
+
+
 @pytest.mark.parametrize("body, field", [
     ({}, "image"),
     ({"image": 5}, "image"),
@@ -208,3 +219,18 @@ def test_no_route_answers_malformed_bodies_with_a_500(client: FlaskClient):
                 assert reply.get_json()["status"] in ("success", "error")
         if path == f"/actors/{actor['id']}":
             _ok(client.get(path))  # the actor survived every malformed update
+
+
+def test_queues_are_validated_shown_and_default(settings: Settings):
+    plain = create_app(settings).test_client()
+    actor = _ok(plain.post("/actors", json={"image": "x"}))
+    assert actor["queue"] == "default" and actor["type"] == "none"
+    assert {"uid", "gid", "tenant"} <= set(actor)
+    assert _error(plain.post("/actors", json={"image": "x", "queue": "gpu"}), 400).startswith(
+        "queue:")
+    assert _error(plain.post("/actors", json={"image": "x", "queue": "a b"}), 400).startswith(
+        "queue:")
+    gpu = create_app(settings.replace(queues="default,gpu")).test_client()
+    moved = _ok(gpu.put(f"/actors/{actor['id']}", json={"image": "x", "queue": "gpu"}))
+    assert moved["queue"] == "gpu"
+    assert _ok(gpu.get(f"/actors/{actor['id']}"))["queue"] == "gpu"

@@ -57,6 +57,16 @@ def test_every_generated_job_validates_against_the_job_schema(settings: Settings
     assert list(validator.iter_errors(broken)), "the schema check can fail"
 
 
+def test_a_queue_is_a_node_pool(settings: Settings):
+    from jobs.placers.nomad import worker_job
+
+    pools = settings.replace(nomad_queue_pools="gpu=gpu-nodes", nomad_node_pool="general")
+    assert execution_job(_spec(), pools)["NodePool"] == "general"
+    assert execution_job(_spec(queue="gpu"), pools)["NodePool"] == "gpu-nodes"
+    assert execution_job(_spec(queue="big"), pools)["NodePool"] == "big"
+    assert worker_job(pools, "T", "a1", 1, "gpu")["NodePool"] == "gpu-nodes"
+
+
 def test_worker_job_ids_are_one_per_actor():
     from jobs.placers.nomad import worker_job_id
 

@@ -14,7 +14,8 @@ bp = Blueprint("workers", __name__)
 @bp.get("/<actor_id>/workers")
 def list_workers(actor_id: str) -> Response:
     workers = platform().list_workers(caller(), actor_id)
-    return envelope([views.worker(w) for w in workers], "Workers retrieved successfully.")
+    return envelope([views.worker(w, caller().tenant) for w in workers],
+                    "Workers retrieved successfully.")
 
 
 @bp.post("/<actor_id>/workers")
@@ -27,7 +28,7 @@ def add_workers(actor_id: str) -> Response:
 @bp.get("/<actor_id>/workers/<worker_id>")
 def get_worker(actor_id: str, worker_id: str) -> Response:
     result = platform().get_worker(caller(), actor_id, worker_id)
-    return envelope(views.worker(result), "Worker retrieved successfully.")
+    return envelope(views.worker(result, caller().tenant), "Worker retrieved successfully.")
 
 
 @bp.delete("/<actor_id>/workers/<worker_id>")

@@ -35,7 +35,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from jobs.errors import BackendUnavailable
+from jobs.errors import BackendUnavailable, NotFound
 from jobs.nomad_api import NomadAPI, NomadError
 from jobs.placers.base import free_slots
 from jobs.settings import Settings
@@ -60,7 +60,8 @@ def worker_variable(job_id: str) -> str:
     return f"nomad/jobs/{job_id}/{GROUP}/{TASK}"
 
 
-def worker_job(settings: Settings, tenant: str, actor_id: str, count: int) -> dict[str, Any]:
+def worker_job(settings: Settings, tenant: str, actor_id: str, count: int,
+               queue: str = "default") -> dict[str, Any]:
     """The service job of one actor's warm workers (no setting values in it)."""
     job_id = worker_job_id(tenant, actor_id)
     argv = ["-m", "jobs.worker", "--tenant", tenant, "--actor", actor_id, "--claim"]
@@ -82,9 +83,9 @@ def worker_job(settings: Settings, tenant: str, actor_id: str, count: int) -> di
     return {"ID": job_id, "Name": job_id, "Type": "service",
             "Namespace": settings.nomad_namespace,
             "Datacenters": [d.strip() for d in settings.nomad_datacenters.split(",")],
-            "NodePool": settings.nomad_node_pool, "Priority": settings.nomad_priority,
+            "NodePool": settings.node_pool_for(queue), "Priority": settings.nomad_priority,
             "Update": {"MaxParallel": 0},
-            "Meta": {"abaco_tenant": tenant, "abaco_actor": actor_id},
+            "Meta": {"abaco_tenant": tenant, "abaco_actor": actor_id, "abaco_queue": queue},
             "TaskGroups": [group]}
 
 
@@ -196,8 +197,15 @@ class NomadPlacer:
                 raise
             self.api.put_variable(worker_variable(job_id),
                                   self.settings.for_workers().as_env())
-            self.api.register(worker_job(self.settings, tenant, actor_id, count))
+            self.api.register(worker_job(self.settings, tenant, actor_id, count,
+                                         self._queue(tenant, actor_id)))
         counts[(tenant, actor_id)] = count
+
+    def _queue(self, tenant: str, actor_id: str) -> str:
+        try:
+            return str(self.store.get_actor(tenant, actor_id).get("queue") or "default")
+        except NotFound:
+            return "default"
 
     def _known_counts(self) -> dict[tuple[str, str], int]:
         """The counts of the worker jobs that exist, read from Nomad once (a scheduler

@@ -75,6 +75,7 @@ class RunSpec:
     results_socket: str | None = None  # host path of the run's results socket
     payload: Payload | None = None    # a binary message, delivered as a file
     labels: dict[str, str] = field(default_factory=dict)
+    queue: str = "default"            # where it runs (a Nomad node pool; locally: here)
 
 
 @dataclass

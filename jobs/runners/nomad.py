@@ -129,8 +129,9 @@ def execution_job(spec: RunSpec, settings: Settings) -> dict[str, Any]:
              "ReschedulePolicy": {"Attempts": 0, "Unlimited": False}}
     return {"ID": job_id, "Name": job_id, "Type": "batch", "Namespace": settings.nomad_namespace,
             "Datacenters": [d.strip() for d in settings.nomad_datacenters.split(",")],
-            "NodePool": settings.nomad_node_pool, "Priority": settings.nomad_priority,
-            "Meta": {"abaco_execution": spec.execution_id, "abaco_actor": spec.actor_id},
+            "NodePool": settings.node_pool_for(spec.queue), "Priority": settings.nomad_priority,
+            "Meta": {"abaco_execution": spec.execution_id, "abaco_actor": spec.actor_id,
+                     "abaco_queue": spec.queue},
             "TaskGroups": [group]}
 
 
