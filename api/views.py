@@ -25,7 +25,7 @@ WORKER_ORDER = ("id", "tenant", "status", "status_message", "image", "revision",
                 "host_id", "host_ip", "pid", "create_time", "last_execution_time",
                 "last_health_check_time")
 NONCE_FIELDS = ("level", "max_uses", "remaining_uses", "current_uses", "description", "owner",
-                "create_time")
+                "create_time", "last_use_time")
 
 
 def api_url() -> str:
@@ -67,5 +67,8 @@ def alias(record: dict[str, Any]) -> dict[str, Any]:
 
 def nonce(record: dict[str, Any]) -> dict[str, Any]:
     kind, _, name = record["target"].partition(":")
+    roles = [r for r in str(record.get("roles") or "").split(",") if r]
     return {"id": record["id"], kind + ("_id" if kind == "actor" else ""): name,
-            **{key: record[key] for key in NONCE_FIELDS}}
+            **{key: record.get(key) for key in NONCE_FIELDS},
+            "last_use_time": record.get("last_use_time") or None, "roles": roles,
+            "api_server": api_url()}

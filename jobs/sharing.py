@@ -24,6 +24,7 @@ local remaining = tonumber(redis.call('HGET', KEYS[1], 'remaining_uses'))
 if remaining == 0 then return -1 end
 if remaining > 0 then redis.call('HINCRBY', KEYS[1], 'remaining_uses', -1) end
 redis.call('HINCRBY', KEYS[1], 'current_uses', 1)
+redis.call('HSET', KEYS[1], 'last_use_time', ARGV[1])
 return 1
 """
 
@@ -129,7 +130,7 @@ class SharingStore:
 
     @_translate
     def redeem(self, tenant: str, nonce_id: str) -> int:
-        return int(self._redeem(keys=[self.keys.nonce(tenant, nonce_id)]))
+        return int(self._redeem(keys=[self.keys.nonce(tenant, nonce_id)], args=[now_iso()]))
 
     @_translate
     def drop_target(self, tenant: str, target: str) -> None:
@@ -143,4 +144,5 @@ def new_nonce(nonce_id: str, target: str, level: str, max_uses: int, description
               owner: str, roles: frozenset[str]) -> dict[str, Any]:
     return {"id": nonce_id, "target": target, "level": level, "max_uses": max_uses,
             "remaining_uses": max_uses, "current_uses": 0, "description": description,
-            "owner": owner, "roles": ",".join(sorted(roles)), "create_time": now_iso()}
+            "owner": owner, "roles": ",".join(sorted(roles)), "create_time": now_iso(),
+            "last_use_time": ""}

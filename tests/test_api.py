@@ -234,3 +234,19 @@ def test_queues_are_validated_shown_and_default(settings: Settings):
     moved = _ok(gpu.put(f"/actors/{actor['id']}", json={"image": "x", "queue": "gpu"}))
     assert moved["queue"] == "gpu"
     assert _ok(gpu.get(f"/actors/{actor['id']}"))["queue"] == "gpu"
+
+
+def test_replies_through_an_alias_carry_links_and_nonces_their_fields(client: FlaskClient):
+    actor = _actor(client)
+    _ok(client.post("/actors/aliases", json={"alias": "greeter", "actorId": actor["id"]}))
+    sent = _ok(client.post("/actors/greeter/messages", data={"message": "hi"}))
+    assert sent["_links"]["self"].endswith(f"/executions/{sent['executionId']}")
+    assert set(sent["_links"]) == {"self", "owner", "messages"}
+    record = _ok(client.get(f"/actors/greeter/executions/{sent['executionId']}"))
+    assert record["_links"]["self"].endswith(f"/executions/{sent['executionId']}")
+    assert record["apiServer"] and record["actorId"] == actor["id"]
+    nonce = _ok(client.post(f"/actors/{actor['id']}/nonces", json={"level": "READ"}))
+    assert nonce["roles"] and nonce["apiServer"] and nonce["lastUseTime"] is None
+    _ok(client.get(f"/actors/{actor['id']}?x-nonce={nonce['id']}"))
+    used = _ok(client.get(f"/actors/{actor['id']}/nonces/{nonce['id']}"))
+    assert used["lastUseTime"] and used["currentUses"] == 1
