@@ -100,8 +100,8 @@ class AccessControl:
         if caller.is_admin:
             return True
         level = self._level(caller.tenant, caller.user, owner, target)
-        if caller.is_limited:
-            level = min(level, LEVELS["EXECUTE"])  # limited users only read and run
+        if caller.is_limited and caller.user != owner:
+            level = min(level, LEVELS["EXECUTE"])  # others' actors: limited users read and run
         return level >= LEVELS[needed]
 
     def _level(self, tenant: str, user: str, owner: str, target: str) -> int:

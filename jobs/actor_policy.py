@@ -29,6 +29,8 @@ def check_actor_fields(settings: Settings, caller: Caller, fields: dict[str, Any
     if not caller.is_privileged:
         _privileged_fields(fields, before or PRIVILEGED_FIELDS)
         _ceilings(settings, fields, before or {})
+    if caller.is_limited:
+        _limited_fields(fields, before or LIMITED_FIELDS)
     _mounts(settings, fields.get("mounts") or [])
     _registry(settings, fields["image"])
     _queue(settings, fields.get("queue") or "default")
@@ -51,6 +53,19 @@ def _registry(settings: Settings, image: str) -> None:
         allowed = ", ".join(settings.registries) or "none"
         raise ValidationError("image", f"registry {registry} is not one the image_registries "
                                        f"setting allows ({allowed})")
+
+
+# What limited users may not change from its default: they register and run actors on
+# demand, but hold no warm workers, no schedule and no queue of their own choosing.
+LIMITED_FIELDS: dict[str, Any] = {"min_workers": 0, "cron_schedule": None, "cron_on": False,
+                                  "queue": "default"}
+
+
+def _limited_fields(fields: dict[str, Any], before: dict[str, Any]) -> None:
+    for name, default in LIMITED_FIELDS.items():
+        value = fields.get(name, default)
+        if value != before.get(name, default) and value != default:
+            raise PermissionDenied(f"{name}: limited users may not set it")
 
 
 def _privileged_fields(fields: dict[str, Any], before: dict[str, Any]) -> None:

@@ -102,9 +102,8 @@ class Platform(SharingOps):
 
     # -- actors ---------------------------------------------------------------
     def create_actor(self, caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
-        if caller.is_limited or caller.narrowed:
-            raise PermissionDenied("limited users, nonces and execution tokens cannot "
-                                   "register actors")
+        if caller.narrowed:
+            raise PermissionDenied("nonces and execution tokens cannot register actors")
         fields = validate_actor_input(body)
         if fields.get("cron_schedule") and "cron_on" not in normalize_keys(body):
             fields["cron_on"] = True  # a schedule given is a schedule meant to run

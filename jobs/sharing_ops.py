@@ -69,9 +69,8 @@ class SharingOps(EventOps):
     # -- nonces ----------------------------------------------------------------------
     def create_nonce(self, caller: Caller, ref: str, body: dict[str, Any],
                      alias_only: bool = False) -> dict[str, Any]:
-        if caller.is_limited or caller.narrowed:
-            raise PermissionDenied("limited users, nonces and execution tokens cannot create "
-                                   "nonces")
+        if caller.narrowed:
+            raise PermissionDenied("nonces and execution tokens cannot create nonces")
         target, _owner = self._target(caller, ref, "UPDATE", alias_only)
         _only_fields(body, {"level", "max_uses", "description"})
         level = str(body.get("level", "EXECUTE")).upper()
@@ -132,9 +131,8 @@ class SharingOps(EventOps):
 
     # -- aliases -----------------------------------------------------------------------
     def create_alias(self, caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
-        if caller.is_limited or caller.narrowed:
-            raise PermissionDenied("limited users, nonces and execution tokens cannot create "
-                                   "aliases")
+        if caller.narrowed:
+            raise PermissionDenied("nonces and execution tokens cannot create aliases")
         _only_fields(body, {"alias", "actor_id"})
         name = _alias_name(body.get("alias"))
         if self.store.actor_exists(caller.tenant, name):

@@ -103,8 +103,16 @@ def test_both_header_forms_and_the_abaco_profile(client: FlaskClient, jwt_settin
 # -- roles, ownership, tenants ----------------------------------------------------------
 def test_roles_limit_what_users_may_set(client: FlaskClient):
     limited = as_user("lim", roles=("limited",))
-    assert "limited" in _status(client.post("/actors", json={"image": "x"}, headers=limited),
-                                403)["message"]
+    own = _status(client.post("/actors", json={"image": "x"}, headers=limited), 200)["result"]
+    assert own["owner"] == "lim", "limited users register actors, as in Abaco"
+    _status(client.put(f"/actors/{own['id']}", json={"image": "y"}, headers=limited), 200)
+    for field, value in (("minWorkers", 1), ("cronSchedule", "now + 1 hour"),
+                         ("privileged", True), ("maxWorkers", 9)):
+        body = _status(client.post("/actors", json={"image": "x", field: value},
+                                   headers=limited), 403)
+        assert body["message"].startswith(field[0].lower()), body["message"]
+    _status(client.post(f"/actors/{own['id']}/nonces", json={}, headers=limited), 200)
+    _status(client.delete(f"/actors/{own['id']}", headers=limited), 200)
     for field, value in (("privileged", True), ("mounts", [{"hostPath": "/", "containerPath":
                                                              "/h"}]),
                          ("maxWorkers", 9), ("memLimit", "4g"), ("maxCpus", 3 * 10**9),
