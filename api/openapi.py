@@ -243,6 +243,17 @@ def spec(settings: Settings) -> dict[str, Any]:
                             "post": _op("Create a nonce for the alias", [_ALIAS_P], _NONCE)},
         alias + "/nonces/{nonce_id}": {"get": _op("Get a nonce", [_ALIAS_P, _NID]),
                                        "delete": _op("Delete a nonce", [_ALIAS_P, _NID])},
+        "/actors/search/{search_type}": {"get": _op(
+            "Search what the caller can read: field=value, field.op=value (eq neq lt lte gt "
+            "gte in nin like nlike between), search=words, exactsearch=phrase; the result is "
+            "{_metadata, search}", [
+                {"name": "search_type", "in": "path", "required": True,
+                 "schema": {"type": "string",
+                            "enum": ["actors", "executions", "workers", "logs"]}},
+                {"name": "skip", "in": "query",
+                 "schema": {"type": "integer", "minimum": 0, "maximum": MAX_INT}},
+                {"name": "limit", "in": "query",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": MAX_INT}}])},
         "/openapi.json": {"get": {"summary": "This description",
                                   "responses": {"200": {"description": "OpenAPI 3 document"}}}},
     }

@@ -54,6 +54,15 @@ def execution(record: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
+def logs(record: dict[str, Any]) -> dict[str, Any]:
+    """A logs search result: the text, and where it belongs."""
+    base = f"{api_url()}/actors/{record['actor_id']}/executions/{record['execution_id']}"
+    return {"logs": record["logs"], "execution_id": record["execution_id"],
+            "actor_id": record["actor_id"],
+            "_links": {"self": base + "/logs", "execution": base,
+                       "owner": f"{api_url()}/profiles/{record['actor_owner']}"}}
+
+
 def worker(record: dict[str, Any], tenant: str | None = None) -> dict[str, Any]:
     return ordered({"tenant": tenant, **record}, WORKER_ORDER)
 

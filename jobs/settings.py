@@ -92,6 +92,7 @@ class Settings:
     nomad_worker_driver: str = "docker"
     nomad_max_workers: int = 64
     queues: str = "default"
+    search_max_logs: int = 1000
     nomad_queue_pools: str = ""
     runner: str = "docker"
     placer: str = "local"

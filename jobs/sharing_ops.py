@@ -17,7 +17,7 @@ from jobs.timeutil import now_iso
 
 RESERVED_ALIASES = frozenset({"aliases", "admin", "search", "utilization", "v2", "workers",
                               "messages", "executions", "nonces", "permissions", "state",
-                              "logs", "results", "openapi.json", "metrics"})
+                              "logs", "results", "openapi.json", "metrics", "configs"})
 ALIAS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 USER_NAME = re.compile(r"^[A-Za-z0-9_.@+\-]{1,128}$")
 
