@@ -1,6 +1,9 @@
 # The two commands of the README: `make up` (start the platform) and `make test`.
 PYTHON ?= python3
 VENV   := .venv
+# Abaco's and Tapis's SDKs (agavepy, tapipy), for the client suites: a venv of their own,
+# since their pinned dependencies clash with the test tools'.
+CLIENTS := .venv-clients
 PY     := $(VENV)/bin/python
 APT_PACKAGES := docker.io redis-server busybox-static debootstrap docker-compose
 
@@ -16,7 +19,7 @@ down:
 status:
 	$(VENV)/bin/abaco status
 
-test: $(VENV)/.installed system-deps lint
+test: $(VENV)/.installed $(CLIENTS)/.installed system-deps lint
 	$(PY) -m pytest
 
 lint: $(VENV)/.installed
@@ -44,4 +47,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+$(CLIENTS)/.installed: Makefile
+	$(PYTHON) -m venv $(CLIENTS)
+	$(CLIENTS)/bin/python -m pip install -q tapipy 'agavepy==0.9.5'
 	touch $@

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from api import errors
+from api import errors, tapis
 from api.bounded_body import TOO_LARGE, BoundedBody
 from api.openapi import spec
 from api.routes import actors, executions, messages, search, sharing, state, workers
@@ -31,11 +31,12 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.url_map.strict_slashes = False
-    for prefix in ("/actors", "/actors/v2"):
+    for prefix in ("/actors", "/actors/v2", "/v3/actors"):
         suffix = prefix.replace("/", "_")
         for module in (sharing, search, actors, messages, executions, state, workers):
             app.register_blueprint(module.bp, url_prefix=prefix, name=module.bp.name + suffix)
     errors.register(app)
+    app.register_blueprint(tapis.bp)
 
     document = spec(settings)
 

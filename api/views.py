@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
+from flask import current_app, request
 
 # The order fields are shown in, as Abaco's documentation lists them.
 ACTOR_ORDER = ("id", "name", "image", "description", "owner", "status", "status_message",
@@ -32,13 +32,18 @@ def api_url() -> str:
     return str(current_app.config["ABACO_SETTINGS"].api_url)
 
 
+def actors_url() -> str:
+    """Where this request's actors live: ``/v3/actors`` for Tapis v3 clients."""
+    return api_url() + ("/v3/actors" if request.path.startswith("/v3/") else "/actors")
+
+
 def ordered(record: dict[str, Any], order: tuple[str, ...]) -> dict[str, Any]:
     """The public fields of a record, in documentation order (internal ones left out)."""
     return {key: record.get(key) for key in order}
 
 
 def actor(record: dict[str, Any]) -> dict[str, Any]:
-    base = f"{api_url()}/actors/{record['id']}"
+    base = f"{actors_url()}/{record['id']}"
     view = ordered({"queue": "default", "type": "none", **record}, ACTOR_ORDER)
     view["_links"] = {"self": base, "owner": f"{api_url()}/profiles/{record['owner']}",
                       "executions": base + "/executions"}
@@ -47,7 +52,7 @@ def actor(record: dict[str, Any]) -> dict[str, Any]:
 
 def execution(record: dict[str, Any]) -> dict[str, Any]:
     """``record`` carries ``actor_owner`` (the owner link is the actor's owner)."""
-    base = f"{api_url()}/actors/{record['actor_id']}/executions/{record['id']}"
+    base = f"{actors_url()}/{record['actor_id']}/executions/{record['id']}"
     view = ordered({**record, "api_server": api_url()}, EXECUTION_ORDER)
     view["_links"] = {"self": base, "owner": f"{api_url()}/profiles/{record['actor_owner']}",
                       "logs": base + "/logs"}
@@ -56,7 +61,7 @@ def execution(record: dict[str, Any]) -> dict[str, Any]:
 
 def logs(record: dict[str, Any]) -> dict[str, Any]:
     """A logs search result: the text, and where it belongs."""
-    base = f"{api_url()}/actors/{record['actor_id']}/executions/{record['execution_id']}"
+    base = f"{actors_url()}/{record['actor_id']}/executions/{record['execution_id']}"
     return {"logs": record["logs"], "execution_id": record["execution_id"],
             "actor_id": record["actor_id"],
             "_links": {"self": base + "/logs", "execution": base,
@@ -68,7 +73,7 @@ def worker(record: dict[str, Any], tenant: str | None = None) -> dict[str, Any]:
 
 
 def alias(record: dict[str, Any]) -> dict[str, Any]:
-    base = f"{api_url()}/actors"
+    base = f"{actors_url()}"
     public = {k: v for k, v in record.items() if k != "owner_admin"}
     return {**public, "_links": {"self": f"{base}/aliases/{record['alias']}",
                                  "actor": f"{base}/{record['actor_id']}"}}

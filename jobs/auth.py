@@ -86,6 +86,11 @@ class ClaimNames:
     user_before_at: bool = False  # Abaco: "testuser@carbon.super" is user "testuser"
 
 
+# Tapis v3 tokens (``X-Tapis-Token``) name their user and tenant so, whatever the profile;
+# their roles live in Tapis's security kernel, not in the token.
+TAPIS = ClaimNames("tapis/username", "tapis/roles", "tapis/tenant_id", {})
+TAPIS_HEADER = "x-tapis-token"
+
 PROFILES = {
     "standard": ClaimNames("sub", "roles", "tenant",
                            {role: role for role in ROLES}),
@@ -129,11 +134,12 @@ class Authenticator:
     def caller(self, headers: Mapping[str, str]) -> Caller:
         if self.settings.auth == "none":
             return self._no_auth_caller(headers)
-        tenant, token = self._token(headers)
+        tapis = _header(headers, TAPIS_HEADER)
+        tenant, token = (None, tapis.strip()) if tapis else self._token(headers)
         try:
             if _issuer(token) == ISSUER:
                 return self._actor_token(token, tenant)
-            return self._tenant_token(token, tenant)
+            return self._tenant_token(token, tenant, TAPIS if tapis else self.names)
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("token expired") from None
         except jwt.ImmatureSignatureError:
@@ -167,25 +173,26 @@ class Authenticator:
         raise Unauthenticated("no credentials: send X-Jwt-Assertion-<TENANT>, "
                               "Authorization: Bearer <token>, or ?x-nonce=<nonce>")
 
-    def _tenant_token(self, token: str, header_tenant: str | None) -> Caller:
-        tenant = header_tenant or _unverified(token).get(self.names.tenant)
+    def _tenant_token(self, token: str, header_tenant: str | None,
+                      names: ClaimNames) -> Caller:
+        tenant = header_tenant or _unverified(token).get(names.tenant)
         if not isinstance(tenant, str) or not tenant:
-            raise Unauthenticated(f"token has no {self.names.tenant} claim naming its tenant")
+            raise Unauthenticated(f"token has no {names.tenant} claim naming its tenant")
         try:
             check_id(tenant, "tenant")
         except ValidationError:
             raise Unauthenticated(f"token names an invalid tenant {tenant!r}") from None
         claims = jwt.decode(token, self._public_key(tenant), algorithms=JWT_ALGORITHMS,
                             options={"require": ["exp"], "verify_aud": False})
-        claimed_tenant = claims.get(self.names.tenant)
+        claimed_tenant = claims.get(names.tenant)
         if claimed_tenant not in (None, tenant):
             raise Unauthenticated(f"token is for tenant {claimed_tenant}, not {tenant}")
-        user = claims.get(self.names.user)
-        if isinstance(user, str) and self.names.user_before_at:
+        user = claims.get(names.user)
+        if isinstance(user, str) and names.user_before_at:
             user = user.split("@", 1)[0]
         if not isinstance(user, str) or not user:
-            raise Unauthenticated(f"token has no {self.names.user} claim naming the user")
-        roles = platform_roles(claims.get(self.names.roles), self.names) or frozenset({"user"})
+            raise Unauthenticated(f"token has no {names.user} claim naming the user")
+        roles = platform_roles(claims.get(names.roles), names) or frozenset({"user"})
         return Caller(user=user, tenant=tenant, roles=roles)
 
     def _actor_token(self, token: str, header_tenant: str | None) -> Caller:
@@ -202,6 +209,10 @@ class Authenticator:
             return path.read_bytes()
         except OSError:
             raise Unauthenticated(f"unknown tenant {tenant}") from None
+
+
+def _header(headers: Mapping[str, str], name: str) -> str:
+    return next((value for key, value in headers.items() if key.lower() == name), "")
 
 
 def _unverified(token: str) -> dict[str, Any]:

@@ -34,7 +34,7 @@ def cancel_execution(actor_id: str, execution_id: str) -> Response:
 @bp.get("/<actor_id>/executions/<execution_id>/logs")
 def get_logs(actor_id: str, execution_id: str) -> Response:
     logs = platform().get_logs(caller(), actor_id, execution_id)
-    base = f"{views.api_url()}/actors/{actor_id}/executions/{execution_id}"
+    base = f"{views.actors_url()}/{actor_id}/executions/{execution_id}"
     result = {"logs": logs, "_links": {"self": base + "/logs", "execution": base}}
     return envelope(result, "Logs retrieved successfully.")
 

@@ -44,7 +44,7 @@ def _read_message() -> Message:
 def send_message(actor_id: str) -> Response:
     service, who = platform(), caller()
     reply = service.send_message(who, actor_id, _read_message())
-    base = f"{views.api_url()}/actors/{actor_id}"
+    base = f"{views.actors_url()}/{actor_id}"
     reply["_links"] = {"self": f"{base}/executions/{reply['execution_id']}",
                        "owner": f"{views.api_url()}/profiles/{who.user}",
                        "messages": f"{base}/messages"}
