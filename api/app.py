@@ -8,7 +8,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from api import errors, tapis
 from api.bounded_body import TOO_LARGE, BoundedBody
 from api.openapi import spec
-from api.routes import actors, executions, messages, search, sharing, state, workers
+from api.routes import actors, configs, executions, messages, search, sharing, state, workers
 from jobs.service import Platform
 from jobs.settings import Settings, load_settings
 
@@ -33,7 +33,8 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.url_map.strict_slashes = False
     for prefix in ("/actors", "/actors/v2", "/v3/actors"):
         suffix = prefix.replace("/", "_")
-        for module in (sharing, search, actors, messages, executions, state, workers):
+        for module in (sharing, search, configs, actors, messages, executions, state,
+                       workers):
             app.register_blueprint(module.bp, url_prefix=prefix, name=module.bp.name + suffix)
     errors.register(app)
     app.register_blueprint(tapis.bp)

@@ -170,6 +170,19 @@ _EXECUTION_FIELDS = (
     "(true when its worker started for it), _links")
 
 
+_CONFIG_P = {"name": "config_name", "in": "path", "required": True,
+             "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}}
+_CONFIG = {"type": "object", "additionalProperties": False,
+           "required": ["name", "value", "actors"],
+           "properties": {"name": _CONFIG_P["schema"], "value": {},
+                          "isSecret": {"type": "boolean"},
+                          "actors": {"type": "string", "maxLength": 4096,
+                                     "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+                                                "(,[A-Za-z0-9][A-Za-z0-9_.-]{0,63})*$",
+                                     "description": "actor ids or aliases, comma-separated "
+                                                    "(a JSON list is taken too)"}}}
+
+
 def spec(settings: Settings) -> dict[str, Any]:
     actor_input = _actor_input(settings)
     actors = "/actors"
@@ -243,6 +256,19 @@ def spec(settings: Settings) -> dict[str, Any]:
                             "post": _op("Create a nonce for the alias", [_ALIAS_P], _NONCE)},
         alias + "/nonces/{nonce_id}": {"get": _op("Get a nonce", [_ALIAS_P, _NID]),
                                        "delete": _op("Delete a nonce", [_ALIAS_P, _NID])},
+        "/actors/configs": {
+            "get": _op("List the actor configs the caller can read"),
+            "post": _op("Create a config: name, value (any JSON), isSecret, actors (ids or "
+                        "aliases, a list or comma-separated); its runs get _actor_configs",
+                        body=_CONFIG, form=False)},
+        "/actors/configs/{config_name}": {
+            "get": _op("Get a config (a secret's value is never shown)", [_CONFIG_P]),
+            "put": _op("Update a config's value, isSecret or actors", [_CONFIG_P],
+                       {**_CONFIG, "required": []}, form=False),
+            "delete": _op("Delete a config", [_CONFIG_P])},
+        "/actors/configs/{config_name}/permissions": {
+            "get": _op("Permissions on a config", [_CONFIG_P]),
+            "post": _op("Grant a level on a config", [_CONFIG_P], _PERMISSION)},
         "/actors/search/{search_type}": {"get": _op(
             "Search what the caller can read: field=value, field.op=value (eq neq lt lte gt "
             "gte in nin like nlike between), search=words, exactsearch=phrase; the result is "

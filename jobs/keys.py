@@ -28,7 +28,8 @@ Cluster.
 | ``actor:{tag}:permissions``        | hash   | api: user -> level   | none           |
 | ``actor:{tag}:nonces``             | set    | api: nonce ids       | none           |
 
-Tenant keys (``{p}:{t}:``): ``aliases`` (hash alias -> JSON record),
+Tenant keys (``{p}:{t}:``): ``configs`` (hash name -> JSON record; secret values in
+Vault), ``config:{name}:permissions`` (hash), ``aliases`` (hash alias -> JSON record),
 ``alias:{name}:permissions`` (hash), ``alias:{name}:nonces`` (set),
 ``nonce:{nid}`` (hash of plain strings, so a Lua script can count uses).
 
@@ -175,6 +176,13 @@ class Keys:
 
     def aliases(self, tenant: str) -> str:
         return f"{self.prefix}:{check_id(tenant, 'tenant')}:aliases"
+
+    def configs(self, tenant: str) -> str:
+        return f"{self.prefix}:{check_id(tenant, 'tenant')}:configs"
+
+    def config_permissions(self, tenant: str, name: str) -> str:
+        return f"{self.prefix}:{check_id(tenant, 'tenant')}:config:{check_id(name, 'config')}" \
+            ":permissions"
 
     def alias_permissions(self, tenant: str, alias: str) -> str:
         return f"{self.prefix}:{check_id(tenant, 'tenant')}:alias:{check_id(alias, 'alias')}" \

@@ -29,7 +29,7 @@ def format_value(value: Any, style: str) -> str:
 
 def container_env(settings: Settings, actor: dict[str, Any], execution: dict[str, Any],
                   worker_id: str, defaults: dict[str, str], state: Any,
-                  token: str = "") -> dict[str, str]:
+                  token: str = "", configs: dict[str, Any] | None = None) -> dict[str, str]:
     """The environment contract of API.md, defaults then message parameters then ours."""
     style = settings.json_env_format
     content_type = execution.get("content_type") or "str"
@@ -50,6 +50,8 @@ def container_env(settings: Settings, actor: dict[str, Any], execution: dict[str
         "_abaco_actor_state": format_value(state, style),
         "_abaco_Content_Type": content_type,
     })
+    if configs:
+        env["_actor_configs"] = json.dumps(configs)
     return env
 
 
@@ -119,7 +121,7 @@ class StoredPayload:
 
 def build_spec(settings: Settings, tokens: TokenSigner, actor: dict[str, Any],
                execution: dict[str, Any], worker_id: str, defaults: dict[str, str], state: Any,
-               payload: Payload | None) -> RunSpec:
+               payload: Payload | None, configs: dict[str, Any] | None = None) -> RunSpec:
     """One run of ``execution`` by ``actor`` (its revision as the worker serves it), in
     platform units: memory in bytes, CPUs from Abaco's nano-CPUs."""
     tenant, actor_id = actor["tenant"], actor["id"]
@@ -131,7 +133,8 @@ def build_spec(settings: Settings, tokens: TokenSigner, actor: dict[str, Any],
     return RunSpec(
         execution_id=execution["id"], actor_id=actor_id, tenant=tenant, worker_id=worker_id,
         image=actor["image"],
-        env=container_env(settings, actor, execution, worker_id, defaults, state, token),
+        env=container_env(settings, actor, execution, worker_id, defaults, state, token,
+                          configs),
         network=settings.actor_network, max_run_time_s=max_run_time,
         memory_bytes=mem_bytes(actor.get("mem_limit") or settings.actor_mem_default),
         cpus=max_cpus / 1e9 if max_cpus else settings.actor_cpus_default,

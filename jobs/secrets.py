@@ -59,17 +59,29 @@ class SecretStore:
     def path(tenant: str, actor_id: str) -> str:
         return f"abaco/{tenant}/actors/{actor_id}/env"
 
+    @staticmethod
+    def config_path(tenant: str, name: str) -> str:
+        """Where a secret actor config's value is kept."""
+        return f"abaco/{tenant}/configs/{name}"
+
     def put(self, tenant: str, actor_id: str, values: Mapping[str, str]) -> None:
-        path = self.path(tenant, actor_id)
+        self.put_at(self.path(tenant, actor_id), values)
+
+    def get(self, tenant: str, actor_id: str) -> dict[str, str]:
+        """The actor's values; ``{}`` when none are stored."""
+        return self.get_at(self.path(tenant, actor_id))
+
+    def delete(self, tenant: str, actor_id: str) -> None:
+        self.delete_at(self.path(tenant, actor_id))
+
+    def put_at(self, path: str, values: Mapping[str, str]) -> None:
         try:
             self.client.secrets.kv.v2.create_or_update_secret(
                 path=path, secret=dict(values), mount_point=self.mount)
         except _VaultFailure as exc:
             raise self._domain_error(exc, f"writing {self.mount}/{path}") from exc
 
-    def get(self, tenant: str, actor_id: str) -> dict[str, str]:
-        """The actor's values; ``{}`` when none are stored."""
-        path = self.path(tenant, actor_id)
+    def get_at(self, path: str) -> dict[str, str]:
         try:
             reply = self.client.secrets.kv.v2.read_secret_version(
                 path=path, mount_point=self.mount, raise_on_deleted_version=False)
@@ -82,8 +94,7 @@ class SecretStore:
         data: Any = (reply.get("data") or {}).get("data") if isinstance(reply, dict) else None
         return dict(data or {})
 
-    def delete(self, tenant: str, actor_id: str) -> None:
-        path = self.path(tenant, actor_id)
+    def delete_at(self, path: str) -> None:
         try:
             self.client.secrets.kv.v2.delete_metadata_and_all_versions(
                 path=path, mount_point=self.mount)

@@ -14,6 +14,7 @@ from typing import Any
 
 from jobs.actor_policy import check_actor_fields, check_actor_quota, elevated
 from jobs.auth import Authenticator, Caller
+from jobs.configs import ConfigOps
 from jobs.cron import parse_schedule
 from jobs.errors import (
     Conflict,
@@ -62,7 +63,7 @@ class Message:
     binary: bytes | None = None
 
 
-class Platform(SharingOps):
+class Platform(SharingOps, ConfigOps):
     """Operations on actors, messages, executions, workers and state.
 
     Access control comes from ``jobs.access``, sharing (permissions, nonces, aliases)

@@ -42,6 +42,8 @@ class SharingStore:
         kind, _, name = target.partition(":")
         if kind == "alias":
             return self.keys.alias_permissions(tenant, name)
+        if kind == "config":
+            return self.keys.config_permissions(tenant, name)
         return self.keys.permissions(tenant, name)
 
     @_translate

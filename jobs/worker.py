@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from jobs.configs import configs_for
 from jobs.errors import AbacoError, BackendUnavailable, NotFound
 from jobs.events import EXECUTION_COMPLETE, EXECUTION_STARTED, event_document, wants_events
 from jobs.inbox import Outcome
@@ -400,8 +401,9 @@ class Worker(WorkerControl):
         state = self.store.get_state(self.tenant, self.actor_id)
         payload = StoredPayload(self.store, self.tenant, self.actor_id, execution["id"]) \
             if execution.get("content_type") == "application/octet-stream" else None
+        configs = configs_for(self.store, self.secrets, self.tenant, self.actor_id)
         spec = build_spec(self.settings, self.tokens, {**self.actor, "revision": self.revision},
-                          execution, self.worker_id, defaults, state, payload)
+                          execution, self.worker_id, defaults, state, payload, configs)
         return dataclasses.replace(spec, results_socket=self.results_socket)
 
 
