@@ -14,6 +14,7 @@ once the standby has taken over.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -64,6 +65,7 @@ class Scheduler:
                                   settings.event_queue_max)
         self.wake_cursor = "$"
         self.share = settings.max_workers_per_host
+        self.backlog = 0  # actors with queued messages at the last full pass
         self.warm_share = settings.max_workers_per_host  # minWorkers kept warm, at most
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # tests move it
         self.epoch = 0
@@ -77,6 +79,7 @@ class Scheduler:
         refs = self.store.all_actor_refs()
         self.held = {ref: self.held[ref] for ref in refs if ref in self.held}
         backlog = sum(1 for ref in refs if self.store.queued_count(*ref))
+        self.backlog = backlog
         self.share = fair_share(self.settings.max_workers_per_host, backlog)
         holders = sum(1 for _owner, alive in self.held.values() if alive)
         self.warm_share = fair_share(self.settings.max_workers_per_host, holders + backlog)
@@ -118,6 +121,8 @@ class Scheduler:
         warm_share = 0 if not waiting and self.store.starving() else self.warm_share
         load = actor_load(actor, alive, waiting, self.settings.default_max_workers, self.share,
                           warm_share)
+        if actor.get("warm_start") and actor["status"] != ActorStatus.SUBMITTED:
+            load = self._warm_start(actor, load)
         wanted = min(workers_to_start(load, self.settings.max_workers_per_host),
                      self._quota_left(tenant, actor["owner"]))
         for _ in range(min(wanted, self.placer.capacity()) if wanted else 0):
@@ -127,6 +132,19 @@ class Scheduler:
             self.held[(tenant, actor_id)] = (owner, held + 1)
         if load.requested:
             self.store.update_actor(tenant, actor_id, {"workers_requested": 0})
+
+    def _warm_start(self, actor: dict[str, Any], load: ActorLoad) -> ActorLoad:
+        """Registered or updated, now checked: one worker, as Abaco starts one, so the first
+        message is warm, but only from a spare slot: never while any actor's messages
+        wait, and once only (the flag is cleared either way), so registering thousands
+        of actors fills the spare slots and no more."""
+        self.store.update_actor(actor["tenant"], actor["id"], {"warm_start": 0})
+        spare = not self.backlog and not self.store.starving() and self.placer.capacity() > 0
+        if actor["status"] != ActorStatus.READY or not spare:
+            return load
+        # the policy then starts one unless a worker of this revision (stateless) or any
+        # worker (stateful: never two) is already there
+        return dataclasses.replace(load, requested=max(load.requested, 1))
 
     def _quota_left(self, tenant: str, owner: str) -> int:
         """Workers the owner and the tenant may still hold (``user_max_workers``,
