@@ -86,9 +86,12 @@ class ClaimNames:
     user_before_at: bool = False  # Abaco: "testuser@carbon.super" is user "testuser"
 
 
-# Tapis v3 tokens (``X-Tapis-Token``) name their user and tenant so, whatever the profile;
-# their roles live in Tapis's security kernel, not in the token.
-TAPIS = ClaimNames("tapis/username", "tapis/roles", "tapis/tenant_id", {})
+# Tapis v3 tokens (``X-Tapis-Token``) name their user and tenant so, whatever the profile.
+# Tapis keeps roles in its security kernel; a ``tapis/roles`` claim, when a token carries
+# one, is read with Abaco v3's role names. Without it: ``user``.
+TAPIS = ClaimNames("tapis/username", "tapis/roles", "tapis/tenant_id",
+                   {"abaco_admin": "admin", "abaco_privileged": "privileged",
+                    "abaco_user": "user", "abaco_limited": "limited"})
 TAPIS_HEADER = "x-tapis-token"
 
 PROFILES = {

@@ -347,3 +347,29 @@ def test_review_findings_stay_fixed(client: FlaskClient):
     limited = as_user("lim", roles=("limited",))
     _status(client.post(f"{path}/messages", data={"message": "m"}, headers=limited), 200)
     _status(client.put(path, json={"image": "y"}, headers=limited), 403)
+
+
+def test_tapis_v3_tokens_on_the_v3_routes(jwt_settings: Settings):
+    from tests.jwt_users import KEYS
+
+    client = create_app(jwt_settings).test_client()
+
+    def tapis(user: str, key: str = "DEV", **extra: Any) -> dict[str, str]:
+        claims = {"tapis/username": user, "tapis/tenant_id": "DEV",
+                  "exp": int(time.time()) + 60, **extra}
+        algorithm = "RS256" if key == "DEV" else "ES256"
+        return {"X-Tapis-Token": jwt.encode(claims, KEYS[key], algorithm=algorithm)}
+
+    made = _status(client.post("/v3/actors", json={"image": "x"}, headers=tapis("tina")),
+                   200)["result"]
+    assert made["owner"] == "tina" and "default_environment" in made, "snake_case on /v3"
+    assert made["_links"]["self"].endswith(f"/v3/actors/{made['id']}")
+    _status(client.get("/v3/actors", headers=tapis("tina", key="OTHER")), 401)
+    _status(client.post("/v3/actors", json={"image": "x", "privileged": True},
+                        headers=tapis("tina")), 403)
+    _status(client.post("/v3/actors", json={"image": "x", "privileged": True},
+                        headers=tapis("root", **{"tapis/roles": ["abaco_admin"]})), 200)
+    tenants = _status(client.get("/v3/tenants"), 200)["result"]
+    assert [t["tenant_id"] for t in tenants] == sorted(t["tenant_id"] for t in tenants)
+    assert any(t["tenant_id"] == "DEV" and "PUBLIC KEY" in t["public_key"] for t in tenants)
+    assert _status(client.get("/v3/sites"), 200)["result"][0]["site_id"] == "local"
