@@ -285,11 +285,19 @@ def spec(settings: Settings) -> dict[str, Any]:
     }
     v2 = {"/actors/v2" + path[len("/actors"):]: item
           for path, item in paths.items() if path.startswith("/actors")}
+    v3 = {"/v3" + path: item for path, item in paths.items() if path.startswith("/actors")}
+    v3.update({
+        "/v3/tenants": {"get": _op("Tapis v3: the tenants (each with a key) and their public "
+                                   "keys, for tapipy")},
+        "/v3/tenants/{tenant_id}": {"get": _op("Tapis v3: one tenant", [
+            {"name": "tenant_id", "in": "path", "required": True,
+             "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}}])},
+        "/v3/sites": {"get": _op("Tapis v3: this platform's one site, local")}})
     return {
         "openapi": "3.1.0",
         "info": {"title": "abaco-nx", "version": VERSION,
                  "description": "Abaco v2 compatible actor platform"},
-        "paths": {**paths, **v2},
+        "paths": {**paths, **v2, **v3},
         "components": {"responses": {
             "Envelope": {"description": "success envelope", "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/Envelope"}}}},

@@ -20,7 +20,7 @@ from jobs.access import AccessControl
 from jobs.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from jobs.models import as_bool, normalize_keys
 from jobs.secrets import SecretStore
-from jobs.sharing import SharingStore
+from jobs.sharing import WORLD, SharingStore
 from jobs.store import Store
 from jobs.timeutil import now_iso
 
@@ -50,10 +50,11 @@ class ConfigOps(AccessControl):
         name = fields["name"]
         if self._config_record(caller.tenant, name) is not None:
             raise Conflict(f"config {name} already exists")
-        self._check_actors(caller, fields["actors"])
+        bound = self._check_actors(caller, fields["actors"])
         now = now_iso()
         record = {"name": name, "is_secret": fields["is_secret"], "actors": fields["actors"],
-                  "owner": caller.user, "create_time": now, "last_update_time": now}
+                  "bound": bound, "owner": caller.user, "owner_admin": caller.is_admin,
+                  "create_time": now, "last_update_time": now}
         self._store_config(caller.tenant, record, fields["value"])
         return self._shown(record, fields["value"])
 
@@ -63,7 +64,18 @@ class ConfigOps(AccessControl):
         raw = cast(dict, self.store.r.hgetall(self.store.keys.configs(caller.tenant)))
         records = [json.loads(v) for v in raw.values()]
         return [self._shown(r, r.get("value")) for r in sorted(records, key=lambda r: r["name"])
-                if self._allowed(caller, r["owner"], _target(r["name"]), "READ")]
+                if self._allowed(caller, r["owner"], _target(r["name"]), "READ")
+                or self._owns_a_bound_actor(caller, r)]
+
+    def _owns_a_bound_actor(self, caller: Caller, record: dict[str, Any]) -> bool:
+        """An actor's owner sees the configs its runs get, whoever made them."""
+        for actor_id in record.get("bound", []):
+            try:
+                if self.store.get_actor(caller.tenant, actor_id)["owner"] == caller.user:
+                    return True
+            except NotFound:
+                continue
+        return False
 
     def get_config(self, caller: Caller, name: str) -> dict[str, Any]:
         record = self._config(caller, name, "READ")
@@ -77,8 +89,11 @@ class ConfigOps(AccessControl):
         if fields["name"] != name:
             raise ValidationError("name", "a config keeps its name (delete and create anew)")
         if "actors" in fields:
-            self._check_actors(caller, fields["actors"])
+            record["bound"] = self._check_actors(caller, fields["actors"])
         secret = fields.get("is_secret", record["is_secret"])
+        if record["is_secret"] and not secret and "value" not in fields:
+            raise ValidationError("value", "making a secret config plain needs a new value (the "
+                                           "secret one is never shown)")
         value = fields["value"] if "value" in fields else self._config_value(
             caller.tenant, record)
         record.update({k: v for k, v in fields.items() if k in ("actors", "is_secret")},
@@ -140,9 +155,11 @@ class ConfigOps(AccessControl):
             kept["value"] = value
         self.store.r.hset(self.store.keys.configs(tenant), record["name"], json.dumps(kept))
 
-    def _check_actors(self, caller: Caller, refs: list[str]) -> None:
-        for ref in refs:
-            self._actor(caller, ref, "UPDATE", "manage")
+    def _check_actors(self, caller: Caller, refs: list[str]) -> list[str]:
+        """The actors named (aliases resolved now: a config is bound to the actor an alias
+        pointed to when it was named, never to whatever takes the name later)."""
+        return list(dict.fromkeys(self._actor(caller, ref, "UPDATE", "manage")["id"]
+                                  for ref in refs))
 
     def _shown(self, record: dict[str, Any], value: Any) -> dict[str, Any]:
         return {"name": record["name"], "value": None if record["is_secret"] else value,
@@ -151,20 +168,26 @@ class ConfigOps(AccessControl):
                 "last_update_time": record["last_update_time"]}
 
 
-def configs_for(store: Store, secrets: SecretStore, tenant: str,
-                actor_id: str) -> dict[str, Any]:
-    """The values of the configs naming this actor or an alias of it (for its runs)."""
+def configs_for(store: Store, secrets: SecretStore, actor: dict[str, Any]) -> dict[str, Any]:
+    """The values of the configs bound to this actor whose author may still change the
+    actor (UPDATE now: a revoked grant stops the config, as it stops nonces)."""
+    tenant = actor["tenant"]
     raw = cast(dict, store.r.hgetall(store.keys.configs(tenant)))
     if not raw:
         return {}
-    aliases = {a["alias"] for a in SharingStore(store).list_aliases(tenant)
-               if a.get("actor_id") == actor_id}
+    grants = SharingStore(store).permissions(tenant, f"actor:{actor['id']}")
     chosen = {}
     for item in raw.values():
         record = json.loads(item)
-        if actor_id in record["actors"] or aliases & set(record["actors"]):
+        if actor["id"] in record.get("bound", []) and _may_still(record, actor, grants):
             chosen[record["name"]] = config_value(secrets, tenant, record)
     return chosen
+
+
+def _may_still(record: dict[str, Any], actor: dict[str, Any], grants: dict[str, str]) -> bool:
+    if record["owner"] == actor["owner"] or record.get("owner_admin"):
+        return True
+    return "UPDATE" in (grants.get(record["owner"]), grants.get(WORLD))
 
 
 def config_value(secrets: SecretStore, tenant: str, record: dict[str, Any]) -> Any:

@@ -20,10 +20,11 @@ count_returned}, "search": [...]}``, as Abaco answers.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import re2
 
 from jobs.errors import ValidationError
 from jobs.models import to_snake
@@ -88,7 +89,7 @@ def _value(name: str, op: str, raw: str) -> Any:
     if op in ("in", "nin"):
         try:
             items = json.loads(raw.replace("'", '"'))
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ValidationError(name, 'must be a JSON list, like ["READY","ERROR"]') from None
         if not isinstance(items, list):
             raise ValidationError(name, 'must be a JSON list, like ["READY","ERROR"]')
@@ -101,9 +102,9 @@ def _value(name: str, op: str, raw: str) -> Any:
     if op in ("like", "nlike"):
         if len(raw) > MAX_PATTERN:
             raise ValidationError(name, f"must be at most {MAX_PATTERN} characters")
-        try:
-            return re.compile(raw)
-        except re.error as exc:
+        try:  # RE2: linear time whatever the pattern (no catastrophic backtracking)
+            return re2.compile(raw)
+        except re2.error as exc:
             raise ValidationError(name, f"is not a regular expression: {exc}") from None
     return _scalar(raw)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from jobs.errors import PermissionDenied, ValidationError
+from jobs.errors import Gone, NotFound, PermissionDenied, ValidationError
 from jobs.search import KINDS, Query, split_for_logs
 
 if TYPE_CHECKING:
@@ -58,5 +58,15 @@ def _search_logs(platform: Platform, caller: Caller, query: Query,
                                         f"more than {most} (the search_max_logs setting): "
                                         "narrow it, e.g. with actorId= or status=")
     return on_logs.page(view("logs", {
-        "logs": platform.get_logs(caller, r["actor_id"], r["id"]), "execution_id": r["id"],
-        "actor_id": r["actor_id"], "actor_owner": r["actor_owner"]}) for r in candidates)
+        "logs": logs, "execution_id": r["id"], "actor_id": r["actor_id"],
+        "actor_owner": r["actor_owner"]}) for r in candidates
+        if (logs := _logs_or_none(platform, caller, r)) is not None)
+
+
+def _logs_or_none(platform: Platform, caller: Caller, record: dict[str, Any]) -> str | None:
+    """An execution's logs; None when they expired (logEx) or went meanwhile: one such
+    execution leaves the search, it does not fail it."""
+    try:
+        return platform.get_logs(caller, record["actor_id"], record["id"])
+    except (Gone, NotFound):
+        return None

@@ -118,7 +118,8 @@ class Platform(SharingOps, ConfigOps):
             **fields, "id": new_id(), "tenant": caller.tenant, "owner": caller.user,
             "status": str(ActorStatus.SUBMITTED), "status_message": "", "revision": 1,
             "env_names": sorted(env), "create_time": now, "last_update_time": now,
-            "warm_start": 1,  # a worker once it is READY, if the host has one to spare
+            # a worker once it is READY, if the host has one to spare (limited users hold none)
+            "warm_start": 0 if caller.is_limited else 1,
             **cron_fields(fields, None, datetime.now(UTC)),
         }
         if env:
@@ -162,7 +163,8 @@ class Platform(SharingOps, ConfigOps):
                 "cron_on" not in normalize_keys(body):
             fields["cron_on"] = True
         changes: dict[str, Any] = {**fields, "env_names": sorted(env),
-                                   "last_update_time": now_iso(), "warm_start": 1,
+                                   "last_update_time": now_iso(),
+                                   "warm_start": 0 if caller.is_limited else 1,
                                    **cron_fields(fields, actor, datetime.now(UTC))}
         if force or fields["image"] != actor["image"]:
             changes.update(revision=int(actor["revision"]) + 1, status=str(ActorStatus.SUBMITTED),

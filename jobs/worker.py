@@ -401,7 +401,7 @@ class Worker(WorkerControl):
         state = self.store.get_state(self.tenant, self.actor_id)
         payload = StoredPayload(self.store, self.tenant, self.actor_id, execution["id"]) \
             if execution.get("content_type") == "application/octet-stream" else None
-        configs = configs_for(self.store, self.secrets, self.tenant, self.actor_id)
+        configs = configs_for(self.store, self.secrets, {**self.actor, "tenant": self.tenant})
         spec = build_spec(self.settings, self.tokens, {**self.actor, "revision": self.revision},
                           execution, self.worker_id, defaults, state, payload, configs)
         return dataclasses.replace(spec, results_socket=self.results_socket)

@@ -73,9 +73,11 @@ def test_configs_crud_secrets_and_permissions(client: FlaskClient):
         _status(client.post("/actors/configs", json=bad, headers=alice), 400)
     _status(client.post("/actors/configs", json={"name": "db-host", "value": 2,
                                                  "actors": actor["id"]}, headers=alice), 409)
-    updated = _ok(client.put("/actors/configs/db-password", json={"isSecret": False},
-                             headers=alice))
-    assert updated["value"] == {"pw": "s3cr3t"}, "made plain, its value shown"
+    _status(client.put("/actors/configs/db-password", json={"isSecret": False},
+                       headers=alice), 400)  # the secret value is never revealed
+    updated = _ok(client.put("/actors/configs/db-password", json={
+        "isSecret": False, "value": "plain now"}, headers=alice))
+    assert updated["value"] == "plain now", "made plain with a new value"
     _ok(client.delete("/actors/configs/db-password", headers=alice))
     _status(client.get("/actors/configs/db-password", headers=alice), 404)
 
@@ -96,3 +98,53 @@ def test_config_values_reach_the_named_actors_runs(harness: Harness):
     worker.handle(*entry)
     env = harness.runner.history[-1].env
     assert json.loads(env["_actor_configs"]) == {"plain": [1, 2], "hidden": "pw"}
+
+
+def _run_env(harness: Harness, actor: dict[str, Any]) -> dict[str, str]:
+    worker = harness.manual_worker(actor)
+    harness.send(actor["id"])
+    entry = worker._next_entry()
+    assert entry is not None
+    worker.handle(*entry)
+    return dict(harness.runner.history[-1].env)
+
+
+def test_a_config_stays_bound_to_the_actor_its_alias_named(harness: Harness):
+    """Found by an attack round: configs matched alias names at run time, so whoever
+    took over a freed alias name got the secret (or planted values in another's actor)."""
+    from jobs.auth import Caller
+
+    platform = harness.platform
+    victim = harness.actor()
+    platform.create_alias(CALLER, {"alias": "prod", "actorId": victim["id"]})
+    platform.create_config(CALLER, {"name": "dbpass", "value": "hunter2", "isSecret": True,
+                                    "actors": "prod"})
+    platform.delete_alias(CALLER, "prod")
+    mallory = Caller("mallory", "T", frozenset({"user"}))
+    hers = platform.create_actor(mallory, {"image": "img-a"})
+    platform.store.update_actor("T", hers["id"], {"status": "READY"})
+    platform.create_alias(mallory, {"alias": "prod", "actorId": hers["id"]})
+    assert "_actor_configs" not in _run_env(harness, platform.store.get_actor("T", hers["id"]))
+    assert json.loads(_run_env(harness, victim)["_actor_configs"]) == {"dbpass": "hunter2"}
+
+
+def test_a_revoked_grant_stops_a_config_and_secrets_stay_hidden(harness: Harness):
+    from jobs.auth import Caller
+    from jobs.errors import ValidationError
+
+    platform = harness.platform
+    owner = Caller("olga", "T", frozenset({"user"}))
+    helper = Caller("hal", "T", frozenset({"user"}))
+    actor = platform.create_actor(owner, {"image": "img-a"})
+    platform.store.update_actor("T", actor["id"], {"status": "READY"})
+    platform.set_permission(owner, actor["id"], {"user": "hal", "level": "UPDATE"})
+    platform.create_config(helper, {"name": "tok", "value": "TOPSECRET", "isSecret": True,
+                                    "actors": actor["id"]})
+    assert [c["name"] for c in platform.list_configs(owner)] == ["tok"], \
+        "an actor's owner sees what its runs get"
+    with pytest.raises(ValidationError):
+        platform.update_config(helper, "tok", {"isSecret": False})
+    record = platform.store.get_actor("T", actor["id"])
+    assert json.loads(_run_env(harness, record)["_actor_configs"]) == {"tok": "TOPSECRET"}
+    platform.set_permission(owner, actor["id"], {"user": "hal", "level": "NONE"})
+    assert "_actor_configs" not in _run_env(harness, record), "the grant went, so did it"

@@ -112,3 +112,31 @@ def test_actors_workers_and_logs_searches(client: FlaskClient):
                           headers=alice))["_metadata"]["totalCount"] == 0
     bad = client.get("/actors/search/things", headers=alice)
     assert bad.status_code == 400 and "things" in bad.get_json()["message"]
+
+
+def test_hostile_searches_answer_quickly_and_cleanly(client: FlaskClient):
+    """Found by an attack round: backtracking regexes stalled the API; nested JSON in .in
+    was a 500; one expired log failed a whole logs search."""
+    import time
+
+    alice = as_user("alice")
+    actor = _ok(client.post("/actors", json={"image": "abaco-test-echo", "name": "a" * 60},
+                            headers=alice))
+    begun = time.monotonic()
+    for pattern in ("^(.*.*)*%23$", "^(a%2B)%2B$", "(x%2Bx%2B)%2By"):
+        for field in ("name", "_links.self", "id"):
+            _ok(client.get(f"/actors/search/actors?{field}.like={pattern}", headers=alice))
+    assert time.monotonic() - begun < 5, "linear-time matching"
+    nested = client.get("/actors/search/actors?status.in=" + "[" * 5000, headers=alice)
+    assert nested.status_code == 400
+    platform = client.application.config["ABACO_PLATFORM"]
+    platform.store.update_actor("DEV", actor["id"], {"status": "READY"})
+    kept, expired = (_ok(client.post(f"/actors/{actor['id']}/messages",
+                                     data={"message": m}, headers=alice))["executionId"]
+                     for m in ("k", "e"))
+    for eid in (kept, expired):
+        platform.store.append_log("DEV", actor["id"], eid, b"needle\n")
+    platform.store.r.hset(platform.store.keys.execution("DEV", actor["id"], expired),
+                          "logs_expired", '"2026-01-01T00:00:00.000000Z"')
+    found = _ok(client.get("/actors/search/logs?search=needle", headers=alice))
+    assert [r["executionId"] for r in found["search"]] == [kept]

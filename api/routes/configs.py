@@ -21,30 +21,31 @@ def create_config() -> Response:
                     "Config created successfully.")
 
 
-@bp.get("/configs/<name>")
-def get_config(name: str) -> Response:
-    return envelope(platform().get_config(caller(), name), "Config retrieved successfully.")
+@bp.get("/configs/<config_name>")
+def get_config(config_name: str) -> Response:
+    return envelope(platform().get_config(caller(), config_name),
+                    "Config retrieved successfully.")
 
 
-@bp.put("/configs/<name>")
-def update_config(name: str) -> Response:
-    return envelope(platform().update_config(caller(), name, object_body()),
+@bp.put("/configs/<config_name>")
+def update_config(config_name: str) -> Response:
+    return envelope(platform().update_config(caller(), config_name, object_body()),
                     "Config updated successfully.")
 
 
-@bp.delete("/configs/<name>")
-def delete_config(name: str) -> Response:
-    platform().delete_config(caller(), name)
+@bp.delete("/configs/<config_name>")
+def delete_config(config_name: str) -> Response:
+    platform().delete_config(caller(), config_name)
     return envelope(None, "Config deleted successfully.")
 
 
-@bp.get("/configs/<name>/permissions")
-def config_permissions(name: str) -> Response:
-    return envelope(platform().config_permissions(caller(), name),
+@bp.get("/configs/<config_name>/permissions")
+def config_permissions(config_name: str) -> Response:
+    return envelope(platform().config_permissions(caller(), config_name),
                     "Permissions retrieved successfully.", user_keys=True)
 
 
-@bp.post("/configs/<name>/permissions")
-def set_config_permission(name: str) -> Response:
-    return envelope(platform().set_config_permission(caller(), name, object_body()),
+@bp.post("/configs/<config_name>/permissions")
+def set_config_permission(config_name: str) -> Response:
+    return envelope(platform().set_config_permission(caller(), config_name, object_body()),
                     "Permission added successfully.", user_keys=True)

@@ -25,8 +25,8 @@ def _view(kind: str, record: dict[str, Any]) -> dict[str, Any]:
     return views.logs(record)
 
 
-@bp.get("/search/<kind>")
-def search_records(kind: str) -> Response:
+@bp.get("/search/<search_type>")
+def search_records(search_type: str) -> Response:
     query = parse_query(request.args, int_arg("skip", 0), int_arg("limit", DEFAULT_LIMIT, 1))
-    result = search(platform(), caller(), kind, query, _view)
+    result = search(platform(), caller(), search_type, query, _view)
     return envelope(result, "Search completed successfully.")
