@@ -130,6 +130,11 @@ class Scheduler:
                 break
             owner, held = self.held[(tenant, actor_id)]
             self.held[(tenant, actor_id)] = (owner, held + 1)
+        if wanted and queued and not alive and self.placer.capacity() == 0:
+            # A message waits at the host cap: free an idle worker of a quiet actor now
+            # (warm ones included), not at the next full pass.
+            holders = [ref for ref, (_owner, count) in self.held.items() if count]
+            self._reclaim_idle([*holders, (tenant, actor_id)])
         if load.requested:
             self.store.update_actor(tenant, actor_id, {"workers_requested": 0})
 

@@ -46,10 +46,32 @@ def test_bulk_registration_fills_spare_slots_and_no_more(settings):  # type: ign
         ids = [harness.platform.create_actor(CALLER, {"image": "img-a"})["id"]
                for _ in range(12)]
         harness.scheduler.acquire_lock()
-        for _ in range(3):
+        wait_until(lambda: harness.scheduler.tick() or all(
+            harness.store.get_actor("T", a)["status"] == "READY" for a in ids), 10, "READY")
+        for _ in range(2):
             harness.scheduler.tick()
         warm = [a for a in ids if _workers(harness, a)]
         assert len(warm) == 3, "as many as the host has slots"
         assert all(str(harness.store.get_actor("T", a)["warm_start"]) == "0" for a in ids)
         harness.scheduler.tick()
         assert [a for a in ids if _workers(harness, a)] == warm, "no churn afterwards"
+
+
+def test_a_message_at_the_host_cap_reclaims_a_warm_worker_at_once(settings):  # type: ignore[no-untyped-def]
+    """Warm workers from registrations fill the host; a message for another actor frees one
+    of them in the same reconcile, not a full pass later."""
+    with running_harness(settings, max_workers_per_host=2) as harness:
+        ids = [harness.platform.create_actor(CALLER, {"image": "img-a"})["id"]
+               for _ in range(3)]
+        harness.scheduler.acquire_lock()
+        wait_until(lambda: harness.scheduler.tick() or len(
+            [a for a in ids if _workers(harness, a)]) == 2, 10, "two warm workers")
+        warm = [a for a in ids if _workers(harness, a)]
+        cold = next(a for a in ids if a not in warm)
+        assert len(warm) == 2 and harness.scheduler.placer.capacity() == 0
+        wait_until(lambda: all(w["status"] == "READY" for a in warm
+                               for w in _workers(harness, a)), 10, "warm workers READY")
+        harness.platform.send_message(CALLER, cold, Message("x", "str", {}))
+        harness.scheduler.reconcile("T", cold)
+        wait_until(lambda: harness.scheduler.reconcile("T", cold) or _workers(harness, cold),
+                   3, "a worker for the waiting message, at once")
