@@ -80,11 +80,18 @@ def static_busybox() -> Path:
 
 
 def _context(script: str, busybox: Path) -> io.BytesIO:
+    return build_context({"run.sh": script.encode(), "Dockerfile": DOCKERFILE.encode()},
+                         {"busybox": busybox})
+
+
+def build_context(files: dict[str, bytes], trees: dict[str, Path] | None = None) -> io.BytesIO:
+    """A build context in memory: ``files`` by name (executable), ``trees`` copied from
+    the host under the names given."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        tar.add(str(busybox), arcname="busybox")
-        for name, text in (("run.sh", script), ("Dockerfile", DOCKERFILE)):
-            data = text.encode()
+        for name, path in (trees or {}).items():
+            tar.add(str(path), arcname=name)
+        for name, data in files.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             info.mode = 0o755
@@ -146,17 +153,10 @@ def build_python(client: object | None = None, work: Path | None = None,
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
                         "--only-binary=:all:", "--target", str(site), *PYTHON_PACKAGES],
                        check=True)
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        tar.add(str(site), arcname="site")
-        for name, text in (("actor.py", PYTHON_ACTOR), ("Dockerfile", (
-                f"FROM {PYTHON_BASE}\nCOPY site /usr/local/lib/python3.11/dist-packages\n"
-                "COPY actor.py /actor.py\nCMD [\"python3\", \"/actor.py\"]\n"))):
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    buffer.seek(0)
+    buffer = build_context({"actor.py": PYTHON_ACTOR.encode(), "Dockerfile": (
+        f"FROM {PYTHON_BASE}\nCOPY site /usr/local/lib/python3.11/dist-packages\n"
+        "COPY actor.py /actor.py\nCMD [\"python3\", \"/actor.py\"]\n").encode()},
+        {"site": site})
     images.build(fileobj=buffer, custom_context=True, tag=PYTHON_IMAGE, rm=True)
     if not quiet:
         print(f"built {PYTHON_IMAGE}")
@@ -214,16 +214,10 @@ def build_relay(client: object | None = None, quiet: bool = True) -> str:
     except docker.errors.ImageNotFound:
         pass
     _python_base(images, Path("/tmp/abaco-python-image"), quiet)
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, data in (("jobs/__init__.py", b""), ("jobs/results_relay.py", source), (
-                "Dockerfile", (f"FROM {PYTHON_BASE}\nCOPY jobs /app/jobs\nWORKDIR /app\n"
-                               f"LABEL abaco.relay={digest}\n"
-                               'CMD ["python3", "-m", "jobs.results_relay"]\n').encode())):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    buffer.seek(0)
+    buffer = build_context({"jobs/__init__.py": b"", "jobs/results_relay.py": source, (
+        "Dockerfile"): (f"FROM {PYTHON_BASE}\nCOPY jobs /app/jobs\nWORKDIR /app\n"
+                        f"LABEL abaco.relay={digest}\n"
+                        'CMD ["python3", "-m", "jobs.results_relay"]\n').encode()})
     images.build(fileobj=buffer, custom_context=True, tag=RELAY_IMAGE, rm=True)
     if not quiet:
         print(f"built {RELAY_IMAGE}")

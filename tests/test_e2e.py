@@ -24,6 +24,7 @@ import requests
 from jobs.runners.docker import LABEL_EXECUTION
 from jobs.settings import Settings
 from tests.conftest import ROOT
+from tests.http_helpers import execution, ready_actor, result
 from tests.waits import wait_until
 
 FINAL = ("COMPLETE", "ERROR")
@@ -34,24 +35,8 @@ def base(api_stack: Settings) -> str:
     return f"http://127.0.0.1:{api_stack.api_port}/actors"
 
 
-def _result(reply: requests.Response) -> Any:
-    assert reply.status_code == 200, reply.text
-    return reply.json()["result"]
-
-
-def _ready_actor(base: str, **fields: Any) -> dict[str, Any]:
-    actor = _result(requests.post(base, json={"image": "abaco-test-echo", **fields}, timeout=10))
-    wait_until(lambda: _result(requests.get(f"{base}/{actor['id']}", timeout=10))["status"]
-               == "READY", 30, "actor READY")
-    return actor
-
-
-def _execution(base: str, actor_id: str, eid: str) -> dict[str, Any]:
-    return _result(requests.get(f"{base}/{actor_id}/executions/{eid}", timeout=10))
-
-
 def _all_final(base: str, actor_id: str, eids: list[str]) -> list[dict[str, Any]]:
-    records = [_execution(base, actor_id, eid) for eid in eids]
+    records = [execution(base, actor_id, eid) for eid in eids]
     return records if all(r["status"] in FINAL for r in records) else []
 
 
@@ -62,24 +47,24 @@ def _starts_per_execution(docker_client: Any, actor_id: str, since: float) -> Co
 
 
 def test_quickstart(base: str):
-    actor = _ready_actor(base, name="quickstart")
-    sent = _result(requests.post(f"{base}/{actor['id']}/messages", data={"message": "hi"},
+    actor = ready_actor(base, name="quickstart")
+    sent = result(requests.post(f"{base}/{actor['id']}/messages", data={"message": "hi"},
                                  timeout=10))
     eid = sent["executionId"]
-    wait_until(lambda: _execution(base, actor["id"], eid)["status"] == "COMPLETE", 60,
+    wait_until(lambda: execution(base, actor["id"], eid)["status"] == "COMPLETE", 60,
                "execution COMPLETE")
-    listing = _result(requests.get(f"{base}/{actor['id']}/executions", timeout=10))
+    listing = result(requests.get(f"{base}/{actor['id']}/executions", timeout=10))
     assert [e["id"] for e in listing["executions"]] == [eid]
-    record = _execution(base, actor["id"], eid)
+    record = execution(base, actor["id"], eid)
     assert record["exitCode"] == 0 and record["runtime"] >= 0 and record["workerId"]
     assert listing["totalRuntime"] == pytest.approx(record["runtime"])
     assert listing["totalCpu"] == record["cpu"] and listing["totalIo"] == record["io"]
-    logs = _result(requests.get(f"{base}/{actor['id']}/executions/{eid}/logs", timeout=10))
+    logs = result(requests.get(f"{base}/{actor['id']}/executions/{eid}/logs", timeout=10))
     assert "Contents of MSG: hi" in logs["logs"]
 
 
 def test_synchronous_message_answers_with_the_logs(base: str):
-    actor = _ready_actor(base)
+    actor = ready_actor(base)
     reply = requests.post(f"{base}/{actor['id']}/messages?_abaco_synchronous=true",
                           data={"message": "sync"}, timeout=60)
     assert reply.status_code == 200
@@ -87,8 +72,8 @@ def test_synchronous_message_answers_with_the_logs(base: str):
 
 
 def test_an_unpullable_image_puts_the_actor_in_error(base: str):
-    actor = _result(requests.post(base, json={"image": "abaco-test-nowhere:1"}, timeout=10))
-    found = wait_until(lambda: (a := _result(requests.get(f"{base}/{actor['id']}", timeout=10)))[
+    actor = result(requests.post(base, json={"image": "abaco-test-nowhere:1"}, timeout=10))
+    found = wait_until(lambda: (a := result(requests.get(f"{base}/{actor['id']}", timeout=10)))[
         "status"] == "ERROR" and a, 60, "actor ERROR")
     assert "abaco-test-nowhere:1" in found["statusMessage"]
     reply = requests.post(f"{base}/{actor['id']}/messages", data={"message": "x"}, timeout=10)
@@ -114,7 +99,7 @@ def _check_no_loss_no_rerun(base: str, docker_client: Any, actor_id: str, eids: 
     for record in records:
         if record["status"] == "ERROR":
             assert record["statusMessage"], record
-    listing = _result(requests.get(f"{base}/{actor_id}/executions", timeout=10))
+    listing = result(requests.get(f"{base}/{actor_id}/executions", timeout=10))
     assert all(e["status"] in FINAL for e in listing["executions"]), "an execution stayed open"
     starts = _starts_per_execution(docker_client, actor_id, since)
     assert max(starts.values()) == 1, f"ran twice: {starts.most_common(3)}"
@@ -122,12 +107,12 @@ def _check_no_loss_no_rerun(base: str, docker_client: Any, actor_id: str, eids: 
 
 
 def test_sigkill_of_a_worker_during_a_burst(base: str, api_stack: Settings, docker_client: Any):
-    actor = _ready_actor(base, defaultEnvironment={"SLEEP": "0.3"})
+    actor = ready_actor(base, defaultEnvironment={"SLEEP": "0.3"})
     since = time.time()
     eids = [e for e in _burst(base, actor["id"], 50) if e]
     assert len(eids) == 50
     workers = api_stack.data_dir / "run" / "workers"
-    wait_until(lambda: sum(_execution(base, actor["id"], e)["status"] == "COMPLETE"
+    wait_until(lambda: sum(execution(base, actor["id"], e)["status"] == "COMPLETE"
                            for e in eids[:5]) >= 2, 60, "a few executions done")
     pid_files = wait_until(lambda: list(workers.glob("*.pid")), 30, "a worker pid file")
     for pid_file in pid_files:
@@ -140,13 +125,13 @@ def test_sigkill_of_a_worker_during_a_burst(base: str, api_stack: Settings, dock
 
 
 def test_sigkill_of_the_api_during_a_burst(base: str, api_stack: Settings, docker_client: Any):
-    actor = _ready_actor(base)
+    actor = ready_actor(base)
     since = time.time()
     api_pid = int((api_stack.data_dir / "run" / "api.pid").read_text())
     results: list[str | None] = []
     sender = threading.Thread(target=lambda: results.extend(_burst(base, actor["id"], 50)))
     sender.start()
-    wait_until(lambda: _result(requests.get(f"{base}/{actor['id']}/executions", timeout=10))[
+    wait_until(lambda: result(requests.get(f"{base}/{actor['id']}/executions", timeout=10))[
         "totalExecutions"] >= 10, 60, "part of the burst accepted")
     os.killpg(api_pid, signal.SIGKILL)
     sender.join(120)
@@ -156,22 +141,22 @@ def test_sigkill_of_the_api_during_a_burst(base: str, api_stack: Settings, docke
     assert restarted.returncode == 0, restarted.stderr
     accepted = [e for e in results if e]
     assert 10 <= len(accepted) <= 50
-    listing = _result(requests.get(f"{base}/{actor['id']}/executions", timeout=10))
+    listing = result(requests.get(f"{base}/{actor['id']}/executions", timeout=10))
     every = [e["id"] for e in listing["executions"]]
     assert set(accepted) <= set(every)
     _check_no_loss_no_rerun(base, docker_client, actor["id"], every, since)
 
 
 def test_an_updated_actor_becomes_ready_on_its_new_image(base: str):
-    actor = _ready_actor(base)
-    updated = _result(requests.put(f"{base}/{actor['id']}", json={"image": "abaco-test-fail"},
+    actor = ready_actor(base)
+    updated = result(requests.put(f"{base}/{actor['id']}", json={"image": "abaco-test-fail"},
                                    timeout=10))
     assert updated["revision"] == 2
-    wait_until(lambda: _result(requests.get(f"{base}/{actor['id']}", timeout=10))["status"]
+    wait_until(lambda: result(requests.get(f"{base}/{actor['id']}", timeout=10))["status"]
                == "READY", 30, "updated actor READY")
-    eid = _result(requests.post(f"{base}/{actor['id']}/messages", data={"message": "x"},
+    eid = result(requests.post(f"{base}/{actor['id']}/messages", data={"message": "x"},
                                 timeout=10))["executionId"]
-    record = wait_until(lambda: (r := _execution(base, actor["id"], eid))["status"] in FINAL
+    record = wait_until(lambda: (r := execution(base, actor["id"], eid))["status"] in FINAL
                         and r, 60, "execution final")
     assert record["status"] == "COMPLETE" and record["exitCode"] == 3
     assert record["revision"] == 2

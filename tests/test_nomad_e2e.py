@@ -27,6 +27,7 @@ from werkzeug.serving import make_server
 from jobs.runners.docker import LABEL_EXECUTION
 from jobs.settings import Settings
 from tests.harness import fast_settings
+from tests.http_helpers import execution, ready_actor, result
 from tests.nomad_double import NomadDouble, on_double
 from tests.waits import wait_until
 
@@ -71,24 +72,8 @@ def stack(services: Settings, images: list[str], relay_image: str,
 running: list[Any] = []  # the stack's current scheduler and its thread
 
 
-def _result(reply: requests.Response) -> Any:
-    assert reply.status_code == 200, reply.text
-    return reply.json()["result"]
-
-
-def _ready_actor(base: str, **fields: Any) -> dict[str, Any]:
-    actor = _result(requests.post(base, json={"image": "abaco-test-echo", **fields}, timeout=10))
-    wait_until(lambda: _result(requests.get(f"{base}/{actor['id']}", timeout=10))["status"]
-               == "READY", 30, "actor READY")
-    return actor
-
-
-def _execution(base: str, actor_id: str, eid: str) -> dict[str, Any]:
-    return _result(requests.get(f"{base}/{actor_id}/executions/{eid}", timeout=10))
-
-
 def _complete(base: str, actor_id: str, eid: str, within_s: float = 90) -> dict[str, Any]:
-    return wait_until(lambda: (r := _execution(base, actor_id, eid))["status"] in FINAL and r,
+    return wait_until(lambda: (r := execution(base, actor_id, eid))["status"] in FINAL and r,
                       within_s, f"execution {eid} final")
 
 
@@ -102,15 +87,15 @@ def _worker_processes(double: NomadDouble, actor_id: str) -> list[Any]:
 
 def test_quickstart_on_nomad(stack: Any):
     base, double, _settings = stack
-    actor = _ready_actor(base, name="quickstart")
-    sent = _result(requests.post(f"{base}/{actor['id']}/messages", data={"message": "hi"},
+    actor = ready_actor(base, name="quickstart")
+    sent = result(requests.post(f"{base}/{actor['id']}/messages", data={"message": "hi"},
                                  timeout=10))
     record = _complete(base, actor["id"], sent["executionId"])
     assert record["status"] == "COMPLETE" and record["exitCode"] == 0, record
-    logs = _result(requests.get(f"{base}/{actor['id']}/executions/{sent['executionId']}/logs",
+    logs = result(requests.get(f"{base}/{actor['id']}/executions/{sent['executionId']}/logs",
                                 timeout=10))
     assert "Contents of MSG: hi" in logs["logs"]
-    workers = _result(requests.get(f"{base}/{actor['id']}/workers", timeout=10))
+    workers = result(requests.get(f"{base}/{actor['id']}/workers", timeout=10))
     assert workers and any(j.startswith("abaco-workers-") for j in double.state.jobs), \
         "the warm worker is an allocation of the actor's service job"
     assert any(f"/v1/job/abaco-{sent['executionId']}" in r for r in double.state.requests), \
@@ -119,20 +104,20 @@ def test_quickstart_on_nomad(stack: Any):
 
 def test_results_and_binary_messages_through_nomad(stack: Any):
     base, _double, _settings = stack
-    python = _ready_actor(base, image="abaco-test-python")
-    eid = _result(requests.post(f"{base}/{python['id']}/messages", data={"message": "r"},
+    python = ready_actor(base, image="abaco-test-python")
+    eid = result(requests.post(f"{base}/{python['id']}/messages", data={"message": "r"},
                                 timeout=10))["executionId"]
     assert _complete(base, python["id"], eid)["status"] == "COMPLETE"
     first = requests.get(f"{base}/{python['id']}/executions/{eid}/results", timeout=10)
     assert first.status_code == 200 and first.content == b"bytes for r"
     second = requests.get(f"{base}/{python['id']}/executions/{eid}/results", timeout=10)
     assert pickle.loads(second.content)["answer"] == 42
-    echo = _ready_actor(base)
-    eid = _result(requests.post(f"{base}/{echo['id']}/messages", data=b"\x01" * 777,
+    echo = ready_actor(base)
+    eid = result(requests.post(f"{base}/{echo['id']}/messages", data=b"\x01" * 777,
                                 headers={"Content-Type": "application/octet-stream"},
                                 timeout=10))["executionId"]
     assert _complete(base, echo["id"], eid)["status"] == "COMPLETE"
-    logs = _result(requests.get(f"{base}/{echo['id']}/executions/{eid}/logs", timeout=10))
+    logs = result(requests.get(f"{base}/{echo['id']}/executions/{eid}/logs", timeout=10))
     assert "binary bytes: 777" in logs["logs"]
 
 
@@ -144,11 +129,11 @@ def _starts(docker_client: Any, actor_id: str, since: float) -> Counter[str]:
 
 def test_sigkill_of_a_nomad_worker_during_a_burst(stack: Any, docker_client: Any):
     base, double, _settings = stack
-    actor = _ready_actor(base, defaultEnvironment={"SLEEP": "0.2"}, maxWorkers=2)
+    actor = ready_actor(base, defaultEnvironment={"SLEEP": "0.2"}, maxWorkers=2)
     since = time.time()
-    eids = [_result(requests.post(f"{base}/{actor['id']}/messages", data={"message": f"m{i}"},
+    eids = [result(requests.post(f"{base}/{actor['id']}/messages", data={"message": f"m{i}"},
                                   timeout=10))["executionId"] for i in range(12)]
-    wait_until(lambda: any(_execution(base, actor["id"], e)["status"] == "RUNNING"
+    wait_until(lambda: any(execution(base, actor["id"], e)["status"] == "RUNNING"
                            for e in eids), 60, "a run under way")
     victims = wait_until(lambda: _worker_processes(double, actor["id"]), 30, "a worker")
     for process in victims:
@@ -166,11 +151,11 @@ def test_a_frozen_nomad_worker_is_fenced_and_its_run_finished_by_another(stack: 
     removes it (fencing), stops its allocation, Nomad places a replacement, and the new
     worker adopts the run; the frozen worker, thawed, writes nothing."""
     base, double, _settings = stack
-    actor = _ready_actor(base, defaultEnvironment={"SLEEP": "4"})
+    actor = ready_actor(base, defaultEnvironment={"SLEEP": "4"})
     since = time.time()
-    eid = _result(requests.post(f"{base}/{actor['id']}/messages", data={"message": "f"},
+    eid = result(requests.post(f"{base}/{actor['id']}/messages", data={"message": "f"},
                                 timeout=10))["executionId"]
-    running = wait_until(lambda: (r := _execution(base, actor["id"], eid))["status"] ==
+    running = wait_until(lambda: (r := execution(base, actor["id"], eid))["status"] ==
                          "RUNNING" and r, 60, "RUNNING")
     frozen = _worker_processes(double, actor["id"])
     for process in frozen:
@@ -186,7 +171,7 @@ def test_a_frozen_nomad_worker_is_fenced_and_its_run_finished_by_another(stack: 
     assert _starts(docker_client, actor["id"], since)[eid] == 1, "adopted, not run again"
     wait_until(lambda: all(p.poll() is not None for p in frozen), 30,
                "the frozen worker's allocation stopped")
-    assert _execution(base, actor["id"], eid) == record, "the fenced worker wrote nothing"
+    assert execution(base, actor["id"], eid) == record, "the fenced worker wrote nothing"
 
 
 def test_a_new_scheduler_takes_over_the_worker_jobs(stack: Any, docker_client: Any):
@@ -198,11 +183,11 @@ def test_a_new_scheduler_takes_over_the_worker_jobs(stack: Any, docker_client: A
     from scheduler.loop import Scheduler
 
     base, double, settings = stack
-    actor = _ready_actor(base, defaultEnvironment={"SLEEP": "0.3"})
+    actor = ready_actor(base, defaultEnvironment={"SLEEP": "0.3"})
     since = time.time()
-    eids = [_result(requests.post(f"{base}/{actor['id']}/messages", data={"message": f"s{i}"},
+    eids = [result(requests.post(f"{base}/{actor['id']}/messages", data={"message": f"s{i}"},
                                   timeout=10))["executionId"] for i in range(8)]
-    wait_until(lambda: any(_execution(base, actor["id"], e)["status"] == "COMPLETE"
+    wait_until(lambda: any(execution(base, actor["id"], e)["status"] == "COMPLETE"
                            for e in eids), 60, "a first execution done")
     old, old_loop = running
     old.stopping.set()

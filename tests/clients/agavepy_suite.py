@@ -4,13 +4,13 @@ run by the client venv's Python (``.venv-clients``). Prints one JSON object: ope
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 import warnings
 from typing import Any
 
 from agavepy.agave import Agave
+from recorder import Recorder  # the suites run as scripts from this folder
 
 warnings.filterwarnings("ignore")
 
@@ -30,16 +30,8 @@ def plain(value: Any) -> Any:
 def main() -> None:
     server, token = sys.argv[1], sys.argv[2]
     ag = Agave(api_server=server, token=token, verify=False)
-    out: dict[str, Any] = {}
-
-    def call(op: str, fn: Any, /, **kwargs: Any) -> Any:
-        try:
-            value = plain(fn(**kwargs))
-            out[op] = {"ok": True, "value": value}
-            return value
-        except Exception as exc:  # noqa: BLE001 - every failure is reported, not raised
-            out[op] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500]}
-            return None
+    recorder = Recorder(plain)
+    call = recorder.call
 
     a = ag.actors
     actor = call("add", a.add, body={"image": "abaco-test-echo", "name": "agavepy"})
@@ -87,7 +79,7 @@ def main() -> None:
     call("updateState", a.updateState, actorId=(stateful or {}).get("id", "missing"),
          body={"count": 1})
     call("delete", a.delete, actorId=aid)
-    print(json.dumps(out))
+    recorder.report()
 
 
 if __name__ == "__main__":

@@ -3,11 +3,11 @@ client venv's Python (``.venv-clients``). Prints one JSON object: operation -> o
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import Any
 
+from recorder import Recorder  # the suites run as scripts from this folder
 from tapipy.tapis import Tapis
 
 
@@ -25,16 +25,8 @@ def plain(value: Any) -> Any:
 def main() -> None:
     base, token = sys.argv[1], sys.argv[2]
     t = Tapis(base_url=base, access_token=token)
-    out: dict[str, Any] = {}
-
-    def call(op: str, fn: Any, /, **kwargs: Any) -> Any:
-        try:
-            value = plain(fn(**kwargs))
-            out[op] = {"ok": True, "value": value}
-            return value
-        except Exception as exc:  # noqa: BLE001 - every failure is reported, not raised
-            out[op] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500]}
-            return None
+    recorder = Recorder(plain)
+    call = recorder.call
 
     a = t.actors
     actor = call("create_actor", a.create_actor, image="abaco-test-echo", name="tapipy")
@@ -81,7 +73,7 @@ def main() -> None:
     sid = (stateful or {}).get("id", "missing")
     call("update_state", a.update_state, actor_id=sid, request_body={"count": 1})
     call("delete_actor", a.delete_actor, actor_id=aid)
-    print(json.dumps(out))
+    recorder.report()
 
 
 if __name__ == "__main__":
