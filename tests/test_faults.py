@@ -17,7 +17,8 @@ import requests
 
 from jobs.settings import Settings
 from tests.conftest import ROOT
-from tests.test_e2e import _burst, _check_no_loss_no_rerun, _execution, _ready_actor
+from tests.http_helpers import execution, ready_actor
+from tests.test_e2e import _burst, _check_no_loss_no_rerun
 from tests.waits import wait_until
 
 ACTORS = 3
@@ -70,12 +71,12 @@ def _abaco_up(stack: Settings) -> None:
                                        "kill-openbao", "kill-docker-engine"])
 def test_a_burst_survives_a_killed_component(fault: Any, base: str, api_stack: Settings,
                                              docker_client: Any):
-    actors = [_ready_actor(base, defaultEnvironment={"SLEEP": "0.5"}) for _ in range(ACTORS)]
+    actors = [ready_actor(base, defaultEnvironment={"SLEEP": "0.5"}) for _ in range(ACTORS)]
     since = time.time()
     sent = {a["id"]: [e for e in _burst(base, a["id"], PER_ACTOR) if e] for a in actors}
     assert all(len(eids) == PER_ACTOR for eids in sent.values())
     first = actors[0]["id"]
-    wait_until(lambda: any(_execution(base, first, e)["status"] == "RUNNING"
+    wait_until(lambda: any(execution(base, first, e)["status"] == "RUNNING"
                            for e in sent[first]), 60, "a run in flight")
     assert fault(api_stack) >= 1
     _abaco_up(api_stack)

@@ -17,14 +17,12 @@ from jobs.keys import Keys
 from jobs.settings import Settings
 from jobs.store import Store
 from tests.conftest import ROOT
+from tests.http_helpers import execution, ready_actor, result
 from tests.test_e2e import (
     FINAL,
     _all_final,
     _burst,
     _check_no_loss_no_rerun,
-    _execution,
-    _ready_actor,
-    _result,
 )
 from tests.waits import wait_until
 
@@ -37,20 +35,20 @@ def base(api_stack: Settings) -> str:
 def _send(base: str, actor_id: str, message: str = "m", **params: str) -> str:
     reply = requests.post(f"{base}/{actor_id}/messages", params=params,
                           data={"message": message}, timeout=10)
-    return str(_result(reply)["executionId"])
+    return str(result(reply)["executionId"])
 
 
 def _workers(base: str, actor_id: str) -> list[dict[str, Any]]:
-    return list(_result(requests.get(f"{base}/{actor_id}/workers", timeout=10)))
+    return list(result(requests.get(f"{base}/{actor_id}/workers", timeout=10)))
 
 
 def _final(base: str, actor_id: str, eid: str, timeout_s: float = 60) -> dict[str, Any]:
-    return wait_until(lambda: (r := _execution(base, actor_id, eid))["status"] in FINAL and r,
+    return wait_until(lambda: (r := execution(base, actor_id, eid))["status"] in FINAL and r,
                       timeout_s, f"execution {eid} final")
 
 
 def test_scale_up_on_backlog_then_down_to_zero(base: str):
-    actor = _ready_actor(base, maxWorkers=3, defaultEnvironment={"SLEEP": "2"})
+    actor = ready_actor(base, maxWorkers=3, defaultEnvironment={"SLEEP": "2"})
     eids = [_send(base, actor["id"], str(i)) for i in range(6)]
     wait_until(lambda: len(_workers(base, actor["id"])) == 3, 30, "three workers")
     records = wait_until(lambda: _all_final(base, actor["id"], eids), 90, "all final")
@@ -61,7 +59,7 @@ def test_scale_up_on_backlog_then_down_to_zero(base: str):
 
 
 def test_min_workers_stay_warm(base: str):
-    actor = _ready_actor(base, minWorkers=1)
+    actor = ready_actor(base, minWorkers=1)
     worker = wait_until(lambda: [w for w in _workers(base, actor["id"])
                                  if w["status"] == "READY"], 30, "a warm worker")[0]
     assert worker["revision"] == 1 and worker["image"] == "abaco-test-echo"
@@ -72,7 +70,7 @@ def test_min_workers_stay_warm(base: str):
 
 
 def test_a_stateful_actor_never_has_two_workers(base: str):
-    actor = _ready_actor(base, stateless=False, defaultEnvironment={"SLEEP": "0.5"})
+    actor = ready_actor(base, stateless=False, defaultEnvironment={"SLEEP": "0.5"})
     eids = [_send(base, actor["id"], str(i)) for i in range(5)]
     most = 0
     deadline = time.monotonic() + 60
@@ -85,12 +83,12 @@ def test_a_stateful_actor_never_has_two_workers(base: str):
 
 
 def test_hot_update_during_a_burst(base: str, docker_client: Any):
-    actor = _ready_actor(base, defaultEnvironment={"SLEEP": "0.2"}, maxWorkers=2)
+    actor = ready_actor(base, defaultEnvironment={"SLEEP": "0.2"}, maxWorkers=2)
     since = time.time()
     first = [e for e in _burst(base, actor["id"], 15) if e]
-    wait_until(lambda: any(_execution(base, actor["id"], e)["status"] == "COMPLETE"
+    wait_until(lambda: any(execution(base, actor["id"], e)["status"] == "COMPLETE"
                            for e in first), 60, "first executions done")
-    updated = _result(requests.put(f"{base}/{actor['id']}", data={"force": "true"},
+    updated = result(requests.put(f"{base}/{actor['id']}", data={"force": "true"},
                                    timeout=10))
     assert updated["revision"] == 2
     updated_at = time.time()
@@ -106,12 +104,12 @@ def test_hot_update_during_a_burst(base: str, docker_client: Any):
 
 
 def test_cancel_a_running_and_a_queued_execution(base: str):
-    actor = _ready_actor(base, stateless=False, defaultEnvironment={"SLEEP": "60"})
+    actor = ready_actor(base, stateless=False, defaultEnvironment={"SLEEP": "60"})
     running = _send(base, actor["id"])
     queued = _send(base, actor["id"])
-    wait_until(lambda: _execution(base, actor["id"], running)["status"] == "RUNNING", 30,
+    wait_until(lambda: execution(base, actor["id"], running)["status"] == "RUNNING", 30,
                "RUNNING")
-    dropped = _result(requests.delete(f"{base}/{actor['id']}/executions/{queued}",
+    dropped = result(requests.delete(f"{base}/{actor['id']}/executions/{queued}",
                                       timeout=10))
     assert dropped["status"] == "COMPLETE" and dropped["startTime"] is None
     assert "cancelled" in dropped["statusMessage"]
@@ -127,29 +125,29 @@ def test_cancel_a_running_and_a_queued_execution(base: str):
 
 
 def test_max_run_time_and_memory_limit(base: str):
-    slow = _ready_actor(base, maxRunTime=1, defaultEnvironment={"SLEEP": "30"})
+    slow = ready_actor(base, maxRunTime=1, defaultEnvironment={"SLEEP": "30"})
     record = _final(base, slow["id"], _send(base, slow["id"]), 30)
     assert record["status"] == "COMPLETE" and "maximum run time" in record["statusMessage"]
     assert record["runtime"] < 10
-    hog = _result(requests.post(base, json={"image": "abaco-test-memhog", "memLimit": "32m",
+    hog = result(requests.post(base, json={"image": "abaco-test-memhog", "memLimit": "32m",
                                             "defaultEnvironment": {"MB": "200"}}, timeout=10))
-    wait_until(lambda: _result(requests.get(f"{base}/{hog['id']}", timeout=10))["status"]
+    wait_until(lambda: result(requests.get(f"{base}/{hog['id']}", timeout=10))["status"]
                == "READY", 30, "READY")
     record = _final(base, hog["id"], _send(base, hog["id"]), 60)
     assert record["finalState"]["OOMKilled"] is True
 
 
 def test_workers_api(base: str):
-    actor = _ready_actor(base, defaultEnvironment={"SLEEP": "3"})
-    assert _result(requests.post(f"{base}/{actor['id']}/workers", data={"num": "2"},
+    actor = ready_actor(base, defaultEnvironment={"SLEEP": "3"})
+    assert result(requests.post(f"{base}/{actor['id']}/workers", data={"num": "2"},
                                  timeout=10)) == {"num": 2}
     workers = wait_until(lambda: len(w := _workers(base, actor["id"])) == 2 and w, 30,
                          "two workers")
-    one = _result(requests.get(f"{base}/{actor['id']}/workers/{workers[0]['id']}", timeout=10))
+    one = result(requests.get(f"{base}/{actor['id']}/workers/{workers[0]['id']}", timeout=10))
     assert one["id"] == workers[0]["id"] and one["status"] in ("REQUESTED", "READY")
     eid = _send(base, actor["id"])
-    wait_until(lambda: _execution(base, actor["id"], eid)["status"] == "RUNNING", 30, "RUNNING")
-    busy = _execution(base, actor["id"], eid)["workerId"]
+    wait_until(lambda: execution(base, actor["id"], eid)["status"] == "RUNNING", 30, "RUNNING")
+    busy = execution(base, actor["id"], eid)["workerId"]
     assert requests.delete(f"{base}/{actor['id']}/workers/{busy}", timeout=10).status_code == 200
     assert _final(base, actor["id"], eid)["status"] == "COMPLETE", "graceful: it finished"
     wait_until(lambda: busy not in {w["id"] for w in _workers(base, actor["id"])}, 30,
@@ -161,10 +159,10 @@ def test_workers_api(base: str):
 
 def test_sigterm_to_a_worker_finishes_its_execution_and_keeps_the_queue(
         base: str, api_stack: Settings):
-    actor = _ready_actor(base, stateless=False, defaultEnvironment={"SLEEP": "2"})
+    actor = ready_actor(base, stateless=False, defaultEnvironment={"SLEEP": "2"})
     running = _send(base, actor["id"], "first")
     queued = [_send(base, actor["id"], f"q{i}") for i in range(2)]
-    wait_until(lambda: _execution(base, actor["id"], running)["status"] == "RUNNING", 30,
+    wait_until(lambda: execution(base, actor["id"], running)["status"] == "RUNNING", 30,
                "RUNNING")
     worker = _workers(base, actor["id"])[0]
     os.kill(int(worker["pid"]), signal.SIGTERM)
@@ -189,7 +187,7 @@ def test_kill_9_of_the_active_scheduler_hands_over_to_the_standby(
         os.kill(active_pid, signal.SIGKILL)
         wait_until(lambda: (h := store.r.get(store.keys.scheduler_lock())) is not None
                    and int(h.decode().split(":")[1]) == standby.pid, 20, "standby takes over")
-        actor = _ready_actor(base)
+        actor = ready_actor(base)
         assert _final(base, actor["id"], _send(base, actor["id"]))["status"] == "COMPLETE"
     finally:
         standby.send_signal(signal.SIGTERM)
