@@ -102,6 +102,7 @@ class Settings:
     heartbeat_ttl_s: float = 10.0
     worker_idle_s: float = 300.0
     scheduler_tick_s: float = 5.0
+    scheduler_sweep_s: float = 300.0
     sync_timeout_s: float = 30.0
     pids_limit: int = 512
     max_run_time_s: float = 3600.0
@@ -189,7 +190,7 @@ class Settings:
                      "backoff_first_s", "backoff_max_s", "outage_patience_s",
                      "worker_startup_grace_s", "docker_timeout_s", "redis_connect_timeout_s",
                      "vault_timeout_s", "log_drain_s", "results_ttl_s",
-                     "webhook_timeout_s", "execution_keep_s"):
+                     "webhook_timeout_s", "execution_keep_s", "scheduler_sweep_s"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"setting {name} must be a positive number of seconds")
         if self.auth == "none" and self.api_host not in ("127.0.0.1", "localhost", "::1"):

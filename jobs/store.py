@@ -146,6 +146,40 @@ class Store:
         return [_split_ref(m.decode()) for m in members]
 
     @_translate
+    def actor_refs_slice(self, cursor: int, count: int) -> tuple[int, list[tuple[str, str]]]:
+        """About ``count`` actors from ``cursor`` on (SSCAN: every actor present for a whole
+        sweep is returned at least once); the next cursor, 0 when the sweep is done."""
+        nxt, members = cast(tuple, self.r.sscan(self.keys.all_actors(), cursor, count=count))
+        return int(nxt), [_split_ref(m.decode()) for m in members]
+
+    @_translate
+    def sweep_flags(self, refs: list[tuple[str, str]]) -> list[tuple[bool, bool]]:
+        """For each actor, in one round trip: (needs a reconcile, has execution records).
+        An actor needs none when it is settled (READY or ERROR), holds no worker, has
+        nothing queued or orphaned, and no schedule, warm start, request or minimum."""
+        with self.r.pipeline(transaction=False) as pipe:
+            for tenant, actor_id in refs:
+                pipe.hmget(self.keys.actor(tenant, actor_id), "status", "cron_on",
+                           "min_workers", "warm_start", "workers_requested")
+                pipe.hlen(self.keys.workers(tenant, actor_id))
+                pipe.zcard(self.keys.queued(tenant, actor_id))
+                pipe.zcard(self.keys.orphans(tenant, actor_id))
+                pipe.zcard(self.keys.executions(tenant, actor_id))
+            replies = pipe.execute()
+        flags = []
+        for i in range(0, len(replies), 5):
+            fields, workers, queued, orphans, executions = replies[i:i + 5]
+            status, *extra = [json.loads(v) if v is not None else None for v in fields]
+            settled = status in ("READY", "ERROR") and not any(extra)
+            flags.append((not (settled and not workers and not queued and not orphans),
+                          bool(executions)))
+        return flags
+
+    @_translate
+    def actor_count(self) -> int:
+        return int(cast(int, self.r.scard(self.keys.all_actors())))
+
+    @_translate
     def delete_actor(self, tenant: str, actor_id: str) -> list[str]:
         """Remove every record of the actor; return its execution ids (for log cleanup).
 

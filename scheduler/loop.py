@@ -66,6 +66,9 @@ class Scheduler:
         self.wake_cursor = "$"
         self.share = settings.max_workers_per_host
         self.backlog = 0  # actors with queued messages at the last full pass
+        self.swept_once = False
+        self.sweep_cursor = 0
+        self.attention: set[tuple[str, str]] = set()
         self.warm_share = settings.max_workers_per_host  # minWorkers kept warm, at most
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # tests move it
         self.epoch = 0
@@ -74,10 +77,13 @@ class Scheduler:
 
     # -- the pass -----------------------------------------------------------------
     def tick(self) -> None:
-        """One reconcile pass over every actor."""
+        """One reconcile pass: over every actor the first time, then over those that need
+        it (see ``_refs_for_this_pass``), so its cost follows the work, not the number of
+        registered actors."""
         self._collect_ended()
-        refs = self.store.all_actor_refs()
-        self.held = {ref: self.held[ref] for ref in refs if ref in self.held}
+        refs, kept = self._refs_for_this_pass()
+        self.held = {ref: count for ref, count in self.held.items()
+                     if ref in refs or count[1]}
         backlog = sum(1 for ref in refs if self.store.queued_count(*ref))
         self.backlog = backlog
         self.share = fair_share(self.settings.max_workers_per_host, backlog)
@@ -90,7 +96,44 @@ class Scheduler:
         self._copy_pending_logs()
         self._remove_runs_of_deleted_actors()
         self._expire_and_delete_logs()
-        self._trim_records(refs)
+        self._trim_records(kept)
+
+    def _refs_for_this_pass(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """The actors to reconcile, and those whose records retention looks at.
+
+        Everything on the first pass. After it: the actors that hold workers on this
+        host, those that asked for attention at their last reconcile (messages waiting,
+        an image check under way, a schedule, a warm start, an admin's request, a
+        minimum), and a slice of all actors sized so that a whole sweep takes
+        ``scheduler_sweep_s``: the safety net, checked in one round trip per slice so
+        settled idle actors cost almost nothing. Messages, registrations and workers
+        leaving wake the scheduler for their actor at once anyway."""
+        if not self.swept_once:
+            self.swept_once = True
+            every = self.store.all_actor_refs()
+            return every, every
+        refs = set(self.attention)
+        refs.update((tenant, actor_id) for tenant, actor_id, _w in
+                    self.store.host_workers(self.placer.host))
+        passes = max(1.0, self.settings.scheduler_sweep_s / self.settings.scheduler_tick_s)
+        self.sweep_cursor, batch = self.store.actor_refs_slice(
+            self.sweep_cursor, max(100, int(self.store.actor_count() / passes) + 1))
+        batch = [ref for ref in batch if ref not in refs]
+        flags = self.store.sweep_flags(batch) if batch else []
+        kept = [*refs, *(ref for ref, (_due, records) in zip(batch, flags, strict=True)
+                         if records)]
+        refs.update(ref for ref, (due, _records) in zip(batch, flags, strict=True) if due)
+        return sorted(refs), kept
+
+    def _note_attention(self, ref: tuple[str, str], actor: dict[str, Any], waiting: int) -> None:
+        """Remember an actor the next pass must look at even if nothing wakes it."""
+        needs = waiting or actor["status"] == ActorStatus.SUBMITTED or actor.get("cron_on") \
+            or actor.get("warm_start") or actor.get("workers_requested") \
+            or int(actor.get("min_workers") or 0)
+        if needs:
+            self.attention.add(ref)
+        else:
+            self.attention.discard(ref)
 
     def reconcile_safely(self, tenant: str, actor_id: str) -> None:
         """One actor's trouble must not stop the pass for the others."""
@@ -104,6 +147,7 @@ class Scheduler:
         try:
             actor = self.store.get_actor(tenant, actor_id)
         except NotFound:
+            self.attention.discard((tenant, actor_id))
             return
         if actor["status"] == ActorStatus.SUBMITTED:
             self.images.consider(self.epoch, actor)
@@ -116,6 +160,7 @@ class Scheduler:
             self._fail_queued(actor)
             return
         waiting = queued + self.store.orphan_count(tenant, actor_id)
+        self._note_attention((tenant, actor_id), actor, waiting)
         self.held[(tenant, actor_id)] = (actor["owner"], len(alive))
         # While another actor's message waits for a slot, no worker starts just to be warm.
         warm_share = 0 if not waiting and self.store.starving() else self.warm_share

@@ -1,0 +1,86 @@
+"""The scheduler's pass costs what there is to do, not what is registered: idle actors
+are looked at once per sweep, while actors with workers, waiting messages, image checks
+or schedules are looked at on every pass (real Redis; the shipped fakes)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from jobs.service import Message
+from tests.harness import CALLER, running_harness
+from tests.waits import wait_until
+
+
+def _recording(scheduler: Any) -> Counter[str]:
+    seen: Counter[str] = Counter()
+    original = scheduler.reconcile_safely
+
+    def record(tenant: str, actor_id: str) -> None:
+        seen[actor_id] += 1
+        original(tenant, actor_id)
+
+    scheduler.reconcile_safely = record
+    return seen
+
+
+def test_idle_actors_are_swept_not_reconciled_every_pass(settings):  # type: ignore[no-untyped-def]
+    # 10 passes make a sweep; at least 100 actors per slice, so 300 actors take 3 passes
+    with running_harness(settings, scheduler_tick_s=1.0, scheduler_sweep_s=10.0) as harness:
+        ids = [harness.platform.create_actor(CALLER, {"image": "img-a"})["id"]
+               for _ in range(300)]
+        scheduler = harness.scheduler
+        scheduler.acquire_lock()
+        wait_until(lambda: scheduler.tick() or all(
+            harness.store.get_actor("T", a)["status"] == "READY" for a in ids), 20, "READY")
+        for actor_id in ids:  # let warm-started workers go, as idle ones do
+            harness.store.update_actor("T", actor_id, {"warm_start": 0})
+        busy = ids[0]
+        harness.platform.update_actor(CALLER, busy, {"image": "img-a", "cronSchedule":
+                                                     "now + 1 hour"})
+        scheduler.tick()
+        seen = _recording(scheduler)
+        checked: Counter[str] = Counter()
+        flags = harness.store.sweep_flags
+
+        def sweep_flags(refs: list[tuple[str, str]]) -> Any:
+            checked.update(actor_id for _t, actor_id in refs)
+            return flags(refs)
+
+        harness.store.sweep_flags = sweep_flags
+        for _ in range(3):
+            scheduler.tick()
+        assert seen[busy] == 3, "a scheduled actor is looked at on every pass"
+        assert not any(seen[a] for a in ids[1:]), "settled idle actors are not reconciled"
+        assert sum(checked.values()) <= 3 * 101, "three slices checked, not three passes"
+        for _ in range(12):
+            scheduler.tick()
+        assert all(checked[a] >= 1 for a in ids[1:]), "everyone checked within a sweep"
+        harness.platform.send_message(CALLER, ids[7], Message("x", "str", {}))
+        harness.store.r.xtrim(harness.store.keys.scheduler_wake(), maxlen=0)  # a lost wake-up
+        wait_until(lambda: scheduler.tick() or seen[ids[7]] >= 1, 30,
+                   "the sweep finds a message whose wake-up was lost")
+
+
+def test_a_waiting_message_at_the_cap_is_served_without_a_wake(settings):  # type: ignore[no-untyped-def]
+    with running_harness(settings, max_workers_per_host=1, scheduler_sweep_s=3600.0) as h:
+        a, b = (h.platform.create_actor(CALLER, {"image": "img-a"})["id"] for _ in range(2))
+        h.scheduler.acquire_lock()
+        wait_until(lambda: h.scheduler.tick() or all(
+            h.store.get_actor("T", x)["status"] == "READY" for x in (a, b)), 10, "READY")
+        gate: dict[str, Any] = {}
+        import threading
+
+        from jobs.runners.fake import FakeRun
+
+        gate["go"] = threading.Event()
+        h.runner.plan = lambda spec: FakeRun(gate=gate["go"])
+        first = h.platform.send_message(CALLER, a, Message("x", "str", {}))["execution_id"]
+        wait_until(lambda: h.scheduler.reconcile("T", a) or h.execution(a, first)["status"]
+                   == "RUNNING", 10, "a's run")
+        second = h.platform.send_message(CALLER, b, Message("y", "str", {}))["execution_id"]
+        h.scheduler.reconcile("T", b)  # at the cap: b waits, and is remembered
+        assert ("T", b) in h.scheduler.attention
+        gate["go"].set()
+        wait_until(lambda: h.scheduler.tick() or h.execution(b, second)["status"]
+                   == "COMPLETE", 30, "b served by passes alone, no wake-up needed")
