@@ -190,7 +190,12 @@ def spec(settings: Settings) -> dict[str, Any]:
     execution = one + "/executions/{execution_id}"
     alias = "/actors/aliases/{alias}"
     paths = {
-        actors: {"get": _op("List the actors the caller can read"),
+        actors: {"get": _op("List the actors the caller can read (all, unless offset and "
+                            "limit page them)", [
+                                {"name": "offset", "in": "query", "schema": {
+                                    "type": "integer", "minimum": 0, "maximum": MAX_INT}},
+                                {"name": "limit", "in": "query", "schema": {
+                                    "type": "integer", "minimum": 1, "maximum": MAX_INT}}]),
                  "post": _op("Register an actor (JSON; Abaco's form fields are also taken)",
                               body=actor_input, form=False)},
         one: {"get": _op("Get an actor", [_ID]),

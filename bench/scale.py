@@ -27,6 +27,7 @@ from jobs.ids import new_id
 from jobs.settings import load_settings
 from jobs.store import Store
 from jobs.timeutil import now_iso
+from launcher.processes import with_local_secrets
 
 TENANT = "SCALEBENCH"
 
@@ -92,7 +93,7 @@ def main() -> None:
     parser.add_argument("--idle-s", type=float, default=60.0)
     parser.add_argument("--api", default="")
     args = parser.parse_args()
-    settings = load_settings()
+    settings = with_local_secrets(load_settings())
     api = args.api or settings.api_url
     store = Store.from_settings(settings)
     pid = int((settings.data_dir / "run" / "scheduler.pid").read_text())

@@ -250,3 +250,11 @@ def test_replies_through_an_alias_carry_links_and_nonces_their_fields(client: Fl
     _ok(client.get(f"/actors/{actor['id']}?x-nonce={nonce['id']}"))
     used = _ok(client.get(f"/actors/{actor['id']}/nonces/{nonce['id']}"))
     assert used["lastUseTime"] and used["currentUses"] == 1
+
+
+def test_actor_lists_page_with_offset_and_limit(client: FlaskClient):
+    ids = [_actor(client, name=f"n{i}")["id"] for i in range(5)]
+    assert [a["id"] for a in _ok(client.get("/actors"))] == ids, "all, oldest first"
+    assert [a["id"] for a in _ok(client.get("/actors?offset=1&limit=2"))] == ids[1:3]
+    assert [a["id"] for a in _ok(client.get("/actors?offset=4&limit=10"))] == ids[4:]
+    assert _error(client.get("/actors?limit=0"), 400).startswith("limit")

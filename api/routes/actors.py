@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request
 
 from api import views
 from api.envelope import envelope
-from api.requests import caller, object_body, platform
+from api.requests import caller, int_arg, object_body, platform
 
 bp = Blueprint("actors", __name__)
 
@@ -14,7 +14,13 @@ bp = Blueprint("actors", __name__)
 @bp.get("")
 @bp.get("/")
 def list_actors() -> Response:
-    return envelope([views.actor(a) for a in platform().list_actors(caller())],
+    """Every readable actor, as Abaco answers by default; ``offset`` and ``limit`` page it
+    (ordered by creation time, then id)."""
+    actors = sorted(platform().list_actors(caller()),
+                    key=lambda a: (a.get("create_time") or "", a["id"]))
+    offset = int_arg("offset", 0)
+    limit = int_arg("limit", len(actors), 1) if "limit" in request.args else len(actors)
+    return envelope([views.actor(a) for a in actors[offset:offset + limit]],
                     "Actors retrieved successfully.")
 
 
