@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
+import orjson
 from flask import Flask, Response, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from api import errors, tapis
@@ -19,6 +23,22 @@ CORS_HEADERS = {
 }
 
 
+class FastJSON(DefaultJSONProvider):
+    """Replies (``jsonify``) encoded by orjson, several times faster than the standard
+    library, keys kept in order; Flask's own encoder for anything orjson refuses, and
+    for everything else (``dumps``)."""
+
+    sort_keys = False
+
+    def response(self, *args: Any, **kwargs: Any) -> Response:
+        obj = self._prepare_response_obj(args, kwargs)
+        try:
+            body = orjson.dumps(obj)
+        except TypeError:
+            return cast(Response, super().response(*args, **kwargs))
+        return Response(body, mimetype=self.mimetype)
+
+
 def create_app(settings: Settings | None = None, platform: Platform | None = None) -> Flask:
     settings = settings or load_settings()
     platform = platform or Platform.from_settings(settings)
@@ -29,7 +49,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         JSON_SORT_KEYS=False,
     )
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json = FastJSON(app)
     app.url_map.strict_slashes = False
     for prefix in ("/actors", "/actors/v2", "/v3/actors"):
         suffix = prefix.replace("/", "_")

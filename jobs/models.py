@@ -7,6 +7,7 @@ in camelCase, since that is what Abaco clients send.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -58,11 +59,13 @@ _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])([A-Z])")
 _MEM_LIMIT = re.compile(r"^\d+[bkmgBKMG]?$")
 
 
+@functools.lru_cache(maxsize=4096)
 def to_snake(name: str) -> str:
     """``defaultEnvironment`` -> ``default_environment``; snake names pass through."""
     return _CAMEL_BOUNDARY.sub(r"_\1", name).lower()
 
 
+@functools.lru_cache(maxsize=4096)
 def to_camel(name: str) -> str:
     """``default_environment`` -> ``defaultEnvironment``; ``_links`` keeps its name."""
     if name.startswith("_"):

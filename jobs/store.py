@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
+import orjson
 import redis
 
 from jobs.errors import BackendUnavailable, Conflict, NotFound
@@ -63,7 +64,12 @@ def encode(record: Mapping[str, Any]) -> dict[Any, Any]:
 
 
 def decode(raw: Mapping[bytes, bytes]) -> dict[str, Any]:
-    return {key.decode(): json.loads(value) for key, value in raw.items()}
+    """A record as stored (each field JSON); orjson parses it several times faster than
+    the standard library, which stays the fallback for what orjson refuses (NaN)."""
+    try:
+        return {key.decode(): orjson.loads(value) for key, value in raw.items()}
+    except orjson.JSONDecodeError:
+        return {key.decode(): json.loads(value) for key, value in raw.items()}
 
 
 class Store:
