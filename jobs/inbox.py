@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
@@ -131,17 +131,39 @@ class Inbox:
         except redis.RedisError as exc:
             raise BackendUnavailable(f"redis is unavailable: {exc}") from exc
 
+    def _run_with(self, name: str, keys: list[str], args: list[Any],
+                  also: Callable[[Any], Any]) -> Any:
+        """The script and ``also``'s commands in one pipelined round trip; a Redis that
+        lost its scripts (restarted) gets the script loaded by the plain path."""
+        script = self._scripts[name]
+        try:
+            with self.r.pipeline(transaction=False) as pipe:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+                also(pipe)
+                raw = pipe.execute(raise_on_error=False)[0]
+        except redis.RedisError as exc:
+            raise BackendUnavailable(f"redis is unavailable: {exc}") from exc
+        if isinstance(raw, redis.exceptions.NoScriptError):
+            return self._run(name, keys, args)
+        if isinstance(raw, Exception):
+            raise BackendUnavailable(f"redis is unavailable: {raw}")
+        return raw
+
     # -- api ------------------------------------------------------------------------
-    def post(self, execution: Mapping[str, Any], binary: bytes | None = None) -> Rejected | None:
-        """Record an execution and queue it, only while its actor accepts messages."""
+    def post(self, execution: Mapping[str, Any], binary: bytes | None = None,
+             also: Callable[[Any], Any] | None = None) -> Rejected | None:
+        """Record an execution and queue it, only while its actor accepts messages.
+        ``also(pipe)`` adds commands sent in the same round trip (the scheduler's
+        wake-up); they run whatever the post's outcome."""
         t, a, eid = execution["tenant"], execution["actor_id"], execution["id"]
         k = self.keys
         accepted = json.dumps([json.dumps(str(s)) for s in ACCEPTS_MESSAGES])
-        raw = self._run("post", [k.actor(t, a), k.execution(t, a, eid),
-                                 k.execution_binary(t, a, eid), k.executions(t, a),
-                                 k.queued(t, a), k.inbox(t, a)],
-                        [eid, time.time(), "1" if binary is not None else "0", binary or b"",
-                         accepted, *_pairs(execution)])
+        keys = [k.actor(t, a), k.execution(t, a, eid), k.execution_binary(t, a, eid),
+                k.executions(t, a), k.queued(t, a), k.inbox(t, a)]
+        args = [eid, time.time(), "1" if binary is not None else "0", binary or b"",
+                accepted, *_pairs(execution)]
+        raw = self._run("post", keys, args) if also is None else \
+            self._run_with("post", keys, args, also)
         text = raw.decode()
         if text == "ok":
             return None

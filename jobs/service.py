@@ -258,8 +258,7 @@ class Platform(SharingOps, ConfigOps):
                         limit: int | None = None) -> dict[str, Any]:
         actor = self._actor(caller, actor_id, "READ", "executions")
         actor_id = actor["id"]
-        total, page = self.store.list_executions(caller.tenant, actor_id, offset, limit)
-        sums = self.store.execution_totals(caller.tenant, actor_id)
+        total, page, sums = self.store.executions_page(caller.tenant, actor_id, offset, limit)
         return {"actor_id": actor_id, "owner": actor["owner"], "total_executions": total,
                 "total_cpu": int(sums.get("cpu", 0)), "total_io": int(sums.get("io", 0)),
                 "total_runtime": sums.get("runtime", 0.0),

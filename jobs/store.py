@@ -11,7 +11,6 @@ Redis errors are turned into ``BackendUnavailable`` at this boundary.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 from collections.abc import Callable, Iterable, Mapping
@@ -312,14 +311,15 @@ class Store:
     def post_message(self, execution: Mapping[str, Any], binary: bytes | None = None) -> None:
         """Record the execution and queue its message, only while the actor takes messages."""
         tenant, actor_id = execution["tenant"], execution["actor_id"]
-        rejected = self.inbox.post(execution, binary)
+        # The wake-up rides in the same round trip; should it fail, the scheduler's sweep
+        # finds the message (scheduler_sweep_s).
+        rejected = self.inbox.post(execution, binary, also=lambda pipe: pipe.xadd(
+            self.keys.scheduler_wake(), {"actor": f"{tenant}/{actor_id}", "reason": "message"},
+            maxlen=10000, approximate=True))
         if isinstance(rejected, Rejected):
             if rejected.status is None:
                 raise NotFound(f"actor {actor_id} not found")
             raise Conflict(f"actor {actor_id} is {rejected.status}; it takes no messages")
-        # The message is committed; if the wake-up fails, the next full pass finds it.
-        with contextlib.suppress(BackendUnavailable):
-            self.wake_scheduler(tenant, actor_id, "message")
 
     @_translate
     def get_execution(self, tenant: str, actor_id: str, eid: str) -> dict[str, Any]:
@@ -332,15 +332,28 @@ class Store:
     def list_executions(
         self, tenant: str, actor_id: str, offset: int = 0, limit: int | None = None
     ) -> tuple[int, list[dict[str, Any]]]:
+        total, records, _totals = self.executions_page(tenant, actor_id, offset, limit)
+        return total, records
+
+    @_translate
+    def executions_page(self, tenant: str, actor_id: str, offset: int = 0,
+                        limit: int | None = None
+                        ) -> tuple[int, list[dict[str, Any]], dict[str, float]]:
+        """(count, the page's records, the totals) in two round trips: the index and the
+        totals together, then the records."""
         key = self.keys.executions(tenant, actor_id)
-        total = int(cast(int, self.r.zcard(key)))
         end = -1 if limit is None else offset + limit - 1
-        ids = [e.decode() for e in cast(list, self.r.zrange(key, offset, end))]
         with self.r.pipeline(transaction=False) as pipe:
-            for eid in ids:
-                pipe.hgetall(self.keys.execution(tenant, actor_id, eid))
-            raws = pipe.execute()
-        return total, [decode(raw) for raw in raws if raw]
+            pipe.zcard(key)
+            pipe.zrange(key, offset, end)
+            pipe.hgetall(self.keys.execution_totals(tenant, actor_id))
+            total, members, sums = pipe.execute()
+        with self.r.pipeline(transaction=False) as pipe:
+            for eid in members:
+                pipe.hgetall(self.keys.execution(tenant, actor_id, eid.decode()))
+            raws = pipe.execute() if members else []
+        totals = {k.decode(): float(v) for k, v in cast(dict, sums).items()}
+        return int(total), [decode(raw) for raw in raws if raw], totals
 
     # -- events out -----------------------------------------------------------------
     @_translate

@@ -39,6 +39,17 @@ def test_posting_a_message_records_and_queues_it_together(store: Store):
     assert wake and wake[-1][1][b"actor"] == b"T/a1"
 
 
+def test_a_post_after_redis_lost_its_scripts_still_records_and_wakes(store: Store):
+    """The post and the wake-up share one round trip (EVALSHA in a pipeline); a Redis
+    that restarted without its scripts gets the script loaded and the post done once."""
+    store.create_actor(_actor())
+    store.r.script_flush()
+    store.post_message(_execution("e2"))
+    assert store.queued_ids("T", "a1") == ["e2"]
+    assert len(store.r.xrange(store.keys.inbox("T", "a1"))) == 1, "posted once"
+    assert store.r.xrange(store.keys.scheduler_wake())[-1][1][b"actor"] == b"T/a1"
+
+
 def test_a_message_is_claimed_once_and_a_purged_one_never(store: Store):
     store.create_actor(_actor())
     register_worker(store, "T", "a1", "w1")
