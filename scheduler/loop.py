@@ -125,9 +125,13 @@ class Scheduler:
         refs.update(ref for ref, (due, _records) in zip(batch, flags, strict=True) if due)
         return sorted(refs), kept
 
-    def _note_attention(self, ref: tuple[str, str], actor: dict[str, Any], waiting: int) -> None:
-        """Remember an actor the next pass must look at even if nothing wakes it."""
-        needs = waiting or actor["status"] == ActorStatus.SUBMITTED or actor.get("cron_on") \
+    def _note_attention(self, ref: tuple[str, str], actor: dict[str, Any], waiting: int,
+                        workers: int) -> None:
+        """Remember an actor the next pass must look at even if nothing wakes it: one with
+        workers (wherever they were placed: a scheduler taking over from one on another
+        host must still notice them die), or with anything waiting."""
+        needs = waiting or workers or actor["status"] == ActorStatus.SUBMITTED \
+            or actor.get("cron_on") \
             or actor.get("warm_start") or actor.get("workers_requested") \
             or int(actor.get("min_workers") or 0)
         if needs:
@@ -160,7 +164,7 @@ class Scheduler:
             self._fail_queued(actor)
             return
         waiting = queued + self.store.orphan_count(tenant, actor_id)
-        self._note_attention((tenant, actor_id), actor, waiting)
+        self._note_attention((tenant, actor_id), actor, waiting, len(alive))
         self.held[(tenant, actor_id)] = (actor["owner"], len(alive))
         # While another actor's message waits for a slot, no worker starts just to be warm.
         warm_share = 0 if not waiting and self.store.starving() else self.warm_share

@@ -84,3 +84,28 @@ def test_a_waiting_message_at_the_cap_is_served_without_a_wake(settings):  # typ
         gate["go"].set()
         wait_until(lambda: h.scheduler.tick() or h.execution(b, second)["status"]
                    == "COMPLETE", 30, "b served by passes alone, no wake-up needed")
+
+
+def test_workers_placed_from_another_host_are_watched_after_a_takeover(settings):  # type: ignore[no-untyped-def]
+    """A standby taking over sees, on its first full pass, workers the old scheduler placed
+    on its own host; their actors stay on its every pass, so a dead one is recovered at
+    once, not a sweep later."""
+    from tests.harness import register_worker
+
+    with running_harness(settings, scheduler_sweep_s=3600.0) as harness:
+        actor = harness.platform.create_actor(CALLER, {"image": "img-a"})["id"]
+        harness.scheduler.acquire_lock()
+        wait_until(lambda: harness.scheduler.tick() or harness.store.get_actor(
+            "T", actor)["status"] == "READY", 10, "READY")
+        harness.store.update_actor("T", actor, {"warm_start": 0})
+        register_worker(harness.store, "T", actor, "elsewhere", ttl_s=1.0)  # never beats
+        harness.scheduler.close()  # the old one steps down (its lock released)
+        successor = type(harness.scheduler)(harness.platform.settings, harness.store,
+                                            harness.runner, harness.scheduler.placer,
+                                            harness.platform.logs)
+        assert successor.acquire_lock()
+        successor.tick()  # its first, full pass
+        assert ("T", actor) in successor.attention
+        wait_until(lambda: successor.tick() or not [
+            w for w in harness.store.workers("T", actor) if w["id"] == "elsewhere"], 15,
+            "the dead worker recovered by passes alone")
