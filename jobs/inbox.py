@@ -144,7 +144,14 @@ class Inbox:
         except redis.RedisError as exc:
             raise BackendUnavailable(f"redis is unavailable: {exc}") from exc
         if isinstance(raw, redis.exceptions.NoScriptError):
-            return self._run(name, keys, args)
+            result = self._run(name, keys, args)
+            try:  # ``also`` ran before the script did: send it again, after
+                with self.r.pipeline(transaction=False) as pipe:
+                    also(pipe)
+                    pipe.execute()
+            except redis.RedisError:
+                pass
+            return result
         if isinstance(raw, Exception):
             raise BackendUnavailable(f"redis is unavailable: {raw}")
         return raw

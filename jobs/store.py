@@ -639,6 +639,14 @@ class Store:
         return cursor, actors
 
     @_translate
+    def wake_position(self) -> str:
+        """The id of the wake stream's last entry ("0-0" when empty): a cursor from which
+        every later wake-up is read, unlike "$", which sees only those added while a read
+        blocks."""
+        last = cast(list, self.r.xrevrange(self.keys.scheduler_wake(), count=1))
+        return last[0][0].decode() if last else "0-0"
+
+    @_translate
     def wake_scheduler(self, tenant: str, actor_id: str, reason: str) -> None:
         self.r.xadd(self.keys.scheduler_wake(),
                     {"actor": f"{tenant}/{actor_id}", "reason": reason},

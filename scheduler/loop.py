@@ -80,6 +80,8 @@ class Scheduler:
         """One reconcile pass: over every actor the first time, then over those that need
         it (see ``_refs_for_this_pass``), so its cost follows the work, not the number of
         registered actors."""
+        if self.wake_cursor == "$":  # fixed before the first pass: no wake-up after it lost
+            self.wake_cursor = self.store.wake_position()
         self._collect_ended()
         refs, kept = self._refs_for_this_pass()
         self.held = {ref: count for ref, count in self.held.items()
@@ -150,8 +152,10 @@ class Scheduler:
     def reconcile(self, tenant: str, actor_id: str) -> None:
         try:
             actor = self.store.get_actor(tenant, actor_id)
-        except NotFound:
+        except NotFound:  # deleted: nothing of it may count any more (quotas, shares)
             self.attention.discard((tenant, actor_id))
+            self.held.pop((tenant, actor_id), None)
+            self.ended.pop((tenant, actor_id), None)
             return
         if actor["status"] == ActorStatus.SUBMITTED:
             self.images.consider(self.epoch, actor)

@@ -109,3 +109,29 @@ def test_workers_placed_from_another_host_are_watched_after_a_takeover(settings)
         wait_until(lambda: successor.tick() or not [
             w for w in harness.store.workers("T", actor) if w["id"] == "elsewhere"], 15,
             "the dead worker recovered by passes alone")
+
+
+def test_a_deleted_actor_stops_counting_and_no_wake_up_is_lost(settings):  # type: ignore[no-untyped-def]
+    """From an attack round: a deleted actor's workers stayed in the quota count for good;
+    wake-ups sent while the scheduler was not blocked on the stream were never read."""
+    with running_harness(settings, user_max_workers=1, scheduler_sweep_s=3600.0) as h:
+        scheduler = h.scheduler
+        scheduler.acquire_lock()
+        first = h.platform.create_actor(CALLER, {"image": "img-a"})["id"]
+        wait_until(lambda: scheduler.tick() or _has_worker(h, first), 10, "a worker")
+        h.platform.delete_actor(CALLER, first)
+        scheduler.reconcile("T", first)
+        assert ("T", first) not in scheduler.held
+        second = h.platform.create_actor(CALLER, {"image": "img-a"})["id"]
+        wait_until(lambda: scheduler.tick() or h.store.get_actor("T", second)["status"]
+                   == "READY", 10, "READY")
+        h.platform.send_message(CALLER, second, Message("x", "str", {}))
+        # the scheduler is busy elsewhere (not blocked on the stream) when it is sent
+        woken = scheduler.wait_for_wake(0.5)
+        assert ("T", second) in woken, "read from where the stream stood, not from '$'"
+        wait_until(lambda: scheduler.reconcile("T", second) or _has_worker(h, second), 10,
+                   "the owner's quota is free again")
+
+
+def _has_worker(harness: Any, actor_id: str) -> bool:
+    return bool(harness.store.workers("T", actor_id))

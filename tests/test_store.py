@@ -46,8 +46,17 @@ def test_a_post_after_redis_lost_its_scripts_still_records_and_wakes(store: Stor
     store.r.script_flush()
     store.post_message(_execution("e2"))
     assert store.queued_ids("T", "a1") == ["e2"]
-    assert len(store.r.xrange(store.keys.inbox("T", "a1"))) == 1, "posted once"
-    assert store.r.xrange(store.keys.scheduler_wake())[-1][1][b"actor"] == b"T/a1"
+    posted = store.r.xrange(store.keys.inbox("T", "a1"))
+    assert len(posted) == 1, "posted once"
+    wakes = [w for w in store.r.xrange(store.keys.scheduler_wake())
+             if w[1][b"actor"] == b"T/a1"]
+    assert len(wakes) == 2, "sent again once the script had run"
+    assert _stream_id(wakes[-1][0]) >= _stream_id(posted[0][0]), "the last after the post"
+
+
+def _stream_id(raw: bytes) -> tuple[int, int]:
+    ms, _, seq = raw.decode().partition("-")
+    return int(ms), int(seq)
 
 
 def test_a_message_is_claimed_once_and_a_purged_one_never(store: Store):
