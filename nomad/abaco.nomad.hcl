@@ -21,7 +21,8 @@
 # runner and placer use (empty when the cluster runs without ACLs), of a policy like:
 #
 #   namespace "default" {
-#     capabilities = ["submit-job", "read-job", "list-jobs", "read-logs", "scale-job"]
+#     capabilities = ["submit-job", "read-job", "list-jobs", "read-logs", "scale-job",
+#                     "alloc-lifecycle"]  # the Nomad placer stops and signals allocations
 #     variables {
 #       path "nomad/jobs/abaco-*" { capabilities = ["write", "read", "destroy"] }
 #     }

@@ -1,8 +1,9 @@
 """The reconcile loop.
 
-``tick()`` is one full pass over every actor; between passes the loop blocks on
-the wake stream, so a new message or actor is looked at at once. For each
-actor a pass: checks the image of a SUBMITTED actor (``scheduler.images``),
+``tick()`` is a pass: over every actor the first time, then over those with workers
+or anything waiting and a slice of the rest (see ``_refs_for_this_pass``); between
+passes the loop blocks on the wake stream, so a new message or actor is looked at
+at once. For each actor a pass: checks the image of a SUBMITTED actor (``scheduler.images``),
 resolves what dead workers held (``scheduler.recovery``), and registers then
 places the workers the policy asks for.
 

@@ -1,4 +1,4 @@
-"""The S3 log store against real S3 endpoints: localbucket (the default) and moto's server.
+"""The S3 log store against real S3 endpoints: pys3local (the default) and moto's server.
 
 moto also runs with authentication on (``INITIAL_NO_AUTH_ACTION_COUNT``), for the
 real answers to bad keys. The 5xx and race cases use a loopback fake that answers
