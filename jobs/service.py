@@ -63,6 +63,10 @@ class Message:
     binary: bytes | None = None
 
 
+ENV_CACHE_S = 30.0
+ENV_CACHE_SIZE = 4096
+
+
 class Platform(SharingOps, ConfigOps):
     """Operations on actors, messages, executions, workers and state.
 
@@ -79,6 +83,8 @@ class Platform(SharingOps, ConfigOps):
         self.tokens = TokenSigner(settings)
         self.auth = Authenticator(settings, self.tokens)
         self.message_env_allow = allowed_patterns(settings.message_env_allow)
+        # (tenant, actor, last update) -> (expiry, values): see _env_values
+        self._env_cache: dict[tuple[str, str, Any], tuple[float, dict[str, str]]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Platform:
@@ -385,9 +391,22 @@ class Platform(SharingOps, ConfigOps):
         return {"actor_id": actor_id, "state": value}
 
     def _env_values(self, actor: dict[str, Any]) -> dict[str, str]:
+        """The actor's defaultEnvironment values, from Vault through a short cache: a read
+        path must not cost a Vault request each time. The key holds the actor's
+        ``last_update_time``, which every update changes after writing Vault, so no
+        process serves a value older than the actor's last update."""
         if not actor.get("env_names"):
             return {}
-        return self.secrets.get(actor["tenant"], actor["id"])
+        key = (actor["tenant"], actor["id"], actor.get("last_update_time"))
+        cached = self._env_cache.get(key)
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            return dict(cached[1])
+        values = self.secrets.get(actor["tenant"], actor["id"])
+        if len(self._env_cache) >= ENV_CACHE_SIZE:
+            self._env_cache.clear()
+        self._env_cache[key] = (now + ENV_CACHE_S, dict(values))
+        return values
 
 
 def new_execution(actor: dict[str, Any], executor: str, message: Message,

@@ -258,3 +258,19 @@ def test_actor_lists_page_with_offset_and_limit(client: FlaskClient):
     assert [a["id"] for a in _ok(client.get("/actors?offset=1&limit=2"))] == ids[1:3]
     assert [a["id"] for a in _ok(client.get("/actors?offset=4&limit=10"))] == ids[4:]
     assert _error(client.get("/actors?limit=0"), 400).startswith("limit")
+
+
+def test_reading_an_actor_does_not_ask_vault_each_time(client: FlaskClient):
+    """defaultEnvironment values come through a short cache keyed by the actor's last
+    update, so reads cost no Vault request, and an update is seen at once."""
+    actor = _actor(client, defaultEnvironment={"K": "v1"})
+    platform = client.application.config["ABACO_PLATFORM"]
+    calls = []
+    real = platform.secrets.get
+    platform.secrets.get = lambda *a: calls.append(a) or real(*a)
+    for _ in range(5):
+        assert _ok(client.get(f"/actors/{actor['id']}"))["defaultEnvironment"] == {"K": "v1"}
+    assert len(calls) <= 1
+    _ok(client.put(f"/actors/{actor['id']}", json={"image": "abaco-test-echo",
+                                                   "defaultEnvironment": {"K": "v2"}}))
+    assert _ok(client.get(f"/actors/{actor['id']}"))["defaultEnvironment"] == {"K": "v2"}
