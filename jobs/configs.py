@@ -32,7 +32,6 @@ RESERVED = frozenset({"executions", "nonces", "logs", "messages", "adapters", "a
                       "utilization", "permissions", "search", "aliases", "configs"})
 FIELDS = {"name", "value", "is_secret", "actors"}
 MAX_VALUE = 64 * 1024
-ENV_NAME = "_actor_configs"
 
 
 def _target(name: str) -> str:

@@ -20,6 +20,27 @@ import requests
 
 from jobs.errors import BackendUnavailable
 
+TERMINAL = ("complete", "failed", "lost")  # allocation client statuses that are final
+
+
+def env_template(path: str, change_mode: str = "noop") -> dict[str, Any]:
+    """A ``template`` block turning every item of the Nomad Variable at ``path`` into an
+    environment variable. Rendering waits until the variable exists, which holds the
+    task's start; secrets so reach a task without appearing in its job."""
+    return {"DestPath": "secrets/abaco.env", "Envvars": True, "ChangeMode": change_mode,
+            "EmbeddedTmpl": (f'{{{{ with nomadVar "{path}" }}}}'
+                             "{{ range .Tuples }}{{ .K }}={{ .V | toJSON }}\n{{ end }}"
+                             "{{ end }}")}
+
+
+def nomad_time(text: str | None) -> str | None:
+    """Nomad's RFC 3339 time (nanoseconds; unset as null or year 1) in the platform's ISO
+    form (microseconds), None when unset."""
+    if not text or text.startswith("0001-"):
+        return None
+    head, _, frac = text.rstrip("Z").partition(".")
+    return f"{head}.{(frac + '000000')[:6]}Z"
+
 
 class NomadError(BackendUnavailable):
     """Nomad answered an error: ``status`` and its plain-text ``text``."""

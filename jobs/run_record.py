@@ -27,6 +27,9 @@ def format_value(value: Any, style: str) -> str:
     return json.dumps(value) if style == "json" else repr(value)
 
 
+CONFIGS_ENV = "_actor_configs"  # Abaco's name for the configs an actor's runs get
+
+
 def container_env(settings: Settings, actor: dict[str, Any], execution: dict[str, Any],
                   worker_id: str, defaults: dict[str, str], state: Any,
                   token: str = "", configs: dict[str, Any] | None = None) -> dict[str, str]:
@@ -51,7 +54,7 @@ def container_env(settings: Settings, actor: dict[str, Any], execution: dict[str
         "_abaco_Content_Type": content_type,
     })
     if configs:
-        env["_actor_configs"] = json.dumps(configs)
+        env[CONFIGS_ENV] = json.dumps(configs)
     return env
 
 

@@ -313,9 +313,8 @@ class Store:
         tenant, actor_id = execution["tenant"], execution["actor_id"]
         # The wake-up rides in the same round trip; should it fail, the scheduler's sweep
         # finds the message (scheduler_sweep_s).
-        rejected = self.inbox.post(execution, binary, also=lambda pipe: pipe.xadd(
-            self.keys.scheduler_wake(), {"actor": f"{tenant}/{actor_id}", "reason": "message"},
-            maxlen=10000, approximate=True))
+        rejected = self.inbox.post(execution, binary, also=lambda pipe: self._wake(
+            pipe, tenant, actor_id, "message"))
         if isinstance(rejected, Rejected):
             if rejected.status is None:
                 raise NotFound(f"actor {actor_id} not found")
@@ -648,8 +647,13 @@ class Store:
 
     @_translate
     def wake_scheduler(self, tenant: str, actor_id: str, reason: str) -> None:
-        self.r.xadd(self.keys.scheduler_wake(),
-                    {"actor": f"{tenant}/{actor_id}", "reason": reason},
+        self._wake(self.r, tenant, actor_id, reason)
+
+    def _wake(self, client: Any, tenant: str, actor_id: str, reason: str) -> None:
+        """Name an actor on the scheduler's wake stream (on ``client``: Redis or a
+        pipeline)."""
+        client.xadd(self.keys.scheduler_wake(), {"actor": f"{tenant}/{actor_id}",
+                                                 "reason": reason},
                     maxlen=10000, approximate=True)
 
 

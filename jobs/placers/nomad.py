@@ -32,14 +32,14 @@ import hashlib
 import logging
 import re
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
 from jobs.errors import BackendUnavailable, NotFound
-from jobs.nomad_api import NomadAPI, NomadError
+from jobs.nomad_api import TERMINAL, NomadAPI, NomadError, env_template, nomad_time
 from jobs.placers.base import free_slots
 from jobs.settings import Settings
 from jobs.store import Store
+from jobs.timeutil import parse_iso
 
 LOG = logging.getLogger(__name__)
 PREFIX = "abaco-workers-"
@@ -70,10 +70,7 @@ def worker_job(settings: Settings, tenant: str, actor_id: str, count: int,
     else:
         config = {"image": settings.nomad_worker_image, "command": "python", "args": argv,
                   "network_mode": "host"}
-    template = {"DestPath": "secrets/abaco.env", "Envvars": True, "ChangeMode": "restart",
-                "EmbeddedTmpl": (f'{{{{ with nomadVar "{worker_variable(job_id)}" }}}}'
-                                 "{{ range .Tuples }}{{ .K }}={{ .V | toJSON }}\n{{ end }}"
-                                 "{{ end }}")}
+    template = env_template(worker_variable(job_id), change_mode="restart")
     task = {"Name": TASK, "Driver": settings.nomad_worker_driver, "Config": config,
             "KillTimeout": int((settings.drain_timeout_s + 5) * 1e9),
             "Resources": {"CPU": 200, "MemoryMB": 256}, "Templates": [template]}
@@ -224,18 +221,10 @@ class NomadPlacer:
 
 def _process_ended(alloc: dict[str, Any] | None, process_start: float) -> bool:
     """Has the worker process that began at ``process_start`` in ``alloc`` ended?"""
-    if alloc is None or alloc.get("ClientStatus") in ("complete", "failed", "lost"):
+    if alloc is None or alloc.get("ClientStatus") in TERMINAL:
         return True
     state = (alloc.get("TaskStates") or {}).get(TASK) or {}
     if state.get("State") == "dead":
         return True
-    restarted = _epoch(state.get("LastRestart"))
-    return restarted is not None and restarted > process_start
-
-
-def _epoch(text: str | None) -> float | None:
-    if not text or text.startswith("0001-"):
-        return None
-    head, _, frac = text.rstrip("Z").partition(".")
-    return datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp() + \
-        float(f"0.{frac or 0}")
+    restarted = nomad_time(state.get("LastRestart"))
+    return restarted is not None and parse_iso(restarted).timestamp() > process_start

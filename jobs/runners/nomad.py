@@ -46,7 +46,7 @@ from typing import Any, TypeVar
 from jobs import results_relay
 from jobs.errors import BackendUnavailable
 from jobs.lifecycle import Backoff
-from jobs.nomad_api import NomadAPI, NomadError
+from jobs.nomad_api import TERMINAL, NomadAPI, NomadError, env_template, nomad_time
 from jobs.results import CONTAINER_PATH as RESULTS_PATH
 from jobs.runners.base import ImageCheck, RunResult, RunSpec, StartFailed
 from jobs.settings import Settings
@@ -55,7 +55,6 @@ from jobs.timeutil import now_iso
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
 GROUP, TASK, RELAY = "run", "actor", "relay"
-TERMINAL = ("complete", "failed", "lost")
 KEPT_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID"]
 PAYLOAD_PATH = "/_abaco_binary_data"
 FAILURE_EVENTS = ("Driver Failure", "Killed", "Not Restarting", "Failed Validation",
@@ -80,15 +79,6 @@ def staged_path(job_id: str) -> str:
     return f"nomad/jobs/{job_id}"
 
 
-def _env_template(path: str) -> dict[str, Any]:
-    """Every item of the variable at ``path`` as an environment variable. Rendering waits
-    until the variable exists, which holds the task's start."""
-    return {"DestPath": "secrets/abaco.env", "Envvars": True, "ChangeMode": "noop",
-            "EmbeddedTmpl": (f'{{{{ with nomadVar "{path}" }}}}'
-                             "{{ range .Tuples }}{{ .K }}={{ .V | toJSON }}\n{{ end }}"
-                             "{{ end }}")}
-
-
 def _actor_task(spec: RunSpec, job_id: str) -> dict[str, Any]:
     config: dict[str, Any] = {
         "image": spec.image, "network_mode": spec.network,
@@ -107,7 +97,7 @@ def _actor_task(spec: RunSpec, job_id: str) -> dict[str, Any]:
             "KillTimeout": 5_000_000_000,
             "Resources": {"CPU": int((spec.cpus or 1.0) * 1000),
                           "MemoryMB": max(6, (spec.memory_bytes or 512 << 20) >> 20)},
-            "Templates": [_env_template(variable_path(job_id, TASK))]}
+            "Templates": [env_template(variable_path(job_id, TASK))]}
 
 
 def _relay_task(job_id: str, settings: Settings) -> dict[str, Any]:
@@ -117,7 +107,7 @@ def _relay_task(job_id: str, settings: Settings) -> dict[str, Any]:
                        "command": "python3", "args": ["-m", "jobs.results_relay"],
                        "security_opt": ["no-new-privileges"]},
             "KillTimeout": 5_000_000_000, "Resources": {"CPU": 50, "MemoryMB": 32},
-            "Templates": [_env_template(variable_path(job_id, RELAY))]}
+            "Templates": [env_template(variable_path(job_id, RELAY))]}
 
 
 def execution_job(spec: RunSpec, settings: Settings) -> dict[str, Any]:
@@ -368,17 +358,11 @@ def _result(alloc: dict[str, Any]) -> RunResult:
              if e.get("Type") in FAILURE_EVENTS]
     return RunResult(
         exit_code=int(code) if code not in (None, "") else None,
-        start_time=_iso(state.get("StartedAt")), finish_time=_iso(state.get("FinishedAt"))
-        or now_iso(), oom_killed=details.get("oom_killed") == "true",
+        start_time=nomad_time(state.get("StartedAt")),
+        finish_time=nomad_time(state.get("FinishedAt")) or now_iso(),
+        oom_killed=details.get("oom_killed") == "true",
         raw={"ClientStatus": alloc.get("ClientStatus"), "AllocationID": alloc.get("ID"),
              "OOMKilled": details.get("oom_killed") == "true"}, notes=notes)
-
-
-def _iso(text: str | None) -> str | None:
-    if not text or text.startswith("0001-"):
-        return None
-    head, _, frac = text.rstrip("Z").partition(".")
-    return f"{head}.{(frac + '000000')[:6]}Z"
 
 
 def _gone(note: str) -> RunResult:
