@@ -11,6 +11,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from api import errors, tapis
 from api.bounded_body import TOO_LARGE, BoundedBody
+from api.fastlane import FastLane, reserved_words
 from api.openapi import spec
 from api.routes import actors, configs, executions, messages, search, sharing, state, workers
 from jobs.service import Platform
@@ -79,5 +80,9 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         return None
 
     app.wsgi_app = BoundedBody(app.wsgi_app, settings.max_body_bytes)  # type: ignore[method-assign]
+    if settings.api_fast_lane == "on":
+        reserved = reserved_words(rule.rule for rule in app.url_map.iter_rules())
+        app.wsgi_app = FastLane(app.wsgi_app, platform, settings, reserved,  # type: ignore[method-assign]
+                                CORS_HEADERS)
 
     return app

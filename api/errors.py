@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from api.envelope import error, field_name
+from api.envelope import camel_case, error, field_name
 from jobs import errors
 
 LOG = logging.getLogger("abaco.api")
@@ -33,16 +34,24 @@ def status_for(exc: errors.AbacoError) -> int:
     return 500
 
 
+def error_reply(exc: errors.AbacoError, camel: bool, method: str,
+                path: str) -> tuple[int, str, Any]:
+    """(HTTP status, message, result) of a domain error, whichever way the request came
+    in; backing-service trouble is logged."""
+    status = status_for(exc)
+    if status >= 500:
+        LOG.warning("%s %s: %s", method, path, exc.message)
+    if isinstance(exc, errors.ValidationError):
+        field = field_name(exc.field, camel)
+        return status, f"{field}: {exc.problem}", {**exc.details, "field": field}
+    return status, exc.message, exc.details or None
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(errors.AbacoError)
     def domain_error(exc: errors.AbacoError) -> Response:
-        status = status_for(exc)
-        if status >= 500:
-            LOG.warning("%s %s: %s", request.method, request.path, exc.message)
-        if isinstance(exc, errors.ValidationError):
-            field = field_name(exc.field)
-            return error(f"{field}: {exc.problem}", status, {**exc.details, "field": field})
-        return error(exc.message, status, exc.details or None)
+        status, message, result = error_reply(exc, camel_case(), request.method, request.path)
+        return error(message, status, result)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

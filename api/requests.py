@@ -87,7 +87,11 @@ def _form_value(key: str) -> Any:
 
 
 def int_arg(name: str, default: int, minimum: int = 0) -> int:
-    raw = request.args.get(name)
+    return parse_int(name, request.args.get(name), default, minimum)
+
+
+def parse_int(name: str, raw: str | None, default: int, minimum: int = 0) -> int:
+    """A whole-number query parameter, 400 naming it when it is not one or out of range."""
     if raw is None:
         return default
     try:

@@ -6,9 +6,12 @@ client sees and where links point (``api_public_url``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app, request
+
+from jobs.settings import Settings
 
 # The order fields are shown in, as Abaco's documentation lists them.
 ACTOR_ORDER = ("id", "name", "image", "description", "owner", "status", "status_message",
@@ -28,13 +31,36 @@ NONCE_FIELDS = ("level", "max_uses", "remaining_uses", "current_uses", "descript
                 "create_time", "last_use_time")
 
 
+@dataclass(frozen=True)
+class Where:
+    """Where a request's links point and how its replies are cased: the API's public
+    URL, its actors' URL (``/v3/actors`` for Tapis v3 clients), and camelCase or not."""
+
+    api_url: str
+    actors_url: str
+    camel: bool
+
+
+def where_for(settings: Settings, path: str) -> Where:
+    """The ``case`` setting says, except on the Tapis v3 routes (``/v3/...``), which are
+    always snake_case as Tapis clients expect."""
+    v3 = path.startswith("/v3/")
+    api = settings.api_url
+    return Where(api, api + ("/v3/actors" if v3 else "/actors"),
+                 camel=not v3 and settings.case == "camel")
+
+
+def here() -> Where:
+    """This Flask request's."""
+    return where_for(current_app.config["ABACO_SETTINGS"], request.path)
+
+
 def api_url() -> str:
-    return str(current_app.config["ABACO_SETTINGS"].api_url)
+    return here().api_url
 
 
 def actors_url() -> str:
-    """Where this request's actors live: ``/v3/actors`` for Tapis v3 clients."""
-    return api_url() + ("/v3/actors" if request.path.startswith("/v3/") else "/actors")
+    return here().actors_url
 
 
 def ordered(record: dict[str, Any], order: tuple[str, ...]) -> dict[str, Any]:
@@ -42,21 +68,40 @@ def ordered(record: dict[str, Any], order: tuple[str, ...]) -> dict[str, Any]:
     return {key: record.get(key) for key in order}
 
 
-def actor(record: dict[str, Any]) -> dict[str, Any]:
-    base = f"{actors_url()}/{record['id']}"
+def actor(record: dict[str, Any], where: Where | None = None) -> dict[str, Any]:
+    w = where or here()
+    base = f"{w.actors_url}/{record['id']}"
     view = ordered({"queue": "default", "type": "none", **record}, ACTOR_ORDER)
-    view["_links"] = {"self": base, "owner": f"{api_url()}/profiles/{record['owner']}",
+    view["_links"] = {"self": base, "owner": f"{w.api_url}/profiles/{record['owner']}",
                       "executions": base + "/executions"}
     return view
 
 
-def execution(record: dict[str, Any]) -> dict[str, Any]:
+def execution(record: dict[str, Any], where: Where | None = None) -> dict[str, Any]:
     """``record`` carries ``actor_owner`` (the owner link is the actor's owner)."""
-    base = f"{actors_url()}/{record['actor_id']}/executions/{record['id']}"
-    view = ordered({**record, "api_server": api_url()}, EXECUTION_ORDER)
-    view["_links"] = {"self": base, "owner": f"{api_url()}/profiles/{record['actor_owner']}",
+    w = where or here()
+    base = f"{w.actors_url}/{record['actor_id']}/executions/{record['id']}"
+    view = ordered({**record, "api_server": w.api_url}, EXECUTION_ORDER)
+    view["_links"] = {"self": base, "owner": f"{w.api_url}/profiles/{record['actor_owner']}",
                       "logs": base + "/logs"}
     return view
+
+
+def execution_logs(logs: str, actor_id: str, execution_id: str,
+                   where: Where | None = None) -> dict[str, Any]:
+    """One execution's logs, and where they belong."""
+    base = f"{(where or here()).actors_url}/{actor_id}/executions/{execution_id}"
+    return {"logs": logs, "_links": {"self": base + "/logs", "execution": base}}
+
+
+def sent(reply: dict[str, Any], actor_id: str, user: str,
+         where: Where | None = None) -> dict[str, Any]:
+    """The reply to a message, with its links."""
+    w = where or here()
+    base = f"{w.actors_url}/{actor_id}"
+    return {**reply, "_links": {"self": f"{base}/executions/{reply['execution_id']}",
+                                "owner": f"{w.api_url}/profiles/{user}",
+                                "messages": f"{base}/messages"}}
 
 
 def logs(record: dict[str, Any]) -> dict[str, Any]:

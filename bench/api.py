@@ -93,8 +93,8 @@ def main() -> None:
         bare = serve("bare_app:app", args.bare_port, settings, Path(work))
         try:
             bare_url = f"http://127.0.0.1:{args.bare_port}/thing"
-            bare_get, _ = wrk(bare_url, args.seconds)
-            bare_post, _ = wrk(bare_url, args.seconds, str(script))
+            bare_get, bare_get_p99 = wrk(bare_url, args.seconds)
+            bare_post, bare_post_p99 = wrk(bare_url, args.seconds, str(script))
         finally:
             bare.terminate()
             bare.wait(10)
@@ -115,7 +115,8 @@ def main() -> None:
           f"list_ratio={listing / bare_get:.2f} post_p99_ms={post_p99:.1f} "
           f"get_p99_ms={get_p99:.1f} list_p99_ms={list_p99:.1f} post_rps={post:.0f} "
           f"get_rps={get:.0f} list_rps={listing:.0f} bare_get_rps={bare_get:.0f} "
-          f"bare_post_rps={bare_post:.0f}")
+          f"bare_post_rps={bare_post:.0f} bare_get_p99_ms={bare_get_p99:.1f} "
+          f"bare_post_p99_ms={bare_post_p99:.1f}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "images"), str(ROOT)]
 from build import build_all  # noqa: E402
 
+from tests.docker_events import runs_begun  # noqa: E402
 from tests.waits import wait_until  # noqa: E402
 
 NOOP = "abaco-test-noop"
@@ -74,14 +75,15 @@ def wait_all_final(api: str, actor_ids: list[str], expected: int,
 
 
 def starts_per_execution(since: float, actor_ids: set[str]) -> Counter[str]:
-    """Container starts per execution, from Docker's own event log."""
+    """Runs begun per execution (plain starts and prewarmed deliveries), from Docker's
+    own event log."""
     import docker
 
     client = docker.from_env(version="auto")
-    events = client.events(since=int(since) - 1, until=int(time.time()) + 1, decode=True,
-                           filters={"event": "start", "label": "abaco.execution"})
-    return Counter(e["Actor"]["Attributes"]["abaco.execution"] for e in events
-                   if e["Actor"]["Attributes"].get("abaco.actor") in actor_ids)
+    begun: Counter[str] = Counter()
+    for actor_id in actor_ids:
+        begun.update(runs_begun(client, actor_id, since))
+    return begun
 
 
 def _wait(probe: Any, timeout_s: float, what: str, interval_s: float = 0.05) -> None:

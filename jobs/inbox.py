@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
 
+import orjson
 import redis
 
 from jobs import inbox_lua as lua
@@ -93,11 +94,23 @@ class Rejected:
     status: str | None
 
 
+_ACCEPTED = json.dumps([json.dumps(str(s)) for s in ACCEPTS_MESSAGES])
+
+
 def _pairs(fields: Mapping[str, Any]) -> list[str]:
     flat: list[str] = []
     for key, value in fields.items():
-        flat += [key, json.dumps(value)]
+        flat += [key, _json(value)]
     return flat
+
+
+def _json(value: Any) -> str:
+    """orjson where it can (several times faster), the standard library otherwise
+    (integers past 64 bits); either reads back the same."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value)
 
 
 def _given_up(most: int) -> dict[str, Any]:
@@ -164,7 +177,7 @@ class Inbox:
         wake-up); they run whatever the post's outcome."""
         t, a, eid = execution["tenant"], execution["actor_id"], execution["id"]
         k = self.keys
-        accepted = json.dumps([json.dumps(str(s)) for s in ACCEPTS_MESSAGES])
+        accepted = _ACCEPTED
         keys = [k.actor(t, a), k.execution(t, a, eid), k.execution_binary(t, a, eid),
                 k.executions(t, a), k.queued(t, a), k.inbox(t, a)]
         args = [eid, time.time(), "1" if binary is not None else "0", binary or b"",

@@ -9,16 +9,14 @@ Values in hashes are JSON, so statuses compare as ``'"RUNNING"'``.
 from __future__ import annotations
 
 from jobs.keys import INBOX_GROUP
-from jobs.status import transitions_json
+from jobs.status import transitions_lua
 
 PRELUDE = f"""
 local GROUP = '{INBOX_GROUP}'
-local MOVES = cjson.decode([[{transitions_json()}]])
+local MOVES = {transitions_lua()}
 local function may_move(from, to)
   local edges = MOVES[from]
-  if not edges then return false end
-  for _, edge in ipairs(edges) do if edge == to then return true end end
-  return false
+  return edges ~= nil and edges[to] == true
 end
 local function registered(workers, wid)
   return redis.call('HEXISTS', workers, wid) == 1
@@ -42,7 +40,7 @@ local function deliver(inbox, exec, eid)
   redis.call('HSET', exec, 'inbox_entry', cjson.encode(id))
 end
 local function hset_pairs(key, argv, first)
-  for i = first, #argv, 2 do redis.call('HSET', key, argv[i], argv[i + 1]) end
+  if #argv > first then redis.call('HSET', key, unpack(argv, first)) end
 end
 """
 

@@ -145,6 +145,12 @@ class Keys:
     def execution(self, tenant: str, actor_id: str, execution_id: str) -> str:
         return self.actor(tenant, actor_id) + f":exec:{check_id(execution_id, 'execution_id')}"
 
+    @staticmethod
+    def execution_of(actor_key: str, execution_id: str) -> str:
+        """``execution`` under an actor key already made, for an id read from the actor's
+        own index (checked when it was written)."""
+        return f"{actor_key}:exec:{execution_id}"
+
     def execution_logs(self, tenant: str, actor_id: str, execution_id: str) -> str:
         return self.execution(tenant, actor_id, execution_id) + ":logs"
 

@@ -10,6 +10,15 @@ def idle_limit_s(hints: Iterable[str], idle_s: float, sync_idle_s: float) -> flo
     return sync_idle_s if "sync" in set(hints) else idle_s
 
 
+NO_PREWARM_HINT = "noprewarm"
+
+
+def prewarms(hints: Iterable[str]) -> bool:
+    """Whether a worker makes its next container ahead of the message; the
+    ``noprewarm`` hint opts an actor out (its runs start the plain way)."""
+    return NO_PREWARM_HINT not in set(hints)
+
+
 def may_leave_idle(alive: int, min_workers: int) -> bool:
     """An idle worker leaves only while the actor keeps its ``minWorkers``."""
     return alive > min_workers

@@ -308,10 +308,12 @@ def validate_actor_input(
     return result
 
 
+SUMMARY_FIELDS = ("id", "status", "start_time", "finish_time", "message_received_time")
+
+
 def execution_summary(record: Mapping[str, Any]) -> dict[str, Any]:
     """The short form used in execution lists."""
-    keys = ("id", "status", "start_time", "finish_time", "message_received_time")
-    return {key: record.get(key) for key in keys}
+    return {key: record.get(key) for key in SUMMARY_FIELDS}
 
 
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}

@@ -3,6 +3,7 @@ contract), the log sink, and the execution fields made of a run's result."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -122,29 +123,34 @@ class StoredPayload:
         return self.store.get_binary(self.tenant, self.actor_id, self.execution_id) or b""
 
 
-def build_spec(settings: Settings, tokens: TokenSigner, actor: dict[str, Any],
-               execution: dict[str, Any], worker_id: str, defaults: dict[str, str], state: Any,
-               payload: Payload | None, configs: dict[str, Any] | None = None) -> RunSpec:
-    """One run of ``execution`` by ``actor`` (its revision as the worker serves it), in
-    platform units: memory in bytes, CPUs from Abaco's nano-CPUs."""
-    tenant, actor_id = actor["tenant"], actor["id"]
-    max_run_time = float(actor.get("max_run_time") or settings.max_run_time_s)
-    token = tokens.mint(actor["owner"], tenant, min(max_run_time, settings.max_run_time_s),
-                        actor_id, execution["id"]) if actor.get("token", True) else ""
+def run_shape(settings: Settings, actor: dict[str, Any], worker_id: str) -> RunSpec:
+    """What every run of ``actor`` (its revision as the worker serves it) by this worker
+    has in common, in platform units: memory in bytes, CPUs from Abaco's nano-CPUs. No
+    execution yet: the shape a prewarmed container is made with."""
     max_cpus = actor.get("max_cpus")
     privileged = bool(actor.get("privileged"))
     return RunSpec(
-        execution_id=execution["id"], actor_id=actor_id, tenant=tenant, worker_id=worker_id,
-        image=actor["image"],
-        env=container_env(settings, actor, execution, worker_id, defaults, state, token,
-                          configs),
-        network=settings.actor_network, max_run_time_s=max_run_time,
+        execution_id="", actor_id=actor["id"], tenant=actor["tenant"], worker_id=worker_id,
+        image=actor["image"], env={}, network=settings.actor_network,
+        max_run_time_s=float(actor.get("max_run_time") or settings.max_run_time_s),
         memory_bytes=mem_bytes(actor.get("mem_limit") or settings.actor_mem_default),
         cpus=max_cpus / 1e9 if max_cpus else settings.actor_cpus_default,
-        pids_limit=settings.pids_limit, engine_access=privileged, payload=payload,
+        pids_limit=settings.pids_limit, engine_access=privileged,
         user=None if actor.get("use_container_uid") else (settings.actor_user or None),
         confined=not privileged, mounts=_mounts(settings, actor.get("mounts") or []),
         queue=actor.get("queue") or "default")
+
+
+def build_spec(settings: Settings, tokens: TokenSigner, actor: dict[str, Any],
+               execution: dict[str, Any], worker_id: str, defaults: dict[str, str], state: Any,
+               payload: Payload | None, configs: dict[str, Any] | None = None) -> RunSpec:
+    """One run of ``execution``: the run's shape, its environment and its message."""
+    shape = run_shape(settings, actor, worker_id)
+    token = tokens.mint(actor["owner"], shape.tenant,
+                        min(shape.max_run_time_s, settings.max_run_time_s), shape.actor_id,
+                        execution["id"]) if actor.get("token", True) else ""
+    env = container_env(settings, actor, execution, worker_id, defaults, state, token, configs)
+    return dataclasses.replace(shape, execution_id=execution["id"], env=env, payload=payload)
 
 
 def _mounts(settings: Settings, mounts: list[dict[str, str]]) -> tuple[Mount, ...]:

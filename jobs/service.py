@@ -30,6 +30,7 @@ from jobs.logstore import LogStore
 from jobs.message_env import allowed_patterns, check_message_env
 from jobs.models import (
     FINAL_EXECUTION_STATUSES,
+    SUMMARY_FIELDS,
     as_bool,
     as_int,
     execution_summary,
@@ -239,14 +240,27 @@ class Platform(SharingOps, ConfigOps):
                                               "message purged from the inbox before it ran")
         return dropped
 
-    def wait_for_execution(self, caller: Caller, actor_id: str, eid: str) -> dict[str, Any]:
-        """Block until the execution is final, reading the actor's event stream."""
+    def synchronous_reply(self, caller: Caller, actor_id: str, eid: str) -> tuple[bytes, str]:
+        """What a synchronous message answers once its execution is final: its first
+        result when there is one, else its logs (Abaco's rule), with their media type.
+        The caller sent the message, so it may read both; one round trip reads both."""
+        actor_id = self.wait_for_execution(caller, actor_id, eid)
+        first, live = self.store.first_result_and_live_log(caller.tenant, actor_id, eid)
+        if first is not None:
+            return first, "application/octet-stream"
+        if live is not None:
+            return redact_tokens(live), "text/plain"
+        return self.get_logs(caller, actor_id, eid).encode(), "text/plain"
+
+    def wait_for_execution(self, caller: Caller, actor_id: str, eid: str) -> str:
+        """Block until the execution is final, reading the actor's event stream; the
+        actor's id (``actor_id`` may be an alias)."""
         actor_id = self._actor(caller, actor_id, "EXECUTE", "message")["id"]
         deadline_s = self.settings.sync_timeout_s
         after = self.store.last_event_id(caller.tenant, actor_id)
-        record = self.store.get_execution(caller.tenant, actor_id, eid)
+        status = self.store.get_execution(caller.tenant, actor_id, eid)["status"]
         deadline = time.monotonic() + deadline_s
-        while record["status"] not in FINAL_EXECUTION_STATUSES:
+        while status not in FINAL_EXECUTION_STATUSES:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise Timeout(f"execution {eid} did not finish within {deadline_s:g} s",
@@ -254,17 +268,19 @@ class Platform(SharingOps, ConfigOps):
             for event_id, event in self.store.wait_events(caller.tenant, actor_id, after,
                                                           remaining):
                 after = event_id
-                if event.get("execution_id") == eid:
-                    break
-            record = self.store.get_execution(caller.tenant, actor_id, eid)
-        return record
+                if event.get("execution_id") == eid and event.get("status"):
+                    status = event["status"]  # the completion names the final status
+                elif event.get("event") == "ACTOR_DELETED":  # the record went with it
+                    status = self.store.get_execution(caller.tenant, actor_id, eid)["status"]
+        return actor_id
 
     # -- executions -------------------------------------------------------------
     def list_executions(self, caller: Caller, actor_id: str, offset: int = 0,
                         limit: int | None = None) -> dict[str, Any]:
         actor = self._actor(caller, actor_id, "READ", "executions")
         actor_id = actor["id"]
-        total, page, sums = self.store.executions_page(caller.tenant, actor_id, offset, limit)
+        total, page, sums = self.store.executions_page(caller.tenant, actor_id, offset, limit,
+                                                       SUMMARY_FIELDS)
         return {"actor_id": actor_id, "owner": actor["owner"], "total_executions": total,
                 "total_cpu": int(sums.get("cpu", 0)), "total_io": int(sums.get("io", 0)),
                 "total_runtime": sums.get("runtime", 0.0),

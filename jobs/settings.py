@@ -52,6 +52,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "nomad_worker_driver": ("docker", "raw_exec"),
     "actor_network": ("none", "host", "bridge"),
     "json_env_format": ("python", "json"),
+    "prewarm": ("on", "off"),
+    "api_fast_lane": ("on", "off"),
 }
 
 
@@ -146,6 +148,9 @@ class Settings:
     webhook_timeout_s: float = 5.0
     event_queue_max: int = 10000
     results_dir: str = ""
+    prewarm: str = "on"
+    api_fast_lane: str = "on"
+    prewarm_busybox: str = ""
     max_result_bytes: int = 128 * 1024
     max_results: int = 1000
     results_ttl_s: float = 86400.0
@@ -165,6 +170,11 @@ class Settings:
     def results_path(self) -> Path:
         """Where workers bind results sockets (paths must stay under 108 bytes)."""
         return Path(self.results_dir) if self.results_dir else self.data_dir / "run" / "results"
+
+    @property
+    def shim_path(self) -> Path:
+        """Where workers put the prewarm shim that prewarmed containers mount."""
+        return self.data_dir / "run" / "shim"
 
     @property
     def actor_token_key_path(self) -> Path:

@@ -67,11 +67,12 @@ def check_move(before: ExecutionStatus | str, after: ExecutionStatus | str) -> N
         raise IllegalTransition(f"execution cannot go from {before} to {after}")
 
 
-def transitions_json() -> str:
-    """The execution table as JSON ``{"\\"FROM\\"": ["\\"TO\\"", ...]}`` for the Lua scripts.
-
-    Keys and values are JSON-encoded status strings, exactly as the execution hash
-    stores them, so a script compares raw values without decoding.
-    """
-    return json.dumps({json.dumps(str(before)): [json.dumps(str(a)) for a in sorted(after)]
-                       for before, after in EXECUTION_TRANSITIONS.items()})
+def transitions_lua() -> str:
+    """The execution table as a Lua table constructor, ``{['"FROM"'] = {['"TO"'] =
+    true}}``: built by the script itself, cheaper than decoding JSON on every call.
+    Keys are JSON-encoded status strings, exactly as the execution hash stores them."""
+    def quoted(status: object) -> str:
+        return "[" + json.dumps(json.dumps(str(status))) + "]"
+    rows = (f"{quoted(before)} = {{{', '.join(quoted(a) + ' = true' for a in sorted(after))}}}"
+            for before, after in EXECUTION_TRANSITIONS.items())
+    return "{" + ", ".join(rows) + "}"

@@ -62,13 +62,20 @@ def encode(record: Mapping[str, Any]) -> dict[Any, Any]:
     return {key: json.dumps(value) for key, value in record.items()}
 
 
-def decode(raw: Mapping[bytes, bytes]) -> dict[str, Any]:
+@functools.lru_cache(maxsize=64)
+def _encoded(fields: tuple[str, ...]) -> tuple[bytes, ...]:
+    return tuple(field.encode() for field in fields)
+
+
+def decode(raw: Mapping[bytes, bytes | None]) -> dict[str, Any]:
     """A record as stored (each field JSON); orjson parses it several times faster than
     the standard library, which stays the fallback for what orjson refuses (NaN)."""
     try:
-        return {key.decode(): orjson.loads(value) for key, value in raw.items()}
+        return {key.decode(): orjson.loads(value) for key, value in raw.items()
+                if value is not None}
     except orjson.JSONDecodeError:
-        return {key.decode(): json.loads(value) for key, value in raw.items()}
+        return {key.decode(): json.loads(value) for key, value in raw.items()
+                if value is not None}
 
 
 class Store:
@@ -336,10 +343,11 @@ class Store:
 
     @_translate
     def executions_page(self, tenant: str, actor_id: str, offset: int = 0,
-                        limit: int | None = None
+                        limit: int | None = None, fields: tuple[str, ...] | None = None
                         ) -> tuple[int, list[dict[str, Any]], dict[str, float]]:
         """(count, the page's records, the totals) in two round trips: the index and the
-        totals together, then the records."""
+        totals together, then the records (only ``fields`` of each, when named: a
+        listing shows a few of an execution's two dozen)."""
         key = self.keys.executions(tenant, actor_id)
         end = -1 if limit is None else offset + limit - 1
         with self.r.pipeline(transaction=False) as pipe:
@@ -347,12 +355,22 @@ class Store:
             pipe.zrange(key, offset, end)
             pipe.hgetall(self.keys.execution_totals(tenant, actor_id))
             total, members, sums = pipe.execute()
+        actor_key = self.keys.actor(tenant, actor_id)
         with self.r.pipeline(transaction=False) as pipe:
             for eid in members:
-                pipe.hgetall(self.keys.execution(tenant, actor_id, eid.decode()))
+                record_key = self.keys.execution_of(actor_key, eid.decode())
+                if fields:
+                    pipe.hmget(record_key, fields)
+                else:
+                    pipe.hgetall(record_key)
             raws = pipe.execute() if members else []
         totals = {k.decode(): float(v) for k, v in cast(dict, sums).items()}
-        return int(total), [decode(raw) for raw in raws if raw], totals
+        if fields:
+            records = [decode(dict(zip(_encoded(fields), raw, strict=True)))
+                       for raw in raws if raw[0] is not None]
+        else:
+            records = [decode(raw) for raw in raws if raw]
+        return int(total), records, totals
 
     # -- events out -----------------------------------------------------------------
     @_translate
@@ -437,6 +455,16 @@ class Store:
         return cast(bytes | None, self.r.lpop(self.keys.execution_results(tenant, actor_id, eid)))
 
     @_translate
+    def first_result_and_live_log(self, tenant: str, actor_id: str,
+                                  eid: str) -> tuple[bytes | None, bytes | None]:
+        """The next unread result (taken) and the live log, in one round trip."""
+        with self.r.pipeline(transaction=False) as pipe:
+            pipe.lpop(self.keys.execution_results(tenant, actor_id, eid))
+            pipe.get(self.keys.execution_logs(tenant, actor_id, eid))
+            first, live = pipe.execute()
+        return cast(bytes | None, first), cast(bytes | None, live)
+
+    @_translate
     def expire_results(self, tenant: str, actor_id: str, eid: str, ttl_s: float) -> None:
         self.r.expire(self.keys.execution_results(tenant, actor_id, eid), max(1, int(ttl_s)))
 
@@ -494,6 +522,11 @@ class Store:
     def mark_logs_pending(self, tenant: str, actor_id: str, eid: str) -> None:
         """The logs stay in Redis until the scheduler copies them to S3."""
         self.r.sadd(self.keys.logs_pending(), f"{tenant}/{actor_id}/{eid}")
+
+    @_translate
+    def logs_unmarked(self, tenant: str, actor_id: str, eid: str) -> None:
+        """Not ours to copy after all (another worker holds the execution now)."""
+        self.r.srem(self.keys.logs_pending(), f"{tenant}/{actor_id}/{eid}")
 
     @_translate
     def logs_pending(self, count: int = 100) -> list[tuple[str, str, str]]:

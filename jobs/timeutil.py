@@ -19,3 +19,12 @@ def parse_iso(text: str) -> datetime:
 
 def seconds_between(start: str, end: str) -> float:
     return (parse_iso(end) - parse_iso(start)).total_seconds()
+
+
+def parse_docker_time(text: str | None) -> datetime | None:
+    """Docker's RFC 3339 times carry nanoseconds; Python takes microseconds."""
+    if not text or text.startswith("0001-"):
+        return None
+    head, _, frac = text.rstrip("Z").partition(".")
+    micros = (frac + "000000")[:6]
+    return datetime.fromisoformat(f"{head}.{micros}+00:00")

@@ -33,11 +33,18 @@ from jobs.configs import configs_for
 from jobs.errors import AbacoError, BackendUnavailable, NotFound
 from jobs.events import EXECUTION_COMPLETE, EXECUTION_STARTED, event_document, wants_events
 from jobs.inbox import Outcome
-from jobs.lifecycle import Backoff, idle_limit_s, may_leave_idle, retry_delays
+from jobs.lifecycle import Backoff, idle_limit_s, may_leave_idle, prewarms, retry_delays
 from jobs.logstore import LogStore
 from jobs.models import MAX_SECONDS
 from jobs.results import ResultsSocket
-from jobs.run_record import LogSink, StoredPayload, build_spec, public_record, result_fields
+from jobs.run_record import (
+    LogSink,
+    StoredPayload,
+    build_spec,
+    public_record,
+    result_fields,
+    run_shape,
+)
 from jobs.runners import Runner, RunResult, RunSpec, StartFailed, make_runner
 from jobs.secrets import SecretStore
 from jobs.settings import Settings, load_settings
@@ -68,6 +75,7 @@ class Worker(WorkerControl):
         self.handle_of: dict[str, str] = {}
         self.cancelled: set[str] = set()
         self.results_socket: str | None = None  # host path, for the run being started
+        self.spare: Results | None = None  # the next run's socket, its container prepared
         self.executions = 0
         self.placement: dict[str, Any] = {}  # where it runs, for its placer (Nomad alloc)
         self.backoff = Backoff(settings.backoff_first_s, settings.backoff_max_s)
@@ -86,6 +94,7 @@ class Worker(WorkerControl):
                 if self.adopt_orphans():
                     idle_since = time.monotonic()
                     continue
+                self._prepare_next()
                 entry = self._next_entry()
                 if entry is None:
                     if self._idle_too_long(time.monotonic() - idle_since):
@@ -139,7 +148,12 @@ class Worker(WorkerControl):
         return may_leave_idle(alive, int(actor.get("min_workers") or 0))
 
     def _leave(self) -> None:
-        """Deregister; if messages arrived meanwhile, make sure the scheduler looks again."""
+        """Deregister; if messages arrived meanwhile, make sure the scheduler looks again.
+        The prepared container goes first: nothing of a worker outlives it unused."""
+        self._quietly(lambda: self.runner.discard_prepared(self.worker_id))
+        if self.spare is not None:
+            self.spare.close()
+            self.spare = None
         try:
             self.inbox.leave(self.tenant, self.actor_id, self.worker_id)
             self.store.wake_scheduler(self.tenant, self.actor_id, "worker left")
@@ -217,7 +231,9 @@ class Worker(WorkerControl):
         execution = self._retrying(lambda: self.store.get_execution(
             self.tenant, self.actor_id, eid))
         self._set_status(WorkerStatus.BUSY)
-        results = Results(self, eid)
+        adopted = execution["status"] == ExecutionStatus.RUNNING and execution.get("handle")
+        results = Results(self) if adopted else self._take_spare()
+        results.eid = eid
         try:
             return self._serve_with(entry, execution, results)
         finally:
@@ -230,7 +246,7 @@ class Worker(WorkerControl):
             handle = str(execution["handle"])
             self._retrying(lambda: self.store.drop_live_log(self.tenant, self.actor_id, eid))
         else:
-            self.results_socket = results.open()
+            self.results_socket = results.path
             started = self._start(entry, execution)
             if started is None:
                 return not self.fenced.is_set()
@@ -245,6 +261,7 @@ class Worker(WorkerControl):
         results.close()  # every datagram sent before the end is stored before the record
         result.notes.extend(results.notes)
         self._record(entry, {**execution, "handle": handle}, result, bytes(sink.data))
+        self._prepare_next()
         self._set_status(WorkerStatus.SHUTTING_DOWN if self.stopping.is_set()
                          else WorkerStatus.READY)
         return True
@@ -351,40 +368,45 @@ class Worker(WorkerControl):
 
     def _record(self, entry: str, execution: dict[str, Any], result: RunResult,
                 logs: bytes) -> None:
-        """Logs to S3 (or kept in Redis for later), then the final record, then cleanup."""
+        """The final record, then the logs to S3, then cleanup.
+
+        The record comes first, so the caller waiting on it is not kept waiting for
+        S3. Until the copy is made, the logs are read from their live copy in Redis,
+        and marked pending before the record is written: if this worker dies before
+        copying them, the scheduler does."""
+        eid = execution["id"]
         fields = result_fields(execution, result)
         record = {**execution, **fields}
-        stored = self._store_logs(record, logs) if not result.gone else True
-        outcome = self._finish(entry, execution["id"], ExecutionStatus(fields.pop("status")),
-                               fields)
-        if outcome is not Outcome.OK:
-            return  # someone else holds it now: leave the run and its logs to them
-        self._emit(EXECUTION_COMPLETE, execution_id=execution["id"], status=record["status"],
+        if not result.gone:
+            self._retrying(lambda: self.store.mark_logs_pending(self.tenant, self.actor_id, eid))
+        outcome = self._finish(entry, eid, ExecutionStatus(fields.pop("status")), fields)
+        if outcome is not Outcome.OK:  # someone else holds it now: the run and its logs
+            self._quietly(lambda: self.store.logs_unmarked(self.tenant, self.actor_id, eid))
+            return
+        self._emit(EXECUTION_COMPLETE, execution_id=eid, status=record["status"],
                    exit_code=record.get("exit_code"),
                    status_message=record.get("status_message", ""))
-        if stored:
-            self._quietly(lambda: self.store.drop_live_log(self.tenant, self.actor_id,
-                                                           execution["id"]))
+        if not result.gone:
+            self._store_logs(record, logs)
         log_ex = self.actor.get("log_ex") or self.settings.log_ex_default
         if log_ex:  # the scheduler deletes them when due
             self._quietly(lambda: self.store.expire_logs_at(
-                self.tenant, self.actor_id, execution["id"], time.time() + log_ex))
+                self.tenant, self.actor_id, eid, time.time() + log_ex))
         # Off the message path: the record is final, so the next message need not wait
         # for the engine to delete the container. Not a daemon thread: a worker that
         # leaves still removes its last run first.
         threading.Thread(target=self._quietly, args=(
             lambda: self.runner.stop(execution["handle"], remove=True),)).start()
 
-    def _store_logs(self, record: dict[str, Any], logs: bytes) -> bool:
+    def _store_logs(self, record: dict[str, Any], logs: bytes) -> None:
+        """Copy to S3; on failure the logs stay in Redis, marked, for the scheduler."""
         try:
             self.logs.put(self.tenant, self.actor_id, record["id"], logs,
                           public_record(record))
-            return True
         except AbacoError as exc:
             LOG.warning("logs of %s kept in redis for now: %s", record["id"], exc.message)
-            self._quietly(lambda: self.store.mark_logs_pending(self.tenant, self.actor_id,
-                                                               record["id"]))
-            return False
+            return
+        self._quietly(lambda: self.store.logs_copied(self.tenant, self.actor_id, record["id"]))
 
     def _finish(self, entry: str, eid: str, status: ExecutionStatus,
                 fields: dict[str, Any]) -> Outcome:
@@ -394,6 +416,25 @@ class Worker(WorkerControl):
         if outcome is Outcome.FENCED:
             raise Fenced()
         return outcome
+
+    def _take_spare(self) -> Results:
+        spare, self.spare = self.spare, None
+        return spare if spare is not None else Results(self).opened()
+
+    def _prepare_next(self) -> None:
+        """The next run's results socket, and its container (when the runner makes
+        containers ahead), so that a message finds them ready."""
+        if self.spare is not None or self.stopping.is_set() or self.fenced.is_set():
+            return
+        self.spare = Results(self).opened()
+        if not prewarms(self.actor.get("hints") or []):
+            return
+        try:
+            shape = run_shape(self.settings, {**self.actor, "revision": self.revision},
+                              self.worker_id)
+            self.runner.prepare(dataclasses.replace(shape, results_socket=self.spare.path))
+        except AbacoError as exc:
+            LOG.info("nothing prepared for the next run of %s: %s", self.actor_id, exc)
 
     def _spec(self, execution: dict[str, Any]) -> RunSpec:
         defaults = self.secrets.get(self.tenant, self.actor_id) \
@@ -410,27 +451,36 @@ class Worker(WorkerControl):
 class Results:
     """The results socket of the execution a worker serves: datagrams go to Redis in
     order (at most ``max_results`` unread; longer than ``max_result_bytes`` is cut),
-    and kept ``results_ttl_s`` after the end."""
+    and kept ``results_ttl_s`` after the end. Opened before its execution is known (a
+    prewarmed container mounts it); nothing can arrive before the run starts."""
 
-    def __init__(self, worker: Worker, eid: str) -> None:
-        self.worker, self.eid = worker, eid
+    opened_count = 0
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.eid: str | None = None
+        self.path: str | None = None
         self.notes: list[str] = []
         self.socket: ResultsSocket | None = None
 
-    def open(self) -> str | None:
+    def opened(self) -> Results:
         settings = self.worker.settings
+        Results.opened_count += 1
+        name = f"{self.worker.worker_id}-{os.getpid()}-{Results.opened_count}.sock"
         try:
-            self.socket = ResultsSocket(settings.results_path / f"{self.eid}.sock", self._keep,
+            self.socket = ResultsSocket(settings.results_path / name, self._keep,
                                         settings.max_result_bytes)
-            return self.socket.open()
+            self.path = self.socket.open()
         except (OSError, ValueError) as exc:
-            LOG.warning("no results socket for %s: %s", self.eid, exc)
+            LOG.warning("no results socket for worker %s: %s", self.worker.worker_id, exc)
             self.notes.append(f"no results socket: {exc}")
             self.socket = None
-            return None
+        return self
 
     def _keep(self, data: bytes, cut: bool) -> None:
         w = self.worker
+        if self.eid is None:
+            return  # no run holds this socket yet
         if not data:
             self._note("empty results were dropped (an empty read means none is left)")
             return
@@ -448,9 +498,10 @@ class Results:
         if self.socket is not None:
             self.socket.close()
             self.socket = None
-            w = self.worker
-            w._quietly(lambda: w.store.expire_results(w.tenant, w.actor_id, self.eid,
-                                                      w.settings.results_ttl_s))
+            w, eid = self.worker, self.eid
+            if eid is not None:
+                w._quietly(lambda: w.store.expire_results(w.tenant, w.actor_id, eid,
+                                                          w.settings.results_ttl_s))
         self.worker.results_socket = None
 
 

@@ -32,6 +32,7 @@ from jobs.errors import AbacoError, BackendMisconfigured, NotFound
 from jobs.ids import new_id
 from jobs.inbox import Outcome
 from jobs.logstore import LogStore
+from jobs.models import FINAL_EXECUTION_STATUSES
 from jobs.placers import make_placer
 from jobs.placers.base import Placer
 from jobs.runners import Runner, make_runner
@@ -40,7 +41,7 @@ from jobs.service import Platform
 from jobs.settings import Settings, load_settings
 from jobs.status import LIVE_WORKER, ActorStatus, WorkerStatus
 from jobs.store import Store
-from jobs.timeutil import now_iso, to_iso
+from jobs.timeutil import now_iso, seconds_between, to_iso
 from scheduler.cron_firing import fire_if_due
 from scheduler.deliver import EventDelivery
 from scheduler.images import ImageChecks
@@ -48,6 +49,8 @@ from scheduler.policy import ActorLoad, fair_share, idle_to_reclaim, workers_to_
 from scheduler.recovery import recover_actor
 
 LOG = logging.getLogger("abaco.scheduler")
+# How long a worker has to copy its run's logs to S3 itself before the scheduler does.
+LOG_COPY_GRACE_S = 30.0
 
 
 class Scheduler:
@@ -340,15 +343,20 @@ class Scheduler:
             self.store.run_removed(handle)
 
     def _copy_pending_logs(self) -> None:
-        """Logs S3 refused earlier are kept in Redis until a pass copies them."""
+        """Logs a worker did not copy to S3 (S3 refused them, or the worker died first)
+        are kept in Redis until a pass copies them. A worker copies its run's logs just
+        after the final record: those are left to it for ``LOG_COPY_GRACE_S``."""
         if self.logs is None:
             return
         for tenant, actor_id, eid in self.store.logs_pending():
             try:
                 record = self.store.get_execution(tenant, actor_id, eid)
-                data = self.store.live_log(tenant, actor_id, eid) or b""
-                public = {k: v for k, v in record.items() if k != "env"}
-                self.logs.put(tenant, actor_id, eid, data, public)
+                if not _due_for_copy(record):
+                    continue
+                data = self.store.live_log(tenant, actor_id, eid)
+                if data is not None:  # None: copied (and dropped) meanwhile, or empty
+                    public = {k: v for k, v in record.items() if k != "env"}
+                    self.logs.put(tenant, actor_id, eid, data, public)
             except NotFound:
                 pass
             except AbacoError as exc:
@@ -459,3 +467,11 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _due_for_copy(record: dict[str, Any]) -> bool:
+    """Final, and long enough ago that its worker would have copied the logs itself."""
+    if record.get("status") not in FINAL_EXECUTION_STATUSES:
+        return False  # its (adopting) worker copies them when it ends
+    finished = record.get("finish_time")
+    return not finished or seconds_between(finished, now_iso()) > LOG_COPY_GRACE_S

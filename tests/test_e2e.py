@@ -14,16 +14,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 import requests
 
-from jobs.runners.docker import LABEL_EXECUTION
 from jobs.settings import Settings
 from tests.conftest import ROOT
+from tests.docker_events import runs_begun
 from tests.http_helpers import execution, ready_actor, result
 from tests.waits import wait_until
 
@@ -38,12 +37,6 @@ def base(api_stack: Settings) -> str:
 def _all_final(base: str, actor_id: str, eids: list[str]) -> list[dict[str, Any]]:
     records = [execution(base, actor_id, eid) for eid in eids]
     return records if all(r["status"] in FINAL for r in records) else []
-
-
-def _starts_per_execution(docker_client: Any, actor_id: str, since: float) -> Counter[str]:
-    events = docker_client.events(since=int(since) - 1, until=int(time.time()) + 1, decode=True,
-                                  filters={"event": "start", "label": f"abaco.actor={actor_id}"})
-    return Counter(e["Actor"]["Attributes"][LABEL_EXECUTION] for e in events)
 
 
 def test_quickstart(base: str):
@@ -101,7 +94,7 @@ def _check_no_loss_no_rerun(base: str, docker_client: Any, actor_id: str, eids: 
             assert record["statusMessage"], record
     listing = result(requests.get(f"{base}/{actor_id}/executions", timeout=10))
     assert all(e["status"] in FINAL for e in listing["executions"]), "an execution stayed open"
-    starts = _starts_per_execution(docker_client, actor_id, since)
+    starts = runs_begun(docker_client, actor_id, since)
     assert max(starts.values()) == 1, f"ran twice: {starts.most_common(3)}"
     return records
 

@@ -1,11 +1,12 @@
 import json
+from typing import Any
 
 import pytest
 
 from jobs.errors import ValidationError
 from jobs.keys import Keys
 from jobs.lifecycle import idle_limit_s, may_leave_idle, retry_delays
-from jobs.status import IllegalTransition, can_move, check_move, transitions_json
+from jobs.status import ExecutionStatus, IllegalTransition, can_move, check_move
 from scheduler.policy import (
     ActorLoad,
     fair_share,
@@ -83,10 +84,20 @@ def test_the_execution_table_allows_only_forward_moves(before, after, legal):
             check_move(before, after)
 
 
-def test_the_scripts_get_the_same_table_as_python():
-    table = json.loads(transitions_json())
-    assert table['"SUBMITTED"'] == ['"COMPLETE"', '"ERROR"', '"RUNNING"']
-    assert table['"COMPLETE"'] == [] and table['"ERROR"'] == []
+def test_the_scripts_get_the_same_table_as_python(store: Any):
+    """The scripts' ``may_move``, run by Redis itself, for every pair of statuses."""
+    from jobs.inbox_lua import PRELUDE
+
+    statuses = [str(s) for s in ExecutionStatus]
+    pairs = [(a, b) for a in statuses for b in statuses]
+    script = PRELUDE + """
+local out = {}
+for i = 1, #ARGV, 2 do out[#out + 1] = may_move(ARGV[i], ARGV[i + 1]) and 1 or 0 end
+return out"""
+    argv = [json.dumps(status) for pair in pairs for status in pair]
+    answers = store.r.eval(script, 0, *argv)
+    assert answers == [int(can_move(a, b)) for a, b in pairs]
+    assert sum(answers) == 5, "SUBMITTED to 3, RUNNING to 2, the final ones to none"
 
 
 

@@ -14,6 +14,7 @@ from jobs.service import Caller, Message, Platform
 from jobs.settings import Settings
 from jobs.worker import Worker
 from scheduler.loop import Scheduler
+from tests.docker_events import runs_begun
 from tests.harness import register_worker
 from tests.waits import wait_until
 
@@ -189,10 +190,8 @@ def test_a_lost_worker_run_is_adopted_and_an_unstarted_message_redelivered(
         CALLER, actor["id"], started)
     assert store.get_execution("T", actor["id"], unstarted)["status"] == "COMPLETE"
     assert worker._next_entry() is None
-    starts = runner.client.api.events(since=since, until=int(time.time()) + 1, decode=True,
-                                       filters={"event": "start", "label": "abaco.execution="
-                                                + started})
-    assert len(list(starts)) == 1, "adopted, not run twice"
+    assert runs_begun(runner.client.api, actor["id"], since)[started] == 1, \
+        "adopted, not run twice"
 
 
 def test_draining_workers_lets_running_executions_finish_and_keeps_the_queue(

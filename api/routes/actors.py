@@ -9,6 +9,7 @@ from api.envelope import envelope
 from api.requests import caller, int_arg, object_body, platform
 
 bp = Blueprint("actors", __name__)
+RETRIEVED = "Actor retrieved successfully."
 
 
 @bp.get("")
@@ -33,8 +34,7 @@ def create_actor() -> Response:
 
 @bp.get("/<actor_id>")
 def get_actor(actor_id: str) -> Response:
-    return envelope(views.actor(platform().get_actor(caller(), actor_id)),
-                    "Actor retrieved successfully.")
+    return envelope(views.actor(platform().get_actor(caller(), actor_id)), RETRIEVED)
 
 
 @bp.put("/<actor_id>")

@@ -9,6 +9,9 @@ from api.envelope import envelope
 from api.requests import caller, int_arg, platform
 
 bp = Blueprint("executions", __name__)
+LISTED = "Actor executions retrieved successfully."
+ONE = "Actor execution retrieved successfully."
+LOGS = "Logs retrieved successfully."
 
 
 @bp.get("/<actor_id>/executions")
@@ -16,13 +19,13 @@ def list_executions(actor_id: str) -> Response:
     offset = int_arg("offset", 0)
     limit = int_arg("limit", 1000, minimum=1)
     result = platform().list_executions(caller(), actor_id, offset, limit)
-    return envelope(result, "Actor executions retrieved successfully.")
+    return envelope(result, LISTED)
 
 
 @bp.get("/<actor_id>/executions/<execution_id>")
 def get_execution(actor_id: str, execution_id: str) -> Response:
     result = platform().get_execution(caller(), actor_id, execution_id)
-    return envelope(views.execution(result), "Actor execution retrieved successfully.")
+    return envelope(views.execution(result), ONE)
 
 
 @bp.delete("/<actor_id>/executions/<execution_id>")
@@ -34,9 +37,7 @@ def cancel_execution(actor_id: str, execution_id: str) -> Response:
 @bp.get("/<actor_id>/executions/<execution_id>/logs")
 def get_logs(actor_id: str, execution_id: str) -> Response:
     logs = platform().get_logs(caller(), actor_id, execution_id)
-    base = f"{views.actors_url()}/{actor_id}/executions/{execution_id}"
-    result = {"logs": logs, "_links": {"self": base + "/logs", "execution": base}}
-    return envelope(result, "Logs retrieved successfully.")
+    return envelope(views.execution_logs(logs, actor_id, execution_id), LOGS)
 
 
 @bp.get("/<actor_id>/executions/<execution_id>/results")

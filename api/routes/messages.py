@@ -14,6 +14,7 @@ from jobs.models import no_nul
 from jobs.service import RESERVED_PARAMS, Message
 
 bp = Blueprint("messages", __name__)
+SENT = "The request was successful."
 
 
 def _message_env() -> dict[str, str]:
@@ -44,26 +45,17 @@ def _read_message() -> Message:
 def send_message(actor_id: str) -> Response:
     service, who = platform(), caller()
     reply = service.send_message(who, actor_id, _read_message())
-    base = f"{views.actors_url()}/{actor_id}"
-    reply["_links"] = {"self": f"{base}/executions/{reply['execution_id']}",
-                       "owner": f"{views.api_url()}/profiles/{who.user}",
-                       "messages": f"{base}/messages"}
     if request.args.get("_abaco_synchronous", "").lower() == "true":
         return _synchronous(actor_id, reply["execution_id"])
-    return envelope(reply, "The request was successful.")
+    return envelope(views.sent(reply, actor_id, who.user), SENT)
 
 
 def _synchronous(actor_id: str, execution_id: str) -> Response:
-    service, who = platform(), caller()
     try:
-        service.wait_for_execution(who, actor_id, execution_id)
+        body, mimetype = platform().synchronous_reply(caller(), actor_id, execution_id)
     except Timeout as exc:
         return error(exc.message, 408, {"execution_id": execution_id})
-    first = service.next_result(who, actor_id, execution_id)
-    if first is not None:  # Abaco: the first result when there is one, else the logs
-        return Response(first, mimetype="application/octet-stream")
-    logs = service.get_logs(who, actor_id, execution_id)
-    return Response(logs, mimetype="text/plain")
+    return Response(body, mimetype=mimetype)
 
 
 @bp.get("/<actor_id>/messages")

@@ -11,6 +11,10 @@
     stop(handle, remove)         kill it (cancel, drain); ``remove`` also deletes
                                  what is left of it on the engine
     check_image(image)           present, or fetched now
+    prepare(spec)                make the worker's next run ready ahead of its message
+                                 (``spec`` has no execution yet); a later ``start``
+                                 of the same shape uses it. Optional: a no-op is right
+    discard_prepared(worker_id)  the worker leaves: remove what ``prepare`` made
 
 A runner never touches Redis or S3: the worker records what it returns. The spec
 carries platform units (bytes, CPUs, pids); the result is normalised, with the
@@ -135,3 +139,7 @@ class Runner(Protocol):
     def stop(self, handle: str, remove: bool = False) -> None: ...
 
     def check_image(self, image: str) -> ImageCheck: ...
+
+    def prepare(self, spec: RunSpec) -> None: ...
+
+    def discard_prepared(self, worker_id: str) -> None: ...

@@ -9,6 +9,7 @@ they also outlive an engine restart): a new worker waits on the same handle.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -17,7 +18,8 @@ import tarfile
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import docker
@@ -26,9 +28,11 @@ import requests
 
 from jobs.errors import BackendUnavailable
 from jobs.results import CONTAINER_PATH as RESULTS_PATH
+from jobs.runners import shim
 from jobs.runners.base import ImageCheck, RunResult, RunSpec, StartFailed
+from jobs.runners.prewarm import NotPrewarmed, Prewarmer, split_handle, undelivered
 from jobs.settings import Settings
-from jobs.timeutil import now_iso, to_iso
+from jobs.timeutil import now_iso, parse_docker_time, to_iso
 
 LOG = logging.getLogger(__name__)
 LABEL_EXECUTION = "abaco.execution"
@@ -57,15 +61,6 @@ def docker_client(settings: Settings) -> docker.DockerClient:
         return docker.DockerClient(base_url=settings.docker_host, version="auto",
                                    timeout=int(settings.docker_timeout_s))
     return docker.from_env(version="auto", timeout=int(settings.docker_timeout_s))
-
-
-def parse_docker_time(text: str | None) -> datetime | None:
-    """Docker's RFC 3339 times carry nanoseconds; Python takes microseconds."""
-    if not text or text.startswith("0001-"):
-        return None
-    head, _, frac = text.rstrip("Z").partition(".")
-    micros = (frac + "000000")[:6]
-    return datetime.fromisoformat(f"{head}.{micros}+00:00")
 
 
 class StatsFollower:
@@ -104,6 +99,9 @@ class DockerRunner:
         self.settings = settings
         self._client = client
         self._mine: dict[str, Any] = {}  # handle -> container this process started
+        self._prewarmer: Prewarmer | None = None
+        self._side = ThreadPoolExecutor(max_workers=4, thread_name_prefix="docker-side")
+        self._prewarm_checked = False
 
     @property
     def client(self) -> docker.DockerClient:
@@ -135,9 +133,62 @@ class DockerRunner:
             return ImageCheck(False, f"image {image} is not present and could not be "
                                      f"pulled: {exc}")
 
+    # -- prewarmed containers ---------------------------------------------------------
+    def prepare(self, spec: RunSpec) -> None:
+        """Make the worker's next container now, ahead of its message (``prewarm.py``)."""
+        prewarmer = self._prewarm()
+        if prewarmer is not None:
+            prewarmer.prepare(spec)
+
+    def discard_prepared(self, worker_id: str) -> None:
+        if self._prewarmer is not None:
+            self._prewarmer.discard(worker_id)
+
+    def _prewarm(self) -> Prewarmer | None:
+        """Made on first use: on (the ``prewarm`` setting), with an engine on this host
+        (the shim is bind-mounted from here) and a static busybox to mount."""
+        if self._prewarm_checked:
+            return self._prewarmer
+        self._prewarm_checked = True
+        if self.settings.prewarm != "on" or engine_socket(self.settings) is None:
+            return None
+        busybox = shim.find_busybox(self.settings.prewarm_busybox)
+        if busybox is None:
+            LOG.warning("prewarmed containers are off: no static busybox found (install "
+                        "busybox-static, or set prewarm_busybox)")
+            return None
+        try:
+            shim.install(self.settings.shim_path, busybox)
+        except OSError as exc:
+            LOG.warning("prewarmed containers are off: cannot install the shim: %s", exc)
+            return None
+        self._prewarmer = Prewarmer(lambda: self.client, self._create_args,
+                                    self.settings.shim_path, self.settings.docker_timeout_s)
+        return self._prewarmer
+
+    def _start_prewarmed(self, spec: RunSpec) -> str:
+        if self._prewarmer is None:
+            raise NotPrewarmed("prewarming is off")
+        prepared = self._prewarmer.take(spec)
+        payload = spec.payload
+        handle = self._prewarmer.deliver(
+            prepared, spec, container_name(spec),
+            (lambda: _binary_tar(payload.read())) if payload is not None else None)
+        self._mine[handle] = prepared.container
+        return handle
+
     # -- runs ---------------------------------------------------------------------
     def start(self, spec: RunSpec) -> str:
+        try:
+            return self._start_prewarmed(spec)
+        except NotPrewarmed as exc:
+            LOG.debug("execution %s starts a new container: %s", spec.execution_id, exc)
         container = self._create_or_find(spec)
+        if _started(container) and undelivered(container):
+            # a prewarmed container whose worker died handing it the message: the shim
+            # ran nothing, so the run starts afresh
+            _remove_quietly(container)
+            container = self._create_or_find(spec)
         if _started(container):
             return str(container.id)  # started before, by a worker that died: adopt it
         try:
@@ -209,13 +260,13 @@ class DockerRunner:
 
     def _wait_once(self, handle: str, on_log: _Resumable, deadline: float) -> RunResult:
         container = self._mine.pop(handle, None)
+        container_id, delivered = split_handle(handle)
         try:
-            container = container or self.client.containers.get(handle)
+            container = container or self.client.containers.get(container_id)
         except docker.errors.NotFound as exc:
             raise _Gone() from exc
         stats = StatsFollower()
-        logs = threading.Thread(target=_follow_logs, args=(container, on_log), daemon=True)
-        logs.start()
+        logs = _LogFollower(container, on_log)
         threading.Thread(target=_follow_stats, args=(container, stats), daemon=True).start()
         notes: list[str] = []
         killed = None
@@ -229,19 +280,20 @@ class DockerRunner:
             container.wait(timeout=30)
         except docker.errors.NotFound as exc:
             raise _Gone() from exc
-        logs.join(self.settings.log_drain_s)
+        reloaded = self._side.submit(container.reload)  # beside the rest of the output
+        logs.finish()
         try:
-            container.reload()
+            reloaded.result()
         except docker.errors.NotFound as exc:
             raise _Gone() from exc
-        result = _result(dict(container.attrs.get("State") or {}), stats, notes)
+        result = _result(dict(container.attrs.get("State") or {}), stats, notes, delivered)
         result.killed_reason = killed
         return result
 
     def stop(self, handle: str, remove: bool = False) -> None:
         """Kill the run (and remove what is left of it); a run already gone is fine."""
         try:
-            container = self.client.containers.get(handle)
+            container = self.client.containers.get(split_handle(handle)[0])
             if remove:
                 container.remove(force=True)
             elif container.status == "running":
@@ -356,12 +408,42 @@ def _started(container: Any) -> bool:
     return parse_docker_time(state.get("StartedAt")) is not None
 
 
-def _follow_logs(container: Any, on_log: Callable[[bytes], None]) -> None:
-    try:
-        for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
-            on_log(chunk)
-    except (docker.errors.DockerException, requests.RequestException) as exc:
-        LOG.info("log stream of %s ended: %s", container.id, exc)
+class _LogFollower:
+    """Passes a run's output on live, from a follow stream read in a thread. Once the
+    container has exited, the engine holds all of its output, so ``finish`` reads the
+    rest in one request instead of waiting for the stream to notice the end (a follow
+    stream closes some milliseconds after its container stops)."""
+
+    def __init__(self, container: Any, on_log: _Resumable) -> None:
+        self.container, self.on_log = container, on_log
+        self.lock = threading.Lock()
+        self.finished = False
+        self.stream: Any = None
+        threading.Thread(target=self._follow, daemon=True).start()
+
+    def _follow(self) -> None:
+        try:
+            self.stream = self.container.logs(stream=True, follow=True, stdout=True,
+                                              stderr=True)
+            for chunk in self.stream:
+                with self.lock:
+                    if self.finished:
+                        return
+                    self.on_log(chunk)
+        except (*ENGINE_ERRORS, OSError, ValueError, AttributeError) as exc:
+            LOG.info("log stream of %s ended: %s", self.container.id, exc)
+
+    def finish(self) -> None:
+        """The container has exited: pass on what the stream has not, in order (an
+        engine error here leaves the caller to try again with a new follower)."""
+        with self.lock:
+            self.finished = True
+        if self.stream is not None:
+            with contextlib.suppress(*ENGINE_ERRORS, OSError, AttributeError):
+                self.stream.close()
+        everything = self.container.logs(stdout=True, stderr=True, stream=False)
+        self.on_log.restart()
+        self.on_log(everything)
 
 
 def _follow_stats(container: Any, stats: StatsFollower) -> None:
@@ -398,8 +480,12 @@ def _binary_tar(data: bytes) -> bytes:
     return buffer.getvalue()
 
 
-def _result(state: dict[str, Any], stats: StatsFollower, notes: list[str]) -> RunResult:
+def _result(state: dict[str, Any], stats: StatsFollower, notes: list[str],
+            delivered: float | None = None) -> RunResult:
+    """A prewarmed run started when its message was delivered, not with its container."""
     started = parse_docker_time(state.get("StartedAt"))
+    if started and delivered:
+        started = max(started, datetime.fromtimestamp(delivered, UTC))
     finished = parse_docker_time(state.get("FinishedAt"))
     if started and finished and finished < started:
         finished = started  # a run shorter than the engine's clock steps

@@ -70,6 +70,12 @@ class FakeRunner:
             return ImageCheck(False, f"image {image} is not present")
         return ImageCheck(True)
 
+    def prepare(self, spec: RunSpec) -> None:
+        """Nothing to make ahead: a fake run starts at once."""
+
+    def discard_prepared(self, worker_id: str) -> None:
+        """Nothing was prepared."""
+
     def start(self, spec: RunSpec) -> str:
         handle = f"fake-{spec.tenant}-{spec.execution_id}"
         if self.before_start is not None:

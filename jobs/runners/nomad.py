@@ -275,6 +275,13 @@ class NomadRunner:
     def check_image(self, image: str) -> ImageCheck:
         return ImageCheck(ok=True, reason="checked by the Nomad node when a run starts")
 
+    def prepare(self, spec: RunSpec) -> None:
+        """Nothing is made ahead: Nomad places each run as a job of its own, and a
+        placed allocation cannot be handed a job later."""
+
+    def discard_prepared(self, worker_id: str) -> None:
+        """Nothing was prepared."""
+
 
 class Patient:
     """Calls to Nomad that ride out an outage (a leader election answers 500 "No cluster

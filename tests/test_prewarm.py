@@ -1,0 +1,289 @@
+"""Prewarmed containers: a worker's next container is started before its message.
+
+Real Docker, Redis, S3 and OpenBao; the worker in-process, driven step by step.
+What must hold: every execution still gets a container of its own, made for it;
+each sees its own message's environment, the same a plain run sees; a run is
+timed from its message, not from its container's start; an update, a cancel and
+a worker that leaves or dies leave nothing behind.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from jobs.runners import shim
+from jobs.runners.docker import DockerRunner
+from jobs.runners.prewarm import LABEL_PREWARM
+from jobs.service import Platform
+from jobs.settings import Settings
+from jobs.timeutil import parse_iso
+from jobs.worker import Worker
+from tests.docker_events import runs_begun
+from tests.test_worker_scheduler import CALLER, _ready_actor, _send, _serve_one, _worker
+from tests.waits import wait_until
+
+
+@pytest.fixture
+def platform(settings: Settings, images: list[str]) -> Platform:
+    platform = Platform.from_settings(settings.replace(s3_bucket=f"b-{settings.prefix}"))
+    platform.logs.ensure_bucket()
+    return platform
+
+
+@pytest.fixture
+def runner(platform: Platform) -> DockerRunner:
+    return DockerRunner(platform.settings)
+
+
+def _prewarmed(runner: DockerRunner, actor_id: str, state: str = "running") -> list[dict[str, Any]]:
+    """The actor's prewarmed containers still waiting for a message, in ``state``."""
+    return [c for c in runner.client.api.containers(all=True, filters={
+        "label": [LABEL_PREWARM, f"abaco.actor={actor_id}"]}) if c["State"] == state
+        and c["Names"][0].startswith("/abaco-prewarm-")]
+
+
+def _ready_worker(platform: Platform, runner: DockerRunner, actor_id: str,
+                  wid: str = "w1") -> Worker:
+    worker = _worker(platform, runner, actor_id, wid)
+    _prepare(worker, runner, actor_id)
+    return worker
+
+
+def _prepare(worker: Worker, runner: DockerRunner, actor_id: str) -> str:
+    """The worker's next container, up; its id."""
+    worker._prepare_next()
+    ready = wait_until(lambda: _prewarmed(runner, actor_id), 60, "a prewarmed container up")
+    return str(ready[0]["Id"])
+
+
+def _env(logs: str) -> dict[str, str]:
+    """The echo actor's ``env`` output (one-line values only)."""
+    pairs = (line.partition("=") for line in logs.splitlines() if "=" in line)
+    return {name: value for name, sep, value in pairs if sep and name.isidentifier()}
+
+
+def test_every_message_gets_a_fresh_container_with_its_own_environment(
+        platform: Platform, runner: DockerRunner):
+    actor = _ready_actor(platform)
+    worker = _ready_worker(platform, runner, actor["id"])
+    since, eids, hosts = time.time(), [], []
+    for i in range(3):
+        if i:
+            _prepare(worker, runner, actor["id"])
+        eid = _send(platform, actor["id"], f"message {i}", color=f"c{i}")
+        _serve_one(worker)
+        record = platform.store.get_execution("T", actor["id"], eid)
+        assert record["status"] == "COMPLETE" and record["exit_code"] == 0, record
+        assert "@" in record["handle"], "delivered to a prewarmed container"
+        logs = platform.get_logs(CALLER, actor["id"], eid)
+        env = _env(logs)
+        assert f"Contents of MSG: message {i}" in logs
+        assert env["color"] == f"c{i}" and env["_abaco_execution_id"] == eid
+        assert record["handle"].startswith(env["HOSTNAME"]), "ran in its own container"
+        eids.append(eid)
+        hosts.append(env["HOSTNAME"])
+    assert len(set(hosts)) == 3, "a fresh container for every execution"
+    assert dict(runs_begun(runner.client, actor["id"], since)) == {e: 1 for e in eids}
+
+
+def test_a_prewarmed_run_sees_what_a_plain_run_sees(platform: Platform, runner: DockerRunner):
+    """Same image, same message: the same variables, none of the shim's own."""
+    seen = {}
+    for way, hints in (("prewarmed", []), ("plain", ["noprewarm"])):
+        actor = _ready_actor(platform, hints=hints,
+                             defaultEnvironment={"QUOTED": "it's $HOME `x` \\n"})
+        worker = _worker(platform, runner, actor["id"])
+        if way == "prewarmed":
+            _prepare(worker, runner, actor["id"])
+        else:
+            worker._prepare_next()  # the hint: nothing is made ahead
+            assert not _prewarmed(runner, actor["id"])
+        eid = _send(platform, actor["id"], "same", color="red")
+        _serve_one(worker)
+        record = platform.store.get_execution("T", actor["id"], eid)
+        assert ("@" in record["handle"]) is (way == "prewarmed"), record["handle"]
+        seen[way] = _env(platform.get_logs(CALLER, actor["id"], eid))
+    prewarmed, plain = seen["prewarmed"], seen["plain"]
+    assert prewarmed["QUOTED"] == plain["QUOTED"] == "it's $HOME `x` \\n"
+    per_run = {"HOSTNAME", "_abaco_execution_id", "_abaco_actor_id", "_abaco_actor_dbid",
+               "_abaco_access_token"}
+    assert set(prewarmed) == set(plain), "no variable more or less than a plain run"
+    assert {k: v for k, v in prewarmed.items() if k not in per_run} == \
+        {k: v for k, v in plain.items() if k not in per_run}
+
+
+def test_a_run_is_timed_from_its_message_not_its_container(platform: Platform,
+                                                           runner: DockerRunner):
+    actor = _ready_actor(platform)
+    worker = _ready_worker(platform, runner, actor["id"])
+    container_started = parse_iso(runner.client.api.inspect_container(
+        _prewarmed(runner, actor["id"])[0]["Id"])["State"]["StartedAt"][:26] + "Z")
+    eid = _send(platform, actor["id"], "timed")
+    _serve_one(worker)
+    record = platform.store.get_execution("T", actor["id"], eid)
+    received, started = (parse_iso(record[k]) for k in ("message_received_time", "start_time"))
+    finished = parse_iso(record["finish_time"])
+    assert container_started < received <= started <= finished
+    assert record["runtime"] <= (finished - received).total_seconds() + 0.01
+    assert record["queue_time"] >= 0
+
+
+def test_a_binary_message_reaches_a_prewarmed_run(platform: Platform,
+                                                            runner: DockerRunner):
+    actor = _ready_actor(platform)
+    worker = _ready_worker(platform, runner, actor["id"])
+    from jobs.service import Message
+
+    eid = str(platform.send_message(CALLER, actor["id"], Message(
+        "", "application/octet-stream", {}, b"\x00\x01" * 300))["execution_id"])
+    _serve_one(worker)
+    record = platform.store.get_execution("T", actor["id"], eid)
+    assert "@" in record["handle"] and record["exit_code"] == 0
+    assert "binary bytes: 600" in platform.get_logs(CALLER, actor["id"], eid)
+
+
+def test_an_update_discards_the_prewarmed_container(platform: Platform, runner: DockerRunner):
+    actor = _ready_actor(platform)
+    worker = _ready_worker(platform, runner, actor["id"])
+    old = _prewarmed(runner, actor["id"])[0]["Id"]
+    serving = threading.Thread(target=worker.run)
+    serving.start()
+    platform.update_actor(CALLER, actor["id"], {"image": "abaco-test-fail"})
+    serving.join(60)
+    assert not serving.is_alive(), "the worker of the old revision left"
+    assert old not in [c["Id"] for c in runner.client.api.containers(all=True)], \
+        "its prewarmed container went with it"
+    platform.store.update_actor("T", actor["id"], {"status": "READY"})
+    worker = _ready_worker(platform, runner, actor["id"], "w2")
+    eid = _send(platform, actor["id"], "after the update")
+    _serve_one(worker)
+    record = platform.store.get_execution("T", actor["id"], eid)
+    assert record["exit_code"] == 3 and "@" in record["handle"], "the new image ran"
+    worker._leave()
+    assert not _prewarmed(runner, actor["id"]), "a worker that leaves takes its container"
+
+
+def test_a_message_cancelled_before_delivery_leaves_the_container_for_the_next(
+        platform: Platform, runner: DockerRunner):
+    actor = _ready_actor(platform)
+    worker = _ready_worker(platform, runner, actor["id"])
+    waiting = _prewarmed(runner, actor["id"])[0]["Id"]
+    cancelled = _send(platform, actor["id"], "never runs")
+    platform.cancel_execution(CALLER, actor["id"], cancelled)
+    record = platform.store.get_execution("T", actor["id"], cancelled)
+    assert record["status"] == "COMPLETE" and not record.get("start_time")
+    eid = _send(platform, actor["id"], "runs")
+    for _ in range(3):  # the cancelled entry may still be read, and is passed over
+        entry = worker._next_entry()
+        assert entry is not None
+        worker.handle(*entry)
+        if entry[1] == eid:
+            break
+    record = platform.store.get_execution("T", actor["id"], eid)
+    assert record["status"] == "COMPLETE" and record["handle"].startswith(waiting)
+
+
+def test_a_cancel_after_delivery_kills_the_run(platform: Platform, runner: DockerRunner):
+    actor = _ready_actor(platform)
+    worker = _ready_worker(platform, runner, actor["id"])
+    eid = _send(platform, actor["id"], "long", SLEEP="60")
+    serving = threading.Thread(target=worker.run)  # its control loop hears the cancel
+    serving.start()
+    try:
+        wait_until(lambda: platform.store.get_execution("T", actor["id"], eid)["status"] ==
+                   "RUNNING", 30, "RUNNING")
+        platform.cancel_execution(CALLER, actor["id"], eid)
+        record = wait_until(lambda: (r := platform.store.get_execution(
+            "T", actor["id"], eid))["status"] == "COMPLETE" and r, 60, "COMPLETE")
+    finally:
+        worker.stop()
+        serving.join(60)
+    assert "cancelled" in record["status_message"] and "@" in record["handle"]
+    assert record["exit_code"] == 137 and record["runtime"] < 30
+
+
+def test_a_dead_workers_prewarmed_container_ends_and_is_pruned(platform: Platform,
+                                                               runner: DockerRunner):
+    actor = _ready_actor(platform)
+    _ready_worker(platform, runner, actor["id"])
+    prepared = runner._prewarmer.prepared["w1"] if runner._prewarmer else None
+    assert prepared is not None
+    # what the kernel does to the worker's connection when its process dies
+    prepared.stdin._sock.shutdown(socket.SHUT_RDWR)
+    exited = wait_until(lambda: _prewarmed(runner, actor["id"], "exited"), 30,
+                        "the abandoned container exited")
+    info = runner.client.api.inspect_container(exited[0]["Id"])
+    assert info["State"]["ExitCode"] == shim.UNDELIVERED
+    assert b"the actor did not run" in runner.client.api.logs(exited[0]["Id"])
+    successor = DockerRunner(platform.settings)  # the next worker process of the actor
+    _ready_worker(platform, successor, actor["id"], "w2")
+    assert not _prewarmed(runner, actor["id"], "exited"), "pruned by the next worker"
+
+
+@pytest.mark.parametrize("cut", [b"export MSG='half a val", b"export MSG='whole'\n"])
+def test_a_worker_dying_mid_delivery_leaves_a_run_that_starts_afresh(
+        platform: Platform, runner: DockerRunner, cut: bytes):
+    """The worker renamed the container to the execution's and died writing to it:
+    the shim ran nothing, so the execution's next worker starts it, once."""
+    from jobs.runners.docker import container_name
+
+    actor = _ready_actor(platform)
+    worker = _ready_worker(platform, runner, actor["id"])
+    assert runner._prewarmer is not None
+    eid = _send(platform, actor["id"], "handed over twice")
+    assert worker.spare is not None
+    worker.results_socket = worker.spare.path  # as the worker does when it serves
+    spec = worker._spec(platform.store.get_execution("T", actor["id"], eid))
+    prepared = runner._prewarmer.take(spec)
+    prepared.container.rename(container_name(spec))
+    raw = prepared.stdin._sock
+    raw.sendall(cut)
+    raw.shutdown(socket.SHUT_RDWR)  # the worker died here
+    wait_until(lambda: runner.client.api.inspect_container(prepared.container.id)["State"][
+        "Status"] == "exited", 30, "the shim gave up")
+    adopter = DockerRunner(platform.settings)
+    handle = adopter.start(spec)
+    assert not handle.startswith(prepared.container.id), "a fresh container"
+    output: list[bytes] = []
+    result = adopter.wait(handle, output.append, time.time() + 60)
+    assert result.exit_code == 0 and b"Contents of MSG: handed over twice" in b"".join(output)
+    assert adopter.start(spec) == handle, "started once: a second start finds it"
+    adopter.stop(handle, remove=True)
+
+
+def test_the_shim_hands_over_any_value_unchanged():
+    """The delivery script through busybox's own shell, as in the container."""
+    values = {"PLAIN": "x", "QUOTES": "it's \"quoted\"", "NEWLINES": "a\nb\n",
+              "SHELLISH": "$(touch /nope) `id` ${HOME} \\ ; | &", "EMPTY": "",
+              "UNICODE": "héllo ✓"}
+    script = shim.env_script(values, set())
+    assert script is not None
+    busybox = shim.find_busybox("")
+    if busybox is None:
+        pytest.skip("no static busybox on this host")
+    out = subprocess.run([str(busybox), "sh", "-c", ". /dev/stdin; unset _abaco_shim_go; "
+                          "env -0"], input=script, capture_output=True, check=True,
+                         env={"PATH": "/usr/bin:/bin"}).stdout
+    env = dict(item.split("=", 1) for item in out.decode().split("\0") if "=" in item)
+    assert {k: env[k] for k in values} == values
+    assert "SHLVL" not in env and "PWD" not in env
+    assert shim.env_script({"not-a-name": "v"}, set()) is None
+    assert shim.env_script({"_abaco_shim_go": "1"}, set()) is None
+
+
+def test_only_a_static_busybox_is_mounted(tmp_path: Any):
+    busybox = shim.find_busybox("")
+    if busybox is None:
+        pytest.skip("no static busybox on this host")
+    assert shim.is_static_elf(busybox)
+    assert not shim.is_static_elf(__import__("pathlib").Path("/bin/ls")), "dynamic"
+    script = tmp_path / "x.sh"
+    script.write_text("#!/bin/sh\n")
+    assert not shim.is_static_elf(script)
+    assert shim.find_busybox(str(script)) is None
