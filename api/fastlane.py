@@ -22,6 +22,7 @@ Flask unchanged.
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 from collections.abc import Callable, Iterable
@@ -60,6 +61,7 @@ class FastLane:
         self.settings = settings
         self.reserved = reserved  # static words of other routes, never an actor id
         self.headers = list(extra_headers.items())
+        self.places = {prefix: where_for(settings, prefix) for prefix in PREFIXES}
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
                  ) -> Iterable[bytes]:
@@ -67,7 +69,7 @@ class FastLane:
         if route is None:
             return self.inner(environ, start_response)
         path = environ["PATH_INFO"]
-        where = where_for(self.settings, path)
+        where = self.places["/v3/actors/" if path.startswith("/v3/") else "/actors/"]
         try:
             status, body = 200, envelope_body(*route(where), "success", where.camel)
         except AbacoError as exc:
@@ -174,33 +176,20 @@ def _form_message(environ: dict[str, Any], max_bytes: int) -> str | None:
     if not 0 < length <= min(max_bytes, 65536):
         return None
     body = environ["wsgi.input"].read(length)
-    environ["wsgi.input"] = _Replay(body)  # Flask may still need it
+    text = _message_field(body)
+    if text is None:
+        environ["wsgi.input"] = io.BytesIO(body)  # for Flask, which parses it after all
+    return text
+
+
+def _message_field(body: bytes) -> str | None:
     if not body.isascii():
         return None
     try:
         fields = parse_qsl(body.decode("ascii"), keep_blank_values=True, errors="strict")
     except UnicodeDecodeError:
         return None
-    messages = [value for name, value in fields if name == "message"]
-    return messages[0] if messages else None
-
-
-class _Replay:
-    """A body already read, readable again (by Flask, when the fast lane passes)."""
-
-    def __init__(self, data: bytes) -> None:
-        import io
-
-        self.stream = io.BytesIO(data)
-
-    def read(self, size: int = -1) -> bytes:
-        return self.stream.read(size)
-
-    def readline(self, size: int = -1) -> bytes:
-        return self.stream.readline(size)
-
-    def __iter__(self) -> Any:
-        return iter(self.stream)
+    return next((value for name, value in fields if name == "message"), None)
 
 
 _REASONS = {200: "OK", 400: "BAD REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN",

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from api.envelope import VERSION
+from jobs.configs import RESERVED
 from jobs.models import (
     IGNORED_INPUT,
     MAX_CPUS_MIN,
@@ -170,11 +171,12 @@ _EXECUTION_FIELDS = (
     "(true when its worker started for it), _links")
 
 
-_CONFIG_P = {"name": "config_name", "in": "path", "required": True,
-             "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}}
+_CONFIG_NAME: dict[str, Any] = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}
+_CONFIG_P = {"name": "config_name", "in": "path", "required": True, "schema": _CONFIG_NAME}
 _CONFIG = {"type": "object", "additionalProperties": False,
            "required": ["name", "value", "actors"],
-           "properties": {"name": _CONFIG_P["schema"], "value": {},
+           "properties": {"name": {**_CONFIG_NAME, "not": {"enum": sorted(RESERVED)}},
+                          "value": {},
                           "isSecret": {"type": "boolean"},
                           "actors": {"type": "string", "maxLength": 4096,
                                      "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"

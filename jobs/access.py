@@ -32,11 +32,13 @@ class AccessControl:
     store: Store
     sharing: SharingStore
 
-    def _resolve(self, caller: Caller, ref: str) -> tuple[dict[str, Any], str, str]:
-        """An actor id or an alias -> (actor, target, owner of the target)."""
+    def _resolve(self, caller: Caller, ref: str,
+                 known: dict[str, Any] | None = None) -> tuple[dict[str, Any], str, str]:
+        """An actor id or an alias -> (actor, target, owner of the target). ``known``:
+        the actor record by that id, read already."""
         check_id(ref, "actor_id")
         try:
-            actor = self.store.get_actor(caller.tenant, ref)
+            actor = known if known is not None else self.store.get_actor(caller.tenant, ref)
             return actor, f"actor:{ref}", actor["owner"]
         except NotFound:
             alias = self.sharing.get_alias(caller.tenant, ref)
@@ -50,14 +52,14 @@ class AccessControl:
         return actor, f"alias:{ref}", alias["owner"]
 
     def _actor(self, caller: Caller, ref: str, needed: str = "READ",
-               action: str = "read") -> dict[str, Any]:
+               action: str = "read", known: dict[str, Any] | None = None) -> dict[str, Any]:
         """The actor named by ``ref`` (id or alias), once the caller holds ``needed`` on
         it and, for an execution token, ``action`` is within its scope.
 
         Through an alias the caller needs ``needed`` on the alias and on the actor
         (Abaco's rule), so a grant on an alias alone opens nothing.
         """
-        actor, target, owner = self._resolve(caller, ref)
+        actor, target, owner = self._resolve(caller, ref, known)
         self._within_scope(caller, actor, action)
         self._require(caller, owner, target, needed)
         if target.startswith("alias:"):

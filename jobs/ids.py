@@ -25,6 +25,11 @@ def new_id(length: int = 13) -> str:
     return "".join(chars[:length])
 
 
+def is_id(value: str) -> bool:
+    """``check_id`` without the error."""
+    return isinstance(value, str) and _SAFE.fullmatch(value) is not None
+
+
 def check_id(value: str, field: str = "id") -> str:
     """Refuse ids that could break a Redis key (``:``, ``{``, ``}``) or a URL path."""
     if not isinstance(value, str) or not _SAFE.fullmatch(value):

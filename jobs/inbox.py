@@ -58,7 +58,7 @@ import redis
 from jobs import inbox_lua as lua
 from jobs.errors import BackendUnavailable
 from jobs.keys import INBOX_GROUP, Keys
-from jobs.status import ACCEPTS_MESSAGES, ExecutionStatus
+from jobs.status import ExecutionStatus
 from jobs.timeutil import now_iso
 
 EVENTS_MAXLEN = 1000
@@ -94,7 +94,7 @@ class Rejected:
     status: str | None
 
 
-_ACCEPTED = json.dumps([json.dumps(str(s)) for s in ACCEPTS_MESSAGES])
+CHECK = "check"  # a post the script left to the caller: the sender's right is not plain
 
 
 def _pairs(fields: Mapping[str, Any]) -> list[str]:
@@ -171,23 +171,26 @@ class Inbox:
 
     # -- api ------------------------------------------------------------------------
     def post(self, execution: Mapping[str, Any], binary: bytes | None = None,
-             also: Callable[[Any], Any] | None = None) -> Rejected | None:
+             also: Callable[[Any], Any] | None = None, sender: str = "") -> Rejected | None:
         """Record an execution and queue it, only while its actor accepts messages.
         ``also(pipe)`` adds commands sent in the same round trip (the scheduler's
-        wake-up); they run whatever the post's outcome."""
+        wake-up); they run whatever the post's outcome. ``sender``: '' when the caller
+        checked the sender's right; '*' for an admin; else the sender, who must own the
+        actor (``Rejected(CHECK)`` otherwise, nothing written)."""
         t, a, eid = execution["tenant"], execution["actor_id"], execution["id"]
         k = self.keys
-        accepted = _ACCEPTED
         keys = [k.actor(t, a), k.execution(t, a, eid), k.execution_binary(t, a, eid),
                 k.executions(t, a), k.queued(t, a), k.inbox(t, a)]
-        args = [eid, time.time(), "1" if binary is not None else "0", binary or b"",
-                accepted, *_pairs(execution)]
+        args = [eid, time.time(), "1" if binary is not None else "0", binary or b"", sender,
+                *_pairs(execution)]
         raw = self._run("post", keys, args) if also is None else \
             self._run_with("post", keys, args, also)
         text = raw.decode()
         if text == "ok":
             return None
-        return Rejected(None if text == "gone" else json.loads(text))
+        if text in ("gone", CHECK):
+            return Rejected(None if text == "gone" else CHECK)
+        return Rejected(json.loads(text))
 
     def drop(self, tenant: str, actor_id: str, eid: str, status: ExecutionStatus,
              fields: Mapping[str, Any]) -> bool:

@@ -9,11 +9,12 @@ Values in hashes are JSON, so statuses compare as ``'"RUNNING"'``.
 from __future__ import annotations
 
 from jobs.keys import INBOX_GROUP
-from jobs.status import transitions_lua
+from jobs.status import accepts_lua, transitions_lua
 
 PRELUDE = f"""
 local GROUP = '{INBOX_GROUP}'
 local MOVES = {transitions_lua()}
+local ACCEPTS = {accepts_lua()}
 local function may_move(from, to)
   local edges = MOVES[from]
   return edges ~= nil and edges[to] == true
@@ -45,14 +46,21 @@ end
 """
 
 # KEYS: actor, exec, binary, executions, queued, inbox. ARGV: eid, score, has_binary,
-# binary, accepted statuses (JSON list of JSON strings), then field/value pairs.
+# binary, the sender's right, then field/value pairs. The sender's right: '' (checked
+# by the caller), '*' (an admin), or the sender's name as JSON, which must be the
+# actor's owner ('check' otherwise: the caller checks shares and aliases itself); with
+# '*' or a name, the execution takes the actor's revision.
 POST = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return 'gone' end
-local accepted = false
-for _, s in ipairs(cjson.decode(ARGV[5])) do if s == status then accepted = true end end
-if not accepted then return status end
+if ARGV[5] ~= '' and ARGV[5] ~= '*' and redis.call('HGET', KEYS[1], 'owner') ~= ARGV[5] then
+  return 'check'
+end
+if not ACCEPTS[status] then return status end
 hset_pairs(KEYS[2], ARGV, 6)
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[2], 'revision', redis.call('HGET', KEYS[1], 'revision'))
+end
 if ARGV[3] == '1' then redis.call('SET', KEYS[3], ARGV[4]) end
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[5], ARGV[2], ARGV[1])

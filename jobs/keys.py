@@ -52,6 +52,7 @@ are still to be copied to S3).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from jobs.ids import check_id
@@ -91,9 +92,7 @@ class Keys:
         return f"{self.prefix}:scheduler:starving"
 
     def actor(self, tenant: str, actor_id: str) -> str:
-        check_id(tenant, "tenant")
-        check_id(actor_id, "actor_id")
-        return f"{self.prefix}:{tenant}:actor:{{{tenant}/{actor_id}}}"
+        return _actor_key(self.prefix, tenant, actor_id)
 
     def inbox(self, tenant: str, actor_id: str) -> str:
         return self.actor(tenant, actor_id) + ":inbox"
@@ -143,13 +142,16 @@ class Keys:
         return self.actor(tenant, actor_id) + ":totals"
 
     def execution(self, tenant: str, actor_id: str, execution_id: str) -> str:
-        return self.actor(tenant, actor_id) + f":exec:{check_id(execution_id, 'execution_id')}"
+        return self.execution_of(self.actor(tenant, actor_id),
+                                 check_id(execution_id, "execution_id"))
+
+    EXECUTION_INFIX = ":exec:"  # actor key + this + execution id (scripts join them too)
 
     @staticmethod
     def execution_of(actor_key: str, execution_id: str) -> str:
         """``execution`` under an actor key already made, for an id read from the actor's
         own index (checked when it was written)."""
-        return f"{actor_key}:exec:{execution_id}"
+        return f"{actor_key}{Keys.EXECUTION_INFIX}{execution_id}"
 
     def execution_logs(self, tenant: str, actor_id: str, execution_id: str) -> str:
         return self.execution(tenant, actor_id, execution_id) + ":logs"
@@ -206,3 +208,12 @@ class Keys:
 
     def worker_control(self, tenant: str, actor_id: str, worker_id: str) -> str:
         return self.actor(tenant, actor_id) + f":worker:{check_id(worker_id, 'worker_id')}:control"
+
+
+@functools.lru_cache(maxsize=8192)
+def _actor_key(prefix: str, tenant: str, actor_id: str) -> str:
+    """An actor's key, its ids checked once (a message's path builds it half a dozen
+    times; only valid ids are remembered, a refusal raises every time)."""
+    check_id(tenant, "tenant")
+    check_id(actor_id, "actor_id")
+    return f"{prefix}:{tenant}:actor:{{{tenant}/{actor_id}}}"

@@ -67,6 +67,12 @@ def check_move(before: ExecutionStatus | str, after: ExecutionStatus | str) -> N
         raise IllegalTransition(f"execution cannot go from {before} to {after}")
 
 
+def accepts_lua() -> str:
+    """The actor statuses that take messages, as a Lua set of JSON-encoded strings."""
+    return "{" + ", ".join(f"[{json.dumps(json.dumps(str(s)))}] = true"
+                           for s in sorted(ACCEPTS_MESSAGES)) + "}"
+
+
 def transitions_lua() -> str:
     """The execution table as a Lua table constructor, ``{['"FROM"'] = {['"TO"'] =
     true}}``: built by the script itself, cheaper than decoding JSON on every call.

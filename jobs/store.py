@@ -21,7 +21,7 @@ import orjson
 import redis
 
 from jobs.errors import BackendUnavailable, Conflict, NotFound
-from jobs.inbox import Inbox, Rejected
+from jobs.inbox import Inbox
 from jobs.keys import INBOX_GROUP, Keys
 from jobs.settings import Settings
 from jobs.status import FINAL_EXECUTION, ActorStatus, ExecutionStatus
@@ -62,6 +62,11 @@ def encode(record: Mapping[str, Any]) -> dict[Any, Any]:
     return {key: json.dumps(value) for key, value in record.items()}
 
 
+def _pairs_of(flat: list[Any]) -> dict[Any, Any]:
+    """A script's HGETALL reply (a flat list) as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
 @functools.lru_cache(maxsize=64)
 def _encoded(fields: tuple[str, ...]) -> tuple[bytes, ...]:
     return tuple(field.encode() for field in fields)
@@ -78,6 +83,20 @@ def decode(raw: Mapping[bytes, bytes | None]) -> dict[str, Any]:
                 if value is not None}
 
 
+# KEYS: actor, its executions index, its totals. ARGV: offset, end, the execution-key
+# infix, then the fields to read of each execution. The records are read under the
+# actor's key, in its hash slot ({tenant/actor}), though not declared.
+ACTOR_AND_PAGE = """
+local actor = redis.call('HGETALL', KEYS[1])
+if #actor == 0 then return {actor} end
+local records = {}
+for i, eid in ipairs(redis.call('ZRANGE', KEYS[2], ARGV[1], ARGV[2])) do
+  records[i] = redis.call('HMGET', KEYS[1] .. ARGV[3] .. eid, unpack(ARGV, 4))
+end
+return {actor, redis.call('ZCARD', KEYS[2]), redis.call('HGETALL', KEYS[3]), records}
+"""
+
+
 class Store:
     """All reads and writes of platform records in Redis."""
 
@@ -85,6 +104,7 @@ class Store:
         self.r = client
         self.keys = keys
         self.inbox = Inbox(client, keys)
+        self._actor_and_page = client.register_script(ACTOR_AND_PAGE)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -315,17 +335,23 @@ class Store:
             self.r.sadd(self.keys.runs_to_remove(), *handles)
 
     # -- messages and executions ------------------------------------------
-    def post_message(self, execution: Mapping[str, Any], binary: bytes | None = None) -> None:
-        """Record the execution and queue its message, only while the actor takes messages."""
+    def post_message(self, execution: Mapping[str, Any], binary: bytes | None = None,
+                     sender: str = "") -> bool:
+        """Record the execution and queue its message, only while the actor takes
+        messages. With a ``sender`` (see ``Inbox.post``) False: nothing was posted, the
+        caller checks the sender's right and the actor itself."""
         tenant, actor_id = execution["tenant"], execution["actor_id"]
         # The wake-up rides in the same round trip; should it fail, the scheduler's sweep
         # finds the message (scheduler_sweep_s).
         rejected = self.inbox.post(execution, binary, also=lambda pipe: self._wake(
-            pipe, tenant, actor_id, "message"))
-        if isinstance(rejected, Rejected):
-            if rejected.status is None:
-                raise NotFound(f"actor {actor_id} not found")
-            raise Conflict(f"actor {actor_id} is {rejected.status}; it takes no messages")
+            pipe, tenant, actor_id, "message"), sender=sender)
+        if rejected is None:
+            return True
+        if sender:
+            return False
+        if rejected.status is None:
+            raise NotFound(f"actor {actor_id} not found")
+        raise Conflict(f"actor {actor_id} is {rejected.status}; it takes no messages")
 
     @_translate
     def get_execution(self, tenant: str, actor_id: str, eid: str) -> dict[str, Any]:
@@ -371,6 +397,27 @@ class Store:
         else:
             records = [decode(raw) for raw in raws if raw]
         return int(total), records, totals
+
+    @_translate
+    def actor_and_executions_page(self, tenant: str, actor_id: str, offset: int,
+                                  limit: int | None, fields: tuple[str, ...]
+                                  ) -> tuple[dict[str, Any] | None, int, list[dict[str, Any]],
+                                             dict[str, float]]:
+        """The actor record (None: no actor by this id) and ``executions_page`` of it,
+        ``fields`` of each, in one round trip (a listing's hot path)."""
+        end = -1 if limit is None else offset + limit - 1
+        raw = cast(list, self._actor_and_page(
+            keys=[self.keys.actor(tenant, actor_id), self.keys.executions(tenant, actor_id),
+                  self.keys.execution_totals(tenant, actor_id)],
+            args=[offset, end, Keys.EXECUTION_INFIX, *fields]))
+        if not raw[0]:
+            return None, 0, [], {}
+        actor = decode(_pairs_of(raw[0]))
+        totals = {k.decode(): float(v) for k, v in _pairs_of(raw[2]).items()}
+        names = _encoded(fields)
+        records = [decode(dict(zip(names, values, strict=True))) for values in raw[3]
+                   if values[0] is not None]
+        return actor, int(raw[1]), records, totals
 
     # -- events out -----------------------------------------------------------------
     @_translate

@@ -97,7 +97,10 @@ def test_reads_answer_alike(lanes: tuple[FlaskClient, FlaskClient, list[str]]):
                  f"/actors/{aid}/executions/nosuchexec", f"/actors/{aid}/executions/bad!id",
                  f"/actors/{aid}/executions?limit=0", f"/actors/{aid}/executions/{eid}/logs"):
         _same(lanes, "GET", path, headers=alice)
-    _same(lanes, "GET", f"/actors/{aid}", headers=bob)  # 404: not bob's to see
+    _same(lanes, "GET", "/actors/fl-alias/executions?limit=5", headers=alice)
+    for path in (f"/actors/{aid}", f"/actors/{aid}/executions"):
+        status, _ = _same(lanes, "GET", path, headers=bob)  # not bob's to see
+        assert status == 403
     _same(lanes, "GET", f"/actors/{aid}", headers={})  # 401: no credentials
     _same(lanes, "GET", f"/actors/{aid}", headers={"X-Jwt-Assertion-DEV": "x.y.z"})
     # not the fast lane's: other routes' words, odd queries, nonces, trailing slashes
@@ -140,3 +143,44 @@ def test_reserved_words_are_every_static_segment():
                                      "/actors/<actor_id>/executions/<eid>/logs"])
     assert {"aliases", "state", "actors"} <= words
     assert not {"executions", "logs", "messages"} & words
+
+
+def test_a_post_by_the_owner_or_an_admin_is_checked_by_the_post_itself(jwt_settings: Settings):
+    """One round trip for the owner and admins (the post script checks the sender and
+    takes the revision); everyone else goes through the full check, with its answers."""
+    platform = Platform.from_settings(jwt_settings)
+    client = create_app(jwt_settings, platform).test_client()
+    full_checks: list[str] = []
+    checked = platform._actor
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        full_checks.append(args[1])
+        return checked(*args, **kwargs)
+
+    platform._actor = counting  # type: ignore[method-assign]
+    aid = _result(client, "POST", "/actors", json={"image": "abaco-test-echo"})["id"]
+    _result(client, "PUT", f"/actors/{aid}", json={"image": "abaco-test-echo", "force": True})
+    platform.store.update_actor("DEV", aid, {"status": "READY"})
+    full_checks.clear()
+
+    def post(user: str, ref: str = aid, roles: tuple[str, ...] = ("user",)) -> Any:
+        return client.post(f"/actors/{ref}/messages", data={"message": "m"},
+                           headers=as_user(user, roles=roles))
+
+    reply = post("alice")
+    assert reply.status_code == 200 and full_checks == [], "the owner: one round trip"
+    eid = reply.get_json()["result"]["executionId"]
+    assert platform.store.get_execution("DEV", aid, eid)["revision"] == 2
+    assert post("root", roles=("admin",)).status_code == 200 and full_checks == []
+    before = platform.store.executions_page("DEV", aid)[0]
+    assert post("bob").status_code == 403 and full_checks == [aid], "not bob's: full check"
+    _result(client, "POST", f"/actors/{aid}/permissions", json={"user": "bob",
+                                                                "level": "EXECUTE"})
+    assert post("bob").status_code == 200
+    _result(client, "POST", "/actors/aliases", json={"alias": "direct-alias", "actorId": aid})
+    assert post("alice", "direct-alias").status_code == 200
+    platform.store.update_actor("DEV", aid, {"status": "ERROR", "status_message": "broken"})
+    refused = post("alice")
+    assert refused.status_code == 409 and "broken" in refused.get_json()["message"]
+    assert platform.store.executions_page("DEV", aid)[0] == before + 2, \
+        "a post left to the full check wrote nothing"
