@@ -108,7 +108,9 @@ class FastLane:
              ) -> Callable[[Where], tuple[Any, str]] | None:
         size = len(parts)
         if size == 2 and parts[1] == "executions" and (not query or _PAGING.fullmatch(query)):
-            paging = dict(parse_qsl(query))
+            paging: dict[str, str] = {}
+            for name, value in parse_qsl(query):
+                paging.setdefault(name, value)  # the first, as Flask's request.args.get
             return lambda w: self._executions(environ, parts[0], paging)
         if query:
             return None

@@ -71,6 +71,7 @@ class Scheduler:
         self.share = settings.max_workers_per_host
         self.backlog = 0  # actors with queued messages at the last full pass
         self.swept_once = False
+        self.next_prune = 0.0  # monotonic time of the next sweep for prewarmed leftovers
         self.sweep_cursor = 0
         self.attention: set[tuple[str, str]] = set()
         self.warm_share = settings.max_workers_per_host  # minWorkers kept warm, at most
@@ -101,6 +102,7 @@ class Scheduler:
             self._reclaim_idle(refs)
         self._copy_pending_logs()
         self._remove_runs_of_deleted_actors()
+        self._prune_prepared_runs()
         self._expire_and_delete_logs()
         self._trim_records(kept)
 
@@ -341,6 +343,17 @@ class Scheduler:
                 LOG.warning("run %s of a deleted actor not removed yet: %s", handle, exc)
                 return
             self.store.run_removed(handle)
+
+    def _prune_prepared_runs(self) -> None:
+        """Once a sweep (``scheduler_sweep_s``): prewarmed containers dead workers left,
+        including those of actors no worker will serve again."""
+        now = time.monotonic()
+        if now < self.next_prune:
+            return
+        self.next_prune = now + self.settings.scheduler_sweep_s
+        removed = self.runner.prune_prepared()
+        if removed:
+            LOG.info("removed %d prewarmed containers dead workers left", removed)
 
     def _copy_pending_logs(self) -> None:
         """Logs a worker did not copy to S3 (S3 refused them, or the worker died first)

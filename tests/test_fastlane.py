@@ -88,6 +88,8 @@ def test_reads_answer_alike(lanes: tuple[FlaskClient, FlaskClient, list[str]]):
     aid = actor["id"]
     eid = _result(fast, "POST", f"/actors/{aid}/messages", data={"message": "hi"})[
         "executionId"]
+    for _ in range(2):
+        _result(fast, "POST", f"/actors/{aid}/messages", data={"message": "more"})
     _result(fast, "POST", "/actors/aliases", json={"alias": "fl-alias", "actorId": aid})
     alice, bob = as_user("alice"), as_user("bob")
     for path in (f"/actors/{aid}", f"/v3/actors/{aid}", "/actors/fl-alias",
@@ -95,7 +97,9 @@ def test_reads_answer_alike(lanes: tuple[FlaskClient, FlaskClient, list[str]]):
                  f"/actors/{aid}/executions/{eid}", f"/v3/actors/{aid}/executions/{eid}",
                  f"/actors/{aid}/executions/{eid}/logs", "/actors/nosuchactor",
                  f"/actors/{aid}/executions/nosuchexec", f"/actors/{aid}/executions/bad!id",
-                 f"/actors/{aid}/executions?limit=0", f"/actors/{aid}/executions/{eid}/logs"):
+                 f"/actors/{aid}/executions?limit=0", f"/actors/{aid}/executions/{eid}/logs",
+                 f"/actors/{aid}/executions?limit=1&limit=2",  # the first counts, as in Flask
+                 f"/actors/{aid}/executions?offset=1&offset=0&limit=1"):
         _same(lanes, "GET", path, headers=alice)
     _same(lanes, "GET", "/actors/fl-alias/executions?limit=5", headers=alice)
     for path in (f"/actors/{aid}", f"/actors/{aid}/executions"):

@@ -24,8 +24,16 @@ from jobs.service import Platform
 from jobs.settings import Settings
 from jobs.timeutil import parse_iso
 from jobs.worker import Worker
+from scheduler.loop import Scheduler
 from tests.docker_events import runs_begun
-from tests.test_worker_scheduler import CALLER, _ready_actor, _send, _serve_one, _worker
+from tests.test_worker_scheduler import (
+    CALLER,
+    RecordingPlacer,
+    _ready_actor,
+    _send,
+    _serve_one,
+    _worker,
+)
 from tests.waits import wait_until
 
 
@@ -116,6 +124,57 @@ def test_a_prewarmed_run_sees_what_a_plain_run_sees(platform: Platform, runner: 
     assert set(prewarmed) == set(plain), "no variable more or less than a plain run"
     assert {k: v for k, v in prewarmed.items() if k not in per_run} == \
         {k: v for k, v in plain.items() if k not in per_run}
+
+
+ODD_IMAGES = {
+    "abaco-test-missing-cmd": 'FROM abaco-test-echo\nENTRYPOINT ["notthere"]\n',
+    "abaco-test-shell-env": "FROM abaco-test-echo\nENV SHLVL=5 PWD=/custompwd\n",
+}
+
+
+@pytest.fixture(scope="module")
+def odd_images(images: list[str]) -> list[str]:
+    """Images built on the echo image: a command that does not exist, and an image that
+    sets the variables busybox's shell sets itself."""
+    import docker
+
+    from images.build import build_context
+
+    client = docker.from_env(version="auto")
+    for tag, dockerfile in ODD_IMAGES.items():
+        client.images.build(fileobj=build_context({"Dockerfile": dockerfile.encode()}),
+                            custom_context=True, tag=tag, rm=True)
+    return list(ODD_IMAGES)
+
+
+def _one_run(platform: Platform, runner: DockerRunner, hints: list[str],
+             **fields: Any) -> dict[str, Any]:
+    actor = _ready_actor(platform, hints=hints, **fields)
+    worker = _worker(platform, runner, actor["id"])
+    if not hints:
+        _prepare(worker, runner, actor["id"])
+    eid = _send(platform, actor["id"], "odd")
+    _serve_one(worker)
+    return {**platform.store.get_execution("T", actor["id"], eid),
+            "logs": platform.get_logs(CALLER, actor["id"], eid)}
+
+
+def test_a_command_that_cannot_start_is_an_error_either_way(
+        platform: Platform, runner: DockerRunner, odd_images: list[str]):
+    runs = [_one_run(platform, runner, hints, image="abaco-test-missing-cmd")
+            for hints in ([], ["noprewarm"])]
+    for run in runs:
+        assert run["status"] == "ERROR" and run.get("exit_code") is None, run
+        assert "executable file not found" in run["status_message"], run["status_message"]
+    assert "@" in runs[0]["handle"] and "/.abaco-shim" not in runs[0]["logs"]
+
+
+def test_the_images_own_shell_variables_are_kept(
+        platform: Platform, runner: DockerRunner, odd_images: list[str]):
+    prewarmed, plain = (_env(_one_run(platform, runner, hints, image="abaco-test-shell-env")[
+        "logs"]) for hints in ([], ["noprewarm"]))
+    for name in ("SHLVL", "PWD"):
+        assert prewarmed[name] == plain[name], name
 
 
 def test_a_run_is_timed_from_its_message_not_its_container(platform: Platform,
@@ -224,6 +283,21 @@ def test_a_dead_workers_prewarmed_container_ends_and_is_pruned(platform: Platfor
     successor = DockerRunner(platform.settings)  # the next worker process of the actor
     _ready_worker(platform, successor, actor["id"], "w2")
     assert not _prewarmed(runner, actor["id"], "exited"), "pruned by the next worker"
+
+
+def test_the_scheduler_prunes_what_dead_workers_left(platform: Platform, runner: DockerRunner):
+    """Of any actor, also one no worker will serve again (deleted): once a sweep."""
+    actor = _ready_actor(platform)
+    _ready_worker(platform, runner, actor["id"])
+    assert runner._prewarmer is not None
+    runner._prewarmer.prepared["w1"].stdin._sock.shutdown(socket.SHUT_RDWR)
+    wait_until(lambda: _prewarmed(runner, actor["id"], "exited"), 30, "exited")
+    platform.delete_actor(CALLER, actor["id"])
+    scheduler = Scheduler(platform.settings, platform.store, DockerRunner(platform.settings),
+                          RecordingPlacer(), platform.logs)
+    scheduler._prune_prepared_runs()
+    assert not _prewarmed(runner, actor["id"], "exited")
+    assert scheduler.next_prune > time.monotonic() + platform.settings.scheduler_sweep_s - 5
 
 
 @pytest.mark.parametrize("cut", [b"export MSG='half a val", b"export MSG='whole'\n"])

@@ -15,6 +15,8 @@
                                  (``spec`` has no execution yet); a later ``start``
                                  of the same shape uses it. Optional: a no-op is right
     discard_prepared(worker_id)  the worker leaves: remove what ``prepare`` made
+    prune_prepared()             remove what dead workers' ``prepare`` left (the
+                                 scheduler's sweep); how many
 
 A runner never touches Redis or S3: the worker records what it returns. The spec
 carries platform units (bytes, CPUs, pids); the result is normalised, with the
@@ -143,3 +145,5 @@ class Runner(Protocol):
     def prepare(self, spec: RunSpec) -> None: ...
 
     def discard_prepared(self, worker_id: str) -> None: ...
+
+    def prune_prepared(self) -> int: ...

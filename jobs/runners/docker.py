@@ -30,7 +30,13 @@ from jobs.errors import BackendUnavailable
 from jobs.results import CONTAINER_PATH as RESULTS_PATH
 from jobs.runners import shim
 from jobs.runners.base import ImageCheck, RunResult, RunSpec, StartFailed
-from jobs.runners.prewarm import NotPrewarmed, Prewarmer, split_handle, undelivered
+from jobs.runners.prewarm import (
+    NotPrewarmed,
+    Prewarmer,
+    prune_abandoned,
+    split_handle,
+    undelivered,
+)
 from jobs.settings import Settings
 from jobs.timeutil import now_iso, parse_docker_time, to_iso
 
@@ -143,6 +149,15 @@ class DockerRunner:
     def discard_prepared(self, worker_id: str) -> None:
         if self._prewarmer is not None:
             self._prewarmer.discard(worker_id)
+
+    def prune_prepared(self) -> int:
+        """Remove what prepared runs dead workers left on this engine (see
+        ``prewarm.prune_abandoned``); the scheduler's sweep calls it."""
+        try:
+            return prune_abandoned(self.client, self.settings.docker_timeout_s)
+        except ENGINE_ERRORS as exc:
+            LOG.info("prewarmed leftovers not pruned: %s", exc)
+            return 0
 
     def _prewarm(self) -> Prewarmer | None:
         """Made on first use: on (the ``prewarm`` setting), with an engine on this host
@@ -288,6 +303,10 @@ class DockerRunner:
             raise _Gone() from exc
         result = _result(dict(container.attrs.get("State") or {}), stats, notes, delivered)
         result.killed_reason = killed
+        failure = shim.start_failure(result.exit_code, logs.output) if delivered else None
+        if failure:  # the shim could not exec the image's command: no run, as plain
+            return RunResult(exit_code=None, start_time=None, finish_time=result.finish_time,
+                             raw=result.raw, notes=[failure])
         return result
 
     def stop(self, handle: str, remove: bool = False) -> None:
@@ -419,6 +438,7 @@ class _LogFollower:
         self.lock = threading.Lock()
         self.finished = False
         self.stream: Any = None
+        self.output = b""  # all of it, once finished
         threading.Thread(target=self._follow, daemon=True).start()
 
     def _follow(self) -> None:
@@ -442,6 +462,7 @@ class _LogFollower:
             with contextlib.suppress(*ENGINE_ERRORS, OSError, AttributeError):
                 self.stream.close()
         everything = self.container.logs(stdout=True, stderr=True, stream=False)
+        self.output = everything
         self.on_log.restart()
         self.on_log(everything)
 

@@ -76,6 +76,10 @@ class FakeRunner:
     def discard_prepared(self, worker_id: str) -> None:
         """Nothing was prepared."""
 
+    def prune_prepared(self) -> int:
+        """Nothing is ever prepared."""
+        return 0
+
     def start(self, spec: RunSpec) -> str:
         handle = f"fake-{spec.tenant}-{spec.execution_id}"
         if self.before_start is not None:

@@ -282,6 +282,10 @@ class NomadRunner:
     def discard_prepared(self, worker_id: str) -> None:
         """Nothing was prepared."""
 
+    def prune_prepared(self) -> int:
+        """Nothing is ever prepared."""
+        return 0
+
 
 class Patient:
     """Calls to Nomad that ride out an outage (a leader election answers 500 "No cluster

@@ -63,7 +63,7 @@ class Prepared:
     ready: threading.Event = dataclasses.field(default_factory=threading.Event)
     container: Any = None
     stdin: Any = None           # the attach socket; closing it is the shim's EOF
-    image_env: set[str] = dataclasses.field(default_factory=set)
+    image_env: dict[str, str] = dataclasses.field(default_factory=dict)
     dropped: bool = False       # discarded while being made: its maker removes it
 
 
@@ -119,7 +119,7 @@ class Prewarmer:
         command = list(config.get("Entrypoint") or []) + list(config.get("Cmd") or [])
         if not command:
             raise NotPrewarmed(f"image {spec.image} names no command")
-        prepared.image_env = {item.partition("=")[0] for item in config.get("Env") or []}
+        prepared.image_env = dict(item.partition("=")[::2] for item in config.get("Env") or [])
         args = self.create_args(spec)
         args["labels"] = {key: value for key, value in args["labels"].items()
                           if value != ""} | {LABEL_PREWARM: "1"}
@@ -140,18 +140,11 @@ class Prewarmer:
             LOG.warning("prewarmed containers are off in this process: %s", exc)
 
     def _prune(self, shape: RunSpec) -> None:
-        """Once per actor in this process: remove prewarmed containers of the actor that
-        exited without a message (their worker died, closing their stdin), or were
-        created and never started (their worker died in between) a while ago."""
+        """Once per actor in this process, before its first prepared container."""
         if shape.actor_id in self.pruned:
             return
         self.pruned.add(shape.actor_id)
-        leftovers = self.client().containers.list(all=True, filters={
-            "label": [LABEL_PREWARM, f"abaco.actor={shape.actor_id}"],
-            "status": ["exited", "created"]})
-        for container in leftovers:
-            if container.name.startswith(NAME_PREFIX) and _abandoned(container, self.timeout_s):
-                _remove_quietly(container)
+        prune_abandoned(self.client(), self.timeout_s, shape.actor_id)
 
     # -- on the message ---------------------------------------------------------------
     def take(self, spec: RunSpec) -> Prepared:
@@ -225,6 +218,21 @@ class Prewarmer:
         _close_quietly(prepared.stdin)
         if prepared.container is not None:
             _remove_quietly(prepared.container)
+
+
+def prune_abandoned(client: Any, grace_s: float, actor_id: str | None = None) -> int:
+    """Remove prewarmed containers (of one actor, or all) that exited without a message
+    (their worker died, closing their stdin), or were created and never started (their
+    worker died in between) longer than ``grace_s`` ago; how many."""
+    labels = [LABEL_PREWARM] + ([f"abaco.actor={actor_id}"] if actor_id else [])
+    leftovers = client.containers.list(all=True, filters={
+        "label": labels, "status": ["exited", "created"]})
+    removed = 0
+    for container in leftovers:
+        if container.name.startswith(NAME_PREFIX) and _abandoned(container, grace_s):
+            _remove_quietly(container)
+            removed += 1
+    return removed
 
 
 def undelivered(container: Any) -> bool:

@@ -28,8 +28,19 @@ from pathlib import Path
 MOUNT = "/.abaco-shim"
 UNDELIVERED = 199
 UNDELIVERED_MESSAGE = "abaco: the execution's environment was not delivered; the actor did not run"
+CANNOT_START = 127  # with NOT_STARTED and the reason as the only output
+NOT_STARTED = "abaco: could not start the container: "
 SYNTAX_ERROR = 2  # with "<shim>: /dev/stdin: line N: syntax error: ..." as the only output
 _CUT_SHORT = re.compile(rb"[^\n:]*: /dev/stdin: line \d+: syntax error: [^\n]*")
+
+
+def start_failure(exit_code: int | None, output: bytes) -> str | None:
+    """Why the image's command could not be started, as the shim said (its command
+    missing or not executable, as a plain start refuses it); None when it started."""
+    text = output.strip().decode("utf-8", "replace")
+    if exit_code != CANNOT_START or not text.startswith(NOT_STARTED) or "\n" in text:
+        return None
+    return text[len("abaco: "):]
 
 
 def never_ran(exit_code: int | None, output: bytes) -> bool:
@@ -71,12 +82,16 @@ case $1 in
    done
    IFS=$_abaco_shim_ifs
    if [ -z "$_abaco_shim_p" ]; then
-     echo "abaco: $1: executable file not found in \\$PATH" >&2
-     exit 127
+     echo "{NOT_STARTED}exec: \\"$1\\": executable file not found in \\$PATH" >&2
+     exit {CANNOT_START}
    fi ;;
 esac
+if [ ! -f "$_abaco_shim_p" ] || [ ! -x "$_abaco_shim_p" ]; then
+  echo "{NOT_STARTED}exec: \\"$_abaco_shim_p\\": not an executable file" >&2
+  exit {CANNOT_START}
+fi
 shift
-exec "$_abaco_shim_p" "$@"
+exec "$_abaco_shim_p" "$@" </dev/null
 """
 
 
@@ -85,16 +100,20 @@ def shell_quote(value: str) -> str:
     return "'" + value.replace("'", "'\\''") + "'"
 
 
-def env_script(env: dict[str, str], image_env: set[str]) -> bytes | None:
-    """The delivery: one ``export`` per variable, the shell's own additions dropped,
-    then the go line. None when a name cannot be a shell variable (Docker allows more):
-    such a run is started the plain way."""
+def env_script(env: dict[str, str], image_env: dict[str, str]) -> bytes | None:
+    """The delivery: one ``export`` per variable; what the shell set itself put back as
+    the image had it (or dropped); then the go line. None when a name cannot be a shell
+    variable (Docker allows more): such a run is started the plain way."""
     if any(not _NAME.fullmatch(name) or name.startswith("_abaco_shim_") for name in env):
         return None
     lines = [f"export {name}={shell_quote(value)}\n" for name, value in env.items()]
-    dropped = [name for name in SHELL_ADDED if name not in env and name not in image_env]
-    if dropped:
-        lines.append(f"unset {' '.join(dropped)}\n")
+    for name in SHELL_ADDED:
+        if name in env:
+            continue
+        if name in image_env:
+            lines.append(f"export {name}={shell_quote(image_env[name])}\n")
+        else:
+            lines.append(f"unset {name}\n")
     lines.append(f"{_GO}=1\n")
     try:
         return "".join(lines).encode("utf-8")
