@@ -24,8 +24,9 @@ def raw_eps(count: int, network: str, threads: int) -> float:
     return count / (time.perf_counter() - start)
 
 
-def platform_eps(api: str, count: int, workers: int) -> float:
-    actor = create_actor(api, name="bench-throughput", maxWorkers=workers, minWorkers=workers)
+def platform_eps(api: str, count: int, workers: int, hints: list[str]) -> float:
+    actor = create_actor(api, name="bench-throughput", maxWorkers=workers, minWorkers=workers,
+                         hints=hints)
     url = f"{api}/actors/{actor['id']}/messages?_abaco_synchronous=true"
     try:
         wait_ready(api, actor["id"])
@@ -50,10 +51,12 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=60)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--network", default="none")
+    parser.add_argument("--plain", action="store_true",
+                        help="the noprewarm hint: each run starts its container on its message")
     args = parser.parse_args()
     build_all()
     raw = raw_eps(args.count, args.network, args.workers)
-    ours = platform_eps(args.api, args.count, args.workers)
+    ours = platform_eps(args.api, args.count, args.workers, ["noprewarm"] if args.plain else [])
     print(f"RESULT eps={ours:.2f} raw_eps={raw:.2f} ratio={ours / raw:.2f}")
 
 

@@ -386,6 +386,7 @@ class Worker(WorkerControl):
         self._emit(EXECUTION_COMPLETE, execution_id=eid, status=record["status"],
                    exit_code=record.get("exit_code"),
                    status_message=record.get("status_message", ""))
+        self._prepare_next()  # the reply is out: the next container starts beside the copy
         if not result.gone:
             self._store_logs(record, logs)
         log_ex = self.actor.get("log_ex") or self.settings.log_ex_default

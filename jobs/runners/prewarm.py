@@ -83,6 +83,7 @@ class Prewarmer:
         self.lock = threading.Lock()
         self.prepared: dict[str, Prepared] = {}
         self.pruned: set[str] = set()
+        self.configs: dict[str, dict[str, Any]] = {}
         self.disabled = ""
 
     # -- ahead of the message ---------------------------------------------------------
@@ -115,7 +116,7 @@ class Prewarmer:
 
     def _create_and_start(self, prepared: Prepared) -> None:
         spec = prepared.shape
-        config = self.client().images.get(spec.image).attrs.get("Config") or {}
+        config = self._image_config(spec.image)
         command = list(config.get("Entrypoint") or []) + list(config.get("Cmd") or [])
         if not command:
             raise NotPrewarmed(f"image {spec.image} names no command")
@@ -129,6 +130,15 @@ class Prewarmer:
         prepared.container = self.client().containers.create(**args)
         prepared.stdin = prepared.container.attach_socket(params={"stdin": 1, "stream": 1})
         prepared.container.start()
+
+    def _image_config(self, image: str) -> dict[str, Any]:
+        """The image's entrypoint, command and environment, read once per process (a
+        worker serves one revision's image; a new revision comes with new workers)."""
+        config = self.configs.get(image)
+        if config is None:
+            config = self.client().images.get(image).attrs.get("Config") or {}
+            self.configs[image] = config
+        return config
 
     def _disable_if_refused(self, exc: Exception) -> None:
         """A start the engine refuses (the shim's directory is not where the engine
