@@ -8,7 +8,8 @@ scheduler sees its messages and no container runs: what is measured is the API a
 - ``GET /actors/{id}``,
 - ``GET /actors/{id}/executions?limit=10``,
 
-each against the bare app's ``GET`` (and ``POST``) of a small JSON envelope.
+each against the bare app's ``GET`` (and ``POST``) of a small JSON envelope. The API
+reaches Redis as the stack's own API does: over its Unix socket when it has one.
 
     .venv/bin/python bench/api.py
 """
@@ -28,7 +29,8 @@ from pathlib import Path
 import requests
 
 from jobs.settings import Settings, load_settings
-from launcher.processes import with_local_secrets
+from launcher.components import over_local_socket
+from launcher.processes import Paths, with_local_secrets
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,7 +87,9 @@ def main() -> None:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
     settings = with_local_secrets(load_settings())
-    mine = settings.replace(prefix=f"benchapi{int(time.time())}", api_port=args.api_port)
+    # Redis as the stack's own API reaches it: its Unix socket when it has one
+    local = over_local_socket(settings, Paths(settings.data_dir))
+    mine = local.replace(prefix=f"benchapi{int(time.time())}", api_port=args.api_port)
     with tempfile.TemporaryDirectory() as work:
         script = Path(work) / "post.lua"
         script.write_text(POST_LUA)

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -132,6 +133,37 @@ class Component:
         return 30.0
 
 
+UNIX_PATH_MAX = 107
+
+
+def local_socket(paths: Paths) -> Path | None:
+    """Where the stack's own Redis also listens, on a Unix socket: the platform's
+    processes on this machine talk to it there, which costs less than TCP over loopback
+    (``bench/api.py``: about a tenth more requests/s). None when the path is too long."""
+    path = paths.run / "redis.sock"
+    return path if len(os.fsencode(path)) <= UNIX_PATH_MAX else None
+
+
+def over_local_socket(settings: Settings, paths: Paths) -> Settings:
+    """The settings with ``redis_url`` on the stack's Redis socket when that socket
+    answers with our password; unchanged otherwise (a Redis we did not start, or one
+    started before it had a socket)."""
+    import redis
+
+    socket = local_socket(paths)
+    if socket is None or not socket.exists():
+        return settings
+    db = urllib.parse.urlparse(settings.redis_url).path.lstrip("/") or "0"
+    url = f"unix://{socket}?db={db}"
+    try:
+        client = redis.Redis.from_url(url, password=settings.redis_password.reveal() or None,
+                                      socket_connect_timeout=1, socket_timeout=2)
+        client.ping()
+    except redis.RedisError:
+        return settings
+    return settings.replace(redis_url=url)
+
+
 class RedisComponent(Component):
     name = "redis"
 
@@ -168,9 +200,11 @@ class RedisComponent(Component):
         write_secret(conf, f"requirepass {self.settings.redis_password.reveal()}\n")
         binary = tool("redis-server", "apt-get install redis-server")
         # appendfsync always: a message the API acknowledged is on disk, even after kill -9
+        socket = local_socket(self.paths)
+        extra = ["--unixsocket", str(socket), "--unixsocketperm", "700"] if socket else []
         spawn(self.paths, self.name, [binary, str(conf), "--port", str(port), "--bind", host,
                                       "--dir", str(data), "--appendonly", "yes",
-                                      "--appendfsync", "always", "--daemonize", "no"])
+                                      "--appendfsync", "always", "--daemonize", "no", *extra])
 
 
 class S3Component(Component):

@@ -30,6 +30,7 @@ from launcher.components import (  # noqa: F401 - re-exported for callers of lau
     S3Component,
     SchedulerComponent,
     VaultComponent,
+    over_local_socket,
 )
 from launcher.processes import (  # noqa: F401 - re-exported for callers of launcher.stack
     PROGRAM_MARKERS,
@@ -58,6 +59,7 @@ def up(settings: Settings, say: Callable[[str], None] = print) -> Settings:
     for number, kind in enumerate(COMPONENTS, start=1):
         if kind is ApiComponent:
             settings = with_local_secrets(settings)  # the vault token exists by now
+            settings = over_local_socket(settings, paths)  # for the API and what it starts
         component = kind(settings, paths)
         say(f"[{number}/{len(COMPONENTS)}] {component.name:<9} starting...")
         try:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from jobs.secrets import SecretStore
-from jobs.settings import Settings, load_settings
+from jobs.settings import Secret, Settings, load_settings
 from jobs.store import Store
 from launcher import components, stack
 from tests.conftest import ROOT, TEST_PORTS
@@ -77,6 +77,25 @@ def test_queued_messages_survive_a_redis_crash(tmp_path: Path, services: Setting
         store = Store.from_settings(settings)
         assert store.queued_ids("T", "a1") == ["e1"]
         assert store.r.xlen(store.keys.inbox("T", "a1")) == 1
+    finally:
+        stack.down(settings, say=lambda _line: None)
+
+
+def test_the_stacks_processes_reach_its_redis_over_a_unix_socket(tmp_path: Path,
+                                                                 services: Settings):
+    settings = stack.with_local_secrets(_own(tmp_path, services))
+    paths = stack.Paths(tmp_path)
+    assert stack.over_local_socket(settings, paths) == settings, "no socket yet: TCP"
+    try:
+        stack.RedisComponent(settings, paths).up()
+        local = stack.over_local_socket(settings, paths)
+        assert local.redis_url == f"unix://{paths.run / 'redis.sock'}?db=0"
+        assert (paths.run / "redis.sock").stat().st_mode & 0o077 == 0, "owner only"
+        Store.from_settings(local).r.set("probe", b"1")
+        assert Store.from_settings(settings).r.get("probe") == b"1", "the same Redis"
+        wrong = local.replace(redis_password=Secret("not-the-password"))
+        assert stack.over_local_socket(wrong.replace(redis_url=settings.redis_url),
+                                       paths).redis_url == settings.redis_url
     finally:
         stack.down(settings, say=lambda _line: None)
 
