@@ -78,6 +78,22 @@ def serve(app: str, port: int, settings: Settings, cwd: Path,
     raise SystemExit(f"{app} did not start")
 
 
+def _forget(settings: Settings) -> None:
+    """Remove every key under the bench's own prefix: no scheduler serves it, so its
+    executions would stay, and grow Redis (and its AOF rewrites) run after run."""
+    from jobs.store import connect
+
+    client = connect(settings)
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=f"{settings.prefix}:*", count=1000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            client.unlink(*batch)
+            batch.clear()
+    if batch:
+        client.unlink(*batch)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10)
@@ -115,6 +131,7 @@ def main() -> None:
         finally:
             api.terminate()
             api.wait(10)
+            _forget(mine)
     print(f"RESULT post_ratio={post / bare_post:.2f} get_ratio={get / bare_get:.2f} "
           f"list_ratio={listing / bare_get:.2f} post_p99_ms={post_p99:.1f} "
           f"get_p99_ms={get_p99:.1f} list_p99_ms={list_p99:.1f} post_rps={post:.0f} "
