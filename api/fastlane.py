@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
+from werkzeug.http import HTTP_STATUS_CODES
 
 from api.envelope import envelope_body
 from api.errors import error_reply
@@ -81,7 +82,7 @@ class FastLane:
             status = 500
             body = envelope_body(None, "internal error; see the api log", "error", where.camel)
         data = orjson.dumps(body)
-        start_response(f"{status} {_REASONS.get(status, 'Error')}",
+        start_response(f"{status} {HTTP_STATUS_CODES.get(status, 'Error').upper()}",
                        [("Content-Type", "application/json"),
                         ("Content-Length", str(len(data))), *self.headers])
         return [data]
@@ -192,11 +193,6 @@ def _message_field(body: bytes) -> str | None:
     except UnicodeDecodeError:
         return None
     return next((value for name, value in fields if name == "message"), None)
-
-
-_REASONS = {200: "OK", 400: "BAD REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN",
-            404: "NOT FOUND", 408: "REQUEST TIMEOUT", 409: "CONFLICT", 410: "GONE",
-            500: "INTERNAL SERVER ERROR", 503: "SERVICE UNAVAILABLE"}
 
 
 def reserved_words(rules: Iterable[str]) -> frozenset[str]:

@@ -261,7 +261,6 @@ class Worker(WorkerControl):
         results.close()  # every datagram sent before the end is stored before the record
         result.notes.extend(results.notes)
         self._record(entry, {**execution, "handle": handle}, result, bytes(sink.data))
-        self._prepare_next()
         self._set_status(WorkerStatus.SHUTTING_DOWN if self.stopping.is_set()
                          else WorkerStatus.READY)
         return True

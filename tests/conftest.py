@@ -178,3 +178,22 @@ def client(jwt_settings: Settings):  # type: ignore[no-untyped-def]
     from api.app import create_app
 
     return create_app(jwt_settings).test_client()
+
+
+@pytest.fixture
+def platform(settings: Settings, images: list[str]):  # type: ignore[no-untyped-def]
+    """The service on real Redis, S3 and OpenBao, with a bucket of its own and the test
+    images built (a module may define its own ``platform``)."""
+    from jobs.service import Platform
+
+    platform = Platform.from_settings(settings.replace(s3_bucket=f"b-{settings.prefix}"))
+    platform.logs.ensure_bucket()
+    return platform
+
+
+@pytest.fixture
+def runner(platform):  # type: ignore[no-untyped-def]
+    """The Docker runner on the engine the tests use."""
+    from jobs.runners.docker import DockerRunner
+
+    return DockerRunner(platform.settings)

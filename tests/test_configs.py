@@ -10,15 +10,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from api.app import create_app
-from jobs.settings import Settings
 from tests.harness import CALLER, Harness
 from tests.jwt_users import as_user
-
-
-@pytest.fixture
-def client(jwt_settings: Settings) -> FlaskClient:
-    return create_app(jwt_settings).test_client()
 
 
 def _ok(reply: Any) -> Any:

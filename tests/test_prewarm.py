@@ -21,7 +21,6 @@ from jobs.runners import shim
 from jobs.runners.docker import DockerRunner
 from jobs.runners.prewarm import LABEL_PREWARM
 from jobs.service import Platform
-from jobs.settings import Settings
 from jobs.timeutil import parse_iso
 from jobs.worker import Worker
 from scheduler.loop import Scheduler
@@ -35,18 +34,6 @@ from tests.test_worker_scheduler import (
     _worker,
 )
 from tests.waits import wait_until
-
-
-@pytest.fixture
-def platform(settings: Settings, images: list[str]) -> Platform:
-    platform = Platform.from_settings(settings.replace(s3_bucket=f"b-{settings.prefix}"))
-    platform.logs.ensure_bucket()
-    return platform
-
-
-@pytest.fixture
-def runner(platform: Platform) -> DockerRunner:
-    return DockerRunner(platform.settings)
 
 
 def _prewarmed(runner: DockerRunner, actor_id: str, state: str = "running") -> list[dict[str, Any]]:

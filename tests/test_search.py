@@ -8,10 +8,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from api.app import create_app
 from jobs.errors import ValidationError
 from jobs.search import parse_query
-from jobs.settings import Settings
 from tests.jwt_users import as_user
 
 
@@ -40,11 +38,6 @@ def test_the_query_language():
     assert bad.value.field == "status.in"
     with pytest.raises(ValidationError):
         parse_query({"image.like": "("}, 0, 10)
-
-
-@pytest.fixture
-def client(jwt_settings: Settings) -> FlaskClient:
-    return create_app(jwt_settings).test_client()
 
 
 def _ok(reply: Any) -> Any:

@@ -46,18 +46,6 @@ class RecordingPlacer:
         return None
 
 
-@pytest.fixture
-def platform(settings: Settings, images: list[str]) -> Platform:
-    platform = Platform.from_settings(settings.replace(s3_bucket=f"b-{settings.prefix}"))
-    platform.logs.ensure_bucket()
-    return platform
-
-
-@pytest.fixture
-def runner(platform: Platform) -> DockerRunner:
-    return DockerRunner(platform.settings)
-
-
 def _worker(platform: Platform, runner: DockerRunner, actor_id: str, wid: str = "w1") -> Worker:
     register_worker(platform.store, "T", actor_id, wid)
     worker = Worker(platform.settings, "T", actor_id, wid, platform.store, platform.logs,

@@ -18,6 +18,7 @@ by the next worker of the actor.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import socket
@@ -276,13 +277,17 @@ def _raw_socket(attached: Any) -> socket.socket:
 
 
 def _close_quietly(attached: Any) -> None:
+    """End the attach connection for certain, whatever else still holds the socket: a
+    forced remove of a container whose attach is open can hang the Docker engine (seen
+    once with 20.10: ContainerRm waiting on an attach's streams)."""
     if attached is None:
         return
-    try:
-        _raw_socket(attached).close()
+    raw = _raw_socket(attached)
+    with contextlib.suppress(OSError, AttributeError):
+        raw.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError, AttributeError):
+        raw.close()
         attached.close()
-    except (OSError, AttributeError):
-        pass
 
 
 def _remove_quietly(container: Any) -> None:
