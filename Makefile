@@ -7,7 +7,7 @@ CLIENTS := .venv-clients
 PY     := $(VENV)/bin/python
 APT_PACKAGES := docker.io redis-server busybox-static debootstrap docker-compose
 
-.PHONY: up down status test lint bench images system-deps
+.PHONY: up down status test lint bench images system-deps browser-deps
 
 up: $(VENV)/.installed system-deps
 	$(VENV)/bin/abaco up
@@ -19,7 +19,7 @@ down:
 status:
 	$(VENV)/bin/abaco status
 
-test: $(VENV)/.installed $(CLIENTS)/.installed system-deps lint
+test: $(VENV)/.installed $(CLIENTS)/.installed system-deps browser-deps lint
 	$(PY) -m pytest
 
 lint: $(VENV)/.installed
@@ -53,3 +53,12 @@ $(CLIENTS)/.installed: Makefile
 	$(PYTHON) -m venv $(CLIENTS)
 	$(CLIENTS)/bin/python -m pip install -q tapipy 'agavepy==0.9.5'
 	touch $@
+
+# For the tests only: the dashboard is driven in a real headless browser.
+BROWSER_PACKAGES := chromium chromium-driver
+browser-deps:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  echo "installing $(BROWSER_PACKAGES) (apt-get)"; \
+	  apt-get update -q >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(BROWSER_PACKAGES) >/dev/null; \
+	fi

@@ -9,7 +9,7 @@ from flask import Flask, Response, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from api import errors, tapis
+from api import dashboard, errors, tapis
 from api.bounded_body import TOO_LARGE, BoundedBody
 from api.fastlane import FastLane, reserved_words
 from api.openapi import spec
@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
             app.register_blueprint(module.bp, url_prefix=prefix, name=module.bp.name + suffix)
     errors.register(app)
     app.register_blueprint(tapis.bp)
+    app.register_blueprint(dashboard.bp)
 
     document = spec(settings)
 

@@ -9,7 +9,7 @@ from typing import Any
 from flask import current_app, g, request
 
 from jobs.errors import ValidationError
-from jobs.models import MAX_INT
+from jobs.models import MAX_INT, as_bool
 from jobs.service import Caller, Platform
 
 
@@ -84,6 +84,12 @@ def _form_value(key: str) -> Any:
                 return text
         return text
     return values
+
+
+def bool_arg(name: str, default: bool = False) -> bool:
+    """A true/false query parameter (true, false, 1, 0, yes, no); 400 naming it otherwise."""
+    raw = request.args.get(name)
+    return default if raw is None else as_bool(name, raw)
 
 
 def int_arg(name: str, default: int, minimum: int = 0) -> int:

@@ -16,6 +16,7 @@ Cluster.
 | ``actor:{tag}:executions``         | zset   | api                  | none           |
 | ``actor:{tag}:exec:{eid}``         | hash   | api, worker          | none           |
 | ``actor:{tag}:exec:{eid}:logs``    | string | worker (live tail)   | deleted once in S3 |
+| ``actor:{tag}:exec:{eid}:logs:grew``| stream | worker (wakes log followers) | capped, 1 h |
 | ``actor:{tag}:exec:{eid}:binary``  | string | api (binary message) | deleted when run |
 | ``actor:{tag}:exec:{eid}:results`` | list   | worker, actor (POST) | results_ttl_s after the end |
 | ``actor:{tag}:state``              | string | api (JSON)           | none           |
@@ -155,6 +156,10 @@ class Keys:
 
     def execution_logs(self, tenant: str, actor_id: str, execution_id: str) -> str:
         return self.execution(tenant, actor_id, execution_id) + ":logs"
+
+    def execution_log_growth(self, tenant: str, actor_id: str, execution_id: str) -> str:
+        """Entries that wake the readers following the live log (``?follow=true``)."""
+        return self.execution_logs(tenant, actor_id, execution_id) + ":grew"
 
     def execution_binary(self, tenant: str, actor_id: str, execution_id: str) -> str:
         return self.execution(tenant, actor_id, execution_id) + ":binary"

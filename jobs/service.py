@@ -27,6 +27,7 @@ from jobs.errors import (
     ValidationError,
 )
 from jobs.ids import check_id, is_id, new_id
+from jobs.log_follow import LogFollower
 from jobs.logstore import LogStore
 from jobs.message_env import allowed_patterns, check_message_env
 from jobs.models import (
@@ -332,11 +333,7 @@ class Platform(SharingOps, ConfigOps):
 
     def get_logs(self, caller: Caller, actor_id: str, eid: str) -> str:
         """Live tail from Redis while running; the durable S3 copy afterwards."""
-        actor_id = self._actor(caller, actor_id, "READ", "execution")["id"]
-        record = self._execution(caller, actor_id, eid)
-        if record.get("logs_expired"):
-            raise Gone(f"the logs of execution {eid} expired at {record['logs_expired']} "
-                       "(the actor's logEx)")
+        actor_id, record = self._readable_logs(caller, actor_id, eid)
         live = self.store.live_log(caller.tenant, actor_id, eid)
         if live is not None:
             return redact_tokens(live).decode("utf-8", "replace")
@@ -346,6 +343,21 @@ class Platform(SharingOps, ConfigOps):
             return self.logs.get_logs(caller.tenant, actor_id, eid).decode("utf-8", "replace")
         except NotFound:
             return ""
+
+    def follow_logs(self, caller: Caller, actor_id: str, eid: str) -> LogFollower:
+        """The log as it grows, until the execution ends. Every check is made here,
+        before the first byte, so a refusal is still an ordinary error reply."""
+        actor_id, _ = self._readable_logs(caller, actor_id, eid)
+        return LogFollower(self.store, self.logs, caller.tenant, actor_id, eid)
+
+    def _readable_logs(self, caller: Caller, actor_id: str,
+                       eid: str) -> tuple[str, dict[str, Any]]:
+        actor_id = self._actor(caller, actor_id, "READ", "execution")["id"]
+        record = self._execution(caller, actor_id, eid)
+        if record.get("logs_expired"):
+            raise Gone(f"the logs of execution {eid} expired at {record['logs_expired']} "
+                       "(the actor's logEx)")
+        return actor_id, record
 
     def next_result(self, caller: Caller, actor_id: str, eid: str) -> bytes | None:
         """Take the next unread result (reading consumes it, as in Abaco)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
@@ -28,6 +29,19 @@ from jobs.status import FINAL_EXECUTION, ActorStatus, ExecutionStatus
 from jobs.timeutil import now_iso, to_iso
 
 T = TypeVar("T")
+# The growth stream of a live log: entries kept (a follower needs the newest id only),
+# and its life after the last append.
+LOG_GROWTH_KEPT = 8
+LOG_GROWTH_TTL_S = 3600
+
+
+@dataclass(frozen=True)
+class LogCursor:
+    """Where a follower of a live log has read to: its growth stream and the actor's
+    events (``0-0`` when either has no entry yet)."""
+
+    growth: str
+    events: str
 
 def connect(settings: Settings, kind: type[redis.Redis] = redis.Redis) -> redis.Redis:
     """One Redis client per process, bytes in and out (logs and binary messages).
@@ -555,7 +569,52 @@ class Store:
     # -- live logs ----------------------------------------------------------
     @_translate
     def append_log(self, tenant: str, actor_id: str, eid: str, chunk: bytes) -> int:
-        return int(cast(int, self.r.append(self.keys.execution_logs(tenant, actor_id, eid), chunk)))
+        """Append to the live log, then wake its followers (in that order: a follower
+        woken reads what woke it). The growth stream keeps a few entries (a follower
+        needs the newest id only) and goes an hour after the last append."""
+        growth = self.keys.execution_log_growth(tenant, actor_id, eid)
+        with self.r.pipeline(transaction=False) as pipe:
+            pipe.append(self.keys.execution_logs(tenant, actor_id, eid), chunk)
+            pipe.xadd(growth, {"n": len(chunk)}, maxlen=LOG_GROWTH_KEPT, approximate=True)
+            pipe.expire(growth, LOG_GROWTH_TTL_S)
+            size = pipe.execute()[0]
+        return int(size)
+
+    @_translate
+    def log_cursor(self, tenant: str, actor_id: str, eid: str) -> LogCursor:
+        """The newest ids of the log's growth stream and of the actor's events (where
+        every final status is announced): a wait from here sees anything later."""
+        with self.r.pipeline(transaction=False) as pipe:
+            pipe.xrevrange(self.keys.execution_log_growth(tenant, actor_id, eid), count=1)
+            pipe.xrevrange(self.keys.events(tenant, actor_id), count=1)
+            grew, events = pipe.execute()
+        return LogCursor(_newest_id(grew), _newest_id(events))
+
+    @_translate
+    def log_since(self, tenant: str, actor_id: str, eid: str,
+                  offset: int) -> tuple[bytes | None, str | None]:
+        """The live log from byte ``offset`` (None when there is no live log) and the
+        execution's status, read together: a final status means the log is whole."""
+        key = self.keys.execution_logs(tenant, actor_id, eid)
+        with self.r.pipeline(transaction=True) as pipe:
+            pipe.exists(key)
+            pipe.getrange(key, offset, -1)
+            pipe.hget(self.keys.execution(tenant, actor_id, eid), "status")
+            exists, data, status = pipe.execute()
+        return (bytes(data) if exists else None), (json.loads(status) if status else None)
+
+    @_translate
+    def wait_for_log(self, tenant: str, actor_id: str, eid: str, cursor: LogCursor,
+                     timeout_s: float) -> LogCursor:
+        """Block until the log grows or the actor announces an event, at most
+        ``timeout_s``; the cursor past what was seen."""
+        growth = self.keys.execution_log_growth(tenant, actor_id, eid)
+        events = self.keys.events(tenant, actor_id)
+        reply: Any = self.r.xread({growth: cursor.growth, events: cursor.events},
+                             count=LOG_GROWTH_KEPT, block=max(1, int(timeout_s * 1000)))
+        seen = {_decoded(name): _decoded(entries[-1][0])
+                for name, entries in reply or [] if entries}
+        return LogCursor(seen.get(growth, cursor.growth), seen.get(events, cursor.events))
 
     @_translate
     def live_log(self, tenant: str, actor_id: str, eid: str) -> bytes | None:
@@ -740,3 +799,12 @@ class Store:
 def _split_ref(ref: str) -> tuple[str, str]:
     tenant, _, actor_id = ref.partition("/")
     return tenant, actor_id
+
+
+def _decoded(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _newest_id(newest_first: list[Any]) -> str:
+    """The id of the first entry of an XREVRANGE reply, ``0-0`` when empty."""
+    return _decoded(newest_first[0][0]) if newest_first else "0-0"

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, request
 
 from api import views
 from api.envelope import envelope
-from api.requests import caller, int_arg, platform
+from api.requests import bool_arg, caller, int_arg, platform
 
 bp = Blueprint("executions", __name__)
 LISTED = "Actor executions retrieved successfully."
@@ -36,6 +36,10 @@ def cancel_execution(actor_id: str, execution_id: str) -> Response:
 
 @bp.get("/<actor_id>/executions/<execution_id>/logs")
 def get_logs(actor_id: str, execution_id: str) -> Response:
+    if bool_arg("follow"):
+        follower = platform().follow_logs(caller(), actor_id, execution_id)
+        return Response(iter(follower), mimetype="text/plain",
+                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     logs = platform().get_logs(caller(), actor_id, execution_id)
     return envelope(views.execution_logs(logs, actor_id, execution_id), LOGS)
 
