@@ -12,6 +12,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from api import dashboard, errors, tapis
 from api.bounded_body import TOO_LARGE, BoundedBody
 from api.fastlane import FastLane, reserved_words
+from api.metrics import MetricsMiddleware
 from api.openapi import spec
 from api.routes import actors, configs, executions, messages, search, sharing, state, workers
 from jobs.service import Platform
@@ -85,5 +86,8 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         reserved = reserved_words(rule.rule for rule in app.url_map.iter_rules())
         app.wsgi_app = FastLane(app.wsgi_app, platform, settings, reserved,  # type: ignore[method-assign]
                                 CORS_HEADERS)
+    app.wsgi_app = MetricsMiddleware(  # type: ignore[method-assign]
+        app.wsgi_app, app.url_map, platform.store, settings.metrics_token.reveal(),
+        open_without_token=settings.auth == "none")
 
     return app

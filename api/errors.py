@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from api.envelope import camel_case, error, field_name
 from jobs import errors
+from jobs.metrics import BackendErrors
 
 LOG = logging.getLogger("abaco.api")
 
@@ -34,13 +35,15 @@ def status_for(exc: errors.AbacoError) -> int:
     return 500
 
 
-def error_reply(exc: errors.AbacoError, camel: bool, method: str,
-                path: str) -> tuple[int, str, Any]:
+def error_reply(exc: errors.AbacoError, camel: bool, method: str, path: str,
+                backend_errors: BackendErrors | None = None) -> tuple[int, str, Any]:
     """(HTTP status, message, result) of a domain error, whichever way the request came
-    in; backing-service trouble is logged."""
+    in; backing-service trouble is logged, and counted in ``backend_errors``."""
     status = status_for(exc)
     if status >= 500:
         LOG.warning("%s %s: %s", method, path, exc.message)
+    if backend_errors is not None and isinstance(exc, errors.BackendUnavailable):
+        backend_errors.seen(exc.message)
     if isinstance(exc, errors.ValidationError):
         field = field_name(exc.field, camel)
         return status, f"{field}: {exc.problem}", {**exc.details, "field": field}
@@ -50,7 +53,9 @@ def error_reply(exc: errors.AbacoError, camel: bool, method: str,
 def register(app: Flask) -> None:
     @app.errorhandler(errors.AbacoError)
     def domain_error(exc: errors.AbacoError) -> Response:
-        status, message, result = error_reply(exc, camel_case(), request.method, request.path)
+        backend_errors = current_app.config["ABACO_PLATFORM"].store.inbox.backend_errors
+        status, message, result = error_reply(exc, camel_case(), request.method, request.path,
+                                              backend_errors)
         return error(message, status, result)
 
     @app.errorhandler(HTTPException)

@@ -75,7 +75,7 @@ class FastLane:
             status, body = 200, envelope_body(*route(where), "success", where.camel)
         except AbacoError as exc:
             status, message, result = error_reply(exc, where.camel, environ["REQUEST_METHOD"],
-                                                  path)
+                                                  path, self.platform.store.inbox.backend_errors)
             body = envelope_body(result, message, "error", where.camel)
         except Exception:  # noqa: BLE001 - the same answer Flask's last handler gives
             LOG.exception("unexpected error")

@@ -46,6 +46,7 @@ Steps (who, what):
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -56,11 +57,13 @@ import orjson
 import redis
 
 from jobs import inbox_lua as lua
+from jobs import metrics
 from jobs.errors import BackendUnavailable
 from jobs.keys import INBOX_GROUP, Keys
 from jobs.status import ExecutionStatus
 from jobs.timeutil import now_iso
 
+LOG = logging.getLogger("abaco.inbox")
 EVENTS_MAXLEN = 1000
 NULL = "null"
 
@@ -128,6 +131,7 @@ class Inbox:
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.r = client
         self.keys = keys
+        self.backend_errors = metrics.BackendErrors(client, keys.metrics())
         self._scripts = {name: client.register_script(lua.PRELUDE + body) for name, body in {
             "post": lua.POST, "claim": lua.CLAIM, "adopt": lua.ADOPT, "running": lua.RUNNING,
             "finish": lua.FINISH,
@@ -201,7 +205,11 @@ class Inbox:
                                  k.events(tenant, actor_id), k.queued(tenant, actor_id),
                                  k.inbox(tenant, actor_id)],
                         [eid, json.dumps(str(status)), EVENTS_MAXLEN, *_pairs(fields)])
-        return _outcome(raw) is Outcome.OK
+        if _outcome(raw) is not Outcome.OK:
+            return False
+        self._count(lambda pipe, key: metrics.execution_ended(
+            pipe, key, tenant, actor_id, str(status), fields))
+        return True
 
     def request_cancel(self, tenant: str, actor_id: str, eid: str) -> str | None:
         """Flag a claimed execution for cancelling; the worker holding it (None if none).
@@ -265,21 +273,29 @@ class Inbox:
     def running(self, tenant: str, actor_id: str, worker_id: str, eid: str,
                 fields: Mapping[str, Any]) -> Outcome:
         k = self.keys
-        return _outcome(self._run("running", [k.workers(tenant, actor_id),
-                                              k.execution(tenant, actor_id, eid)],
-                                  [worker_id, json.dumps(worker_id), *_pairs(fields)]))
+        outcome = _outcome(self._run("running", [k.workers(tenant, actor_id),
+                                                 k.execution(tenant, actor_id, eid)],
+                                     [worker_id, json.dumps(worker_id), *_pairs(fields)]))
+        if outcome is Outcome.OK:
+            self._count(lambda pipe, key: metrics.execution_started(
+                pipe, key, bool(fields.get("cold"))))
+        return outcome
 
     def finish(self, tenant: str, actor_id: str, worker_id: str | None, entry: str,
                eid: str, status: ExecutionStatus, fields: Mapping[str, Any]) -> Outcome:
         """Write the final record, publish the completion and acknowledge, in one step."""
         k = self.keys
-        return _outcome(self._run("finish", [
+        outcome = _outcome(self._run("finish", [
             k.workers(tenant, actor_id), k.execution(tenant, actor_id, eid),
             k.execution_binary(tenant, actor_id, eid), k.events(tenant, actor_id),
             k.inbox(tenant, actor_id), k.queued(tenant, actor_id), k.orphans(tenant, actor_id),
             k.claimed(tenant, actor_id), k.execution_totals(tenant, actor_id)],
             [worker_id or "", json.dumps(worker_id), entry, json.dumps(str(status)), eid,
              EVENTS_MAXLEN, *_pairs(fields)]))
+        if outcome is Outcome.OK:
+            self._count(lambda pipe, key: metrics.execution_ended(
+                pipe, key, tenant, actor_id, str(status), fields))
+        return outcome
 
     def release(self, tenant: str, actor_id: str, worker_id: str, entry: str,
                 eid: str, refused: bool = False, most_refusals: int = 3) -> Outcome:
@@ -371,7 +387,7 @@ class Inbox:
             except redis.RedisError as exc:
                 raise BackendUnavailable(f"redis is unavailable: {exc}") from exc
             return Outcome.ACKED
-        return _outcome(self._run("recover", [
+        outcome = _outcome(self._run("recover", [
             k.actor(tenant, actor_id), k.workers(tenant, actor_id),
             k.heartbeat(tenant, actor_id, dead), k.execution(tenant, actor_id, eid),
             k.queued(tenant, actor_id), k.inbox(tenant, actor_id),
@@ -380,6 +396,22 @@ class Inbox:
             [epoch, dead, json.dumps(dead), entry, eid, most_recoveries,
              json.dumps({k: json.dumps(v) for k, v in _given_up(most_recoveries).items()}),
              EVENTS_MAXLEN]))
+        if outcome is Outcome.GIVEN_UP:
+            self._count(lambda pipe, key: metrics.execution_ended(
+                pipe, key, tenant, actor_id, str(ExecutionStatus.ERROR), {}))
+        return outcome
+
+    def _count(self, add: Callable[[Any, str], None]) -> None:
+        """Add to the platform's metrics after a step succeeded, with any backend errors
+        this process saw; a failure here never fails the step (it already happened)."""
+        key = self.keys.metrics()
+        try:
+            with self.r.pipeline(transaction=False) as pipe:
+                add(pipe, key)
+                self.backend_errors.flush_into(pipe)
+                pipe.execute()
+        except redis.RedisError as exc:
+            LOG.warning("metrics not counted: %s", exc)
 
     def verdict(self, epoch: int, tenant: str, actor_id: str, revision: int,
                 fields: Mapping[str, Any]) -> Outcome:

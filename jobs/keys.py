@@ -48,7 +48,9 @@ token), ``scheduler:starving`` (string, actors waiting for a worker at the host 
 TTL), ``host:{host}:workers`` (set of ``tenant/actor_id/worker_id`` registered on a host,
 for the per-host cap), ``runs-to-remove`` (set of run handles of deleted actors),
 ``logs-pending`` (set of ``tenant/actor_id/execution_id`` whose logs
-are still to be copied to S3).
+are still to be copied to S3), ``metrics`` (hash of counters, ``jobs.metrics``),
+``scheduler:watched`` (set of ``tenant/actor_id`` the scheduler watches: those with
+messages waiting or workers, rewritten each pass, for the queue and worker gauges).
 """
 
 from __future__ import annotations
@@ -84,6 +86,12 @@ class Keys:
 
     def host_workers(self, host: str) -> str:
         return f"{self.prefix}:host:{host}:workers"
+
+    def metrics(self) -> str:
+        return f"{self.prefix}:metrics"
+
+    def watched(self) -> str:
+        return f"{self.prefix}:scheduler:watched"
 
     def logs_pending(self) -> str:
         return f"{self.prefix}:logs-pending"

@@ -150,6 +150,9 @@ class Settings:
     results_dir: str = ""
     prewarm: str = "on"
     api_fast_lane: str = "on"
+    # GET /metrics: open when empty under auth = none; otherwise a scraper sends
+    # "Authorization: Bearer <metrics_token>" (under auth = jwt it is required).
+    metrics_token: Secret = Secret("")
     prewarm_busybox: str = ""
     max_result_bytes: int = 128 * 1024
     max_results: int = 1000

@@ -785,6 +785,42 @@ class Store:
         return last[0][0].decode() if last else "0-0"
 
     @_translate
+    def metrics_counts(self) -> dict[str, float]:
+        """The platform's counters (``jobs.metrics``)."""
+        raw = cast(dict, self.r.hgetall(self.keys.metrics()))
+        return {name.decode(): float(value) for name, value in raw.items()}
+
+    @_translate
+    def set_watched(self, refs: Iterable[tuple[str, str]]) -> None:
+        """Replace the set of actors the scheduler watches (``Keys.watched``)."""
+        members = [f"{tenant}/{actor_id}" for tenant, actor_id in refs]
+        with self.r.pipeline(transaction=True) as pipe:
+            pipe.delete(self.keys.watched())
+            if members:
+                pipe.sadd(self.keys.watched(), *members)
+            pipe.execute()
+
+    @_translate
+    def watched_gauges(self) -> list[tuple[str, str, int, float | None, list[str]]]:
+        """For each watched actor: tenant, id, messages waiting, the oldest one's post
+        time (epoch seconds) and its workers' statuses, in two round trips."""
+        refs = [_split_ref(m.decode()) for m in cast(set, self.r.smembers(self.keys.watched()))]
+        k = self.keys
+        with self.r.pipeline(transaction=False) as pipe:
+            for tenant, actor_id in refs:
+                pipe.zcard(k.queued(tenant, actor_id))
+                pipe.zrange(k.queued(tenant, actor_id), 0, 0, withscores=True)
+                pipe.hvals(k.workers(tenant, actor_id))
+            replies = pipe.execute() if refs else []
+        gauges = []
+        for index, (tenant, actor_id) in enumerate(refs):
+            depth, oldest, workers = replies[3 * index:3 * index + 3]
+            statuses = [str(json.loads(w).get("status")) for w in workers]
+            gauges.append((tenant, actor_id, int(depth),
+                           float(oldest[0][1]) if oldest else None, statuses))
+        return gauges
+
+    @_translate
     def wake_scheduler(self, tenant: str, actor_id: str, reason: str) -> None:
         self._wake(self.r, tenant, actor_id, reason)
 

@@ -404,6 +404,7 @@ class Worker(WorkerControl):
             self.logs.put(self.tenant, self.actor_id, record["id"], logs,
                           public_record(record))
         except AbacoError as exc:
+            self.store.inbox.backend_errors.seen(exc.message)
             LOG.warning("logs of %s kept in redis for now: %s", record["id"], exc.message)
             return
         self._quietly(lambda: self.store.logs_copied(self.tenant, self.actor_id, record["id"]))
@@ -520,6 +521,7 @@ def main(argv: list[str] | None = None) -> None:
     secrets = SecretStore(settings)
     secrets.renew_own_token()
     store, logs, runner = Store.from_settings(settings), LogStore(settings), make_runner(settings)
+    store.inbox.backend_errors.process = "worker"
     if not args.claim:
         worker = Worker(settings, args.tenant, args.actor, args.worker_id, store, logs, secrets,
                         runner)

@@ -110,7 +110,8 @@ class WorkerControl:
         while True:
             try:
                 return step()
-            except BackendUnavailable:
+            except BackendUnavailable as exc:
+                self.store.inbox.backend_errors.seen(exc.message)
                 if self.fenced.is_set():
                     raise Fenced() from None
                 if time.monotonic() > deadline:
@@ -121,4 +122,6 @@ class WorkerControl:
         try:
             step()
         except AbacoError as exc:
+            if isinstance(exc, BackendUnavailable):
+                self.store.inbox.backend_errors.seen(exc.message)
             LOG.warning("cleanup step failed: %s", exc)

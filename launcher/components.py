@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import sys
 import urllib.error
 import urllib.parse
@@ -480,7 +481,13 @@ class ApiComponent(Component):
                 *gunicorn_control_socket(self.paths), "api.app:create_app()"]
 
     def start(self) -> None:
-        spawn(self.paths, self.name, self.argv(), env=self.settings.as_env())
+        """Its workers count requests in files of a directory emptied first (counts of
+        an earlier run must not add up with this one's): ``api.metrics``."""
+        metrics_dir = self.paths.run / "api-metrics"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(mode=0o700)
+        spawn(self.paths, self.name, self.argv(),
+              env={**self.settings.as_env(), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
 
 
 def gunicorn_control_socket(paths: Paths) -> list[str]:

@@ -219,6 +219,8 @@ job "abaco" {
 
       env {
         ABACO_AUTH            = "jwt"
+        # Each gunicorn worker counts requests in a file here; /metrics adds them up.
+        PROMETHEUS_MULTIPROC_DIR = "/tmp/abaco-metrics"
         ABACO_API_HOST        = local.env.ABACO_API_HOST
         ABACO_API_PUBLIC_URL  = local.env.ABACO_API_PUBLIC_URL
         ABACO_REDIS_URL       = local.env.ABACO_REDIS_URL

@@ -28,7 +28,7 @@ from typing import Any
 
 import redis
 
-from jobs.errors import AbacoError, BackendMisconfigured, NotFound
+from jobs.errors import AbacoError, BackendMisconfigured, BackendUnavailable, NotFound
 from jobs.ids import new_id
 from jobs.inbox import Outcome
 from jobs.logstore import LogStore
@@ -74,6 +74,7 @@ class Scheduler:
         self.next_prune = 0.0  # monotonic time of the next sweep for prewarmed leftovers
         self.sweep_cursor = 0
         self.attention: set[tuple[str, str]] = set()
+        self.published: set[tuple[str, str]] = set()  # the last watched set written
         self.warm_share = settings.max_workers_per_host  # minWorkers kept warm, at most
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # tests move it
         self.epoch = 0
@@ -98,6 +99,7 @@ class Scheduler:
         self.warm_share = fair_share(self.settings.max_workers_per_host, holders + backlog)
         for tenant, actor_id in refs:
             self.reconcile_safely(tenant, actor_id)
+        self._publish_watched(always=True)
         if self.placer.capacity() == 0:
             self._reclaim_idle(refs)
         self._copy_pending_logs()
@@ -133,6 +135,13 @@ class Scheduler:
         refs.update(ref for ref, (due, _records) in zip(batch, flags, strict=True) if due)
         return sorted(refs), kept
 
+    def _publish_watched(self, always: bool = False) -> None:
+        """The actors with messages waiting or workers, for the metrics' queue and
+        worker gauges (read when ``/metrics`` is scraped); written when it changed."""
+        if always or self.attention != self.published:
+            self.store.set_watched(self.attention)
+            self.published = set(self.attention)
+
     def _note_attention(self, ref: tuple[str, str], actor: dict[str, Any], waiting: int,
                         workers: int) -> None:
         """Remember an actor the next pass must look at even if nothing wakes it: one with
@@ -152,6 +161,9 @@ class Scheduler:
         try:
             if self.acquire_lock():
                 self.reconcile(tenant, actor_id)
+        except BackendUnavailable as exc:
+            self.store.inbox.backend_errors.seen(exc.message)
+            LOG.warning("reconciling %s/%s failed: %s", tenant, actor_id, exc.message)
         except Exception:
             LOG.exception("reconciling %s/%s failed", tenant, actor_id)
 
@@ -402,6 +414,7 @@ class Scheduler:
                     next_full = time.monotonic() + tick_s
                 for tenant, actor_id in self.wait_for_wake(min(tick_s, 1.0)):
                     self.reconcile_safely(tenant, actor_id)
+                self._publish_watched()
                 self._collect_ended()
             except Exception:
                 LOG.exception("scheduler pass failed; retrying")
@@ -458,6 +471,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s scheduler %(message)s")
     settings = load_settings()
     store = Store.from_settings(settings)
+    store.inbox.backend_errors.process = "scheduler"
     check_credentials(store, SecretStore(settings))
     runner = make_runner(settings)
     logs = LogStore(settings)
