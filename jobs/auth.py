@@ -13,6 +13,8 @@ refuses them once their execution has ended.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,6 +128,10 @@ def platform_roles(raw: Any, names: ClaimNames) -> frozenset[str]:
                      if isinstance(r, str) and r.strip() in names.role_names)
 
 
+VERIFIED_KEEP_S = 60.0
+VERIFIED_MOST = 10000
+
+
 class Authenticator:
     """Turns request headers into a Caller, or raises Unauthenticated saying why."""
 
@@ -133,12 +139,22 @@ class Authenticator:
         self.settings = settings
         self.signer = signer
         self.names = claim_names(settings)
+        self.verified = VerifiedTokens()
 
     def caller(self, headers: Mapping[str, str]) -> Caller:
         if self.settings.auth == "none":
             return self._no_auth_caller(headers)
         tapis = _header(headers, TAPIS_HEADER)
         tenant, token = (None, tapis.strip()) if tapis else self._token(headers)
+        key = (tenant, token, bool(tapis))
+        known = self.verified.get(key)
+        if known is not None:
+            return known
+        caller, expires = self._verify(token, tenant, bool(tapis))
+        self.verified.put(key, caller, expires)
+        return caller
+
+    def _verify(self, token: str, tenant: str | None, tapis: bool) -> tuple[Caller, float]:
         try:
             if _issuer(token) == ISSUER:
                 return self._actor_token(token, tenant)
@@ -157,7 +173,7 @@ class Authenticator:
         token = bearer[7:].strip() if bearer.lower().startswith("bearer ") else ""
         if token and _issuer(token) == ISSUER:
             try:
-                return self._actor_token(token, None)
+                return self._actor_token(token, None)[0]
             except jwt.PyJWTError as exc:
                 raise Unauthenticated(f"invalid execution token: {exc}") from None
         return Caller(user="anonymous", tenant=self.settings.default_tenant)
@@ -177,7 +193,7 @@ class Authenticator:
                               "Authorization: Bearer <token>, or ?x-nonce=<nonce>")
 
     def _tenant_token(self, token: str, header_tenant: str | None,
-                      names: ClaimNames) -> Caller:
+                      names: ClaimNames) -> tuple[Caller, float]:
         tenant = header_tenant or _unverified(token).get(names.tenant)
         if not isinstance(tenant, str) or not tenant:
             raise Unauthenticated(f"token has no {names.tenant} claim naming its tenant")
@@ -196,15 +212,16 @@ class Authenticator:
         if not isinstance(user, str) or not user:
             raise Unauthenticated(f"token has no {names.user} claim naming the user")
         roles = platform_roles(claims.get(names.roles), names) or frozenset({"user"})
-        return Caller(user=user, tenant=tenant, roles=roles)
+        return Caller(user=user, tenant=tenant, roles=roles), float(claims["exp"])
 
-    def _actor_token(self, token: str, header_tenant: str | None) -> Caller:
+    def _actor_token(self, token: str, header_tenant: str | None) -> tuple[Caller, float]:
         claims = self.signer.verify(token)
         if header_tenant not in (None, claims["tenant"]):
             raise Unauthenticated(f"token is for tenant {claims['tenant']}, not {header_tenant}")
         # No roles ride in the token: the owner's grants are checked at each use.
         return Caller(user=claims["sub"], tenant=claims["tenant"], roles=frozenset({"user"}),
-                      execution=ExecutionGrant(claims["actor_id"], claims["execution_id"]))
+                      execution=ExecutionGrant(claims["actor_id"], claims["execution_id"])
+                      ), float(claims["exp"])
 
     def _public_key(self, tenant: str) -> bytes:
         path = Path(self.settings.tenant_keys_path) / f"{tenant}.pem"
@@ -212,6 +229,34 @@ class Authenticator:
             return path.read_bytes()
         except OSError:
             raise Unauthenticated(f"unknown tenant {tenant}") from None
+
+
+class VerifiedTokens:
+    """Callers of tokens whose signature was checked, kept until the token expires but
+    no longer than ``VERIFIED_KEEP_S``: a client sends the same token with every
+    request, and verifying it (a key file read, an RSA or ECDSA check) cost more than
+    the rest of a read. The bound also lets a replaced tenant key take effect soon.
+    At most ``VERIFIED_MOST`` are kept; the oldest go first."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.entries: dict[tuple[str | None, str, bool], tuple[Caller, float]] = {}
+
+    def get(self, key: tuple[str | None, str, bool]) -> Caller | None:
+        hit = self.entries.get(key)
+        if hit is None:
+            return None
+        if hit[1] <= time.time():
+            with self.lock:
+                self.entries.pop(key, None)
+            return None
+        return hit[0]
+
+    def put(self, key: tuple[str | None, str, bool], caller: Caller, expires: float) -> None:
+        with self.lock:
+            while len(self.entries) >= VERIFIED_MOST:
+                self.entries.pop(next(iter(self.entries)))
+            self.entries[key] = (caller, min(expires, time.time() + VERIFIED_KEEP_S))
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:

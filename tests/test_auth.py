@@ -25,6 +25,7 @@ from werkzeug.serving import make_server
 from api.app import create_app
 from jobs.settings import Settings
 from tests.jwt_users import KEYS, _public_pem, as_user, token
+from tests.waits import wait_until
 
 
 def _b64(data: bytes) -> str:
@@ -373,3 +374,25 @@ def test_tapis_v3_tokens_on_the_v3_routes(jwt_settings: Settings):
     assert [t["tenant_id"] for t in tenants] == sorted(t["tenant_id"] for t in tenants)
     assert any(t["tenant_id"] == "DEV" and "PUBLIC KEY" in t["public_key"] for t in tenants)
     assert _status(client.get("/v3/sites"), 200)["result"][0]["site_id"] == "local"
+
+
+# -- verified tokens are remembered (jobs.auth.VerifiedTokens) -------------------------
+def test_a_remembered_token_still_expires_on_time(client: FlaskClient):
+    expires = int(time.time()) + 2
+    headers = {"X-Jwt-Assertion-DEV": token("alice", exp=expires)}
+    _status(client.get("/actors", headers=headers), 200)
+    _status(client.get("/actors", headers=headers), 200)  # now from memory
+    wait_until(lambda: time.time() > expires + 0.05, 5, "the token's exp")
+    body = _status(client.get("/actors", headers=headers), 401)
+    assert "expired" in body["message"]
+
+
+def test_a_remembered_token_lends_nothing_to_look_alikes(client: FlaskClient):
+    good = token("alice")
+    _status(client.get("/actors", headers={"X-Jwt-Assertion-DEV": good}), 200)
+    head, _payload, sig = good.split(".")
+    body = _b64(json.dumps({"sub": "mallory", "tenant": "DEV", "roles": ["admin"],
+                            "exp": int(time.time()) + 300}).encode())
+    _status(client.get("/actors", headers={"X-Jwt-Assertion-DEV": f"{head}.{body}.{sig}"}),
+            401)
+    _status(client.get("/actors", headers={"X-Jwt-Assertion-OTHER": good}), 401)
