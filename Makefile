@@ -19,8 +19,9 @@ down:
 status:
 	$(VENV)/bin/abaco status
 
+# The dashboard test's screenshots are kept in .artifacts/.
 test: $(VENV)/.installed $(CLIENTS)/.installed system-deps browser-deps lint
-	$(PY) -m pytest
+	ABACO_TEST_ARTIFACTS=$(CURDIR)/.artifacts $(PY) -m pytest
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .
