@@ -16,7 +16,7 @@ Cluster.
 | ``actor:{tag}:executions``         | zset   | api                  | none           |
 | ``actor:{tag}:exec:{eid}``         | hash   | api, worker          | none           |
 | ``actor:{tag}:exec:{eid}:logs``    | string | worker (live tail)   | deleted once in S3 |
-| ``actor:{tag}:exec:{eid}:logs:grew``| stream | worker (wakes log followers) | capped, 1 h |
+| ``actor:{tag}:exec:{eid}:logs:grew``| stream | worker (wakes log followers) | with the logs; 1 h |
 | ``actor:{tag}:exec:{eid}:binary``  | string | api (binary message) | deleted when run |
 | ``actor:{tag}:exec:{eid}:results`` | list   | worker, actor (POST) | results_ttl_s after the end |
 | ``actor:{tag}:state``              | string | api (JSON)           | none           |

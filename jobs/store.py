@@ -243,6 +243,7 @@ class Store:
                   k.workers(tenant, actor_id)]
         for eid in execution_ids:
             doomed += [k.execution(tenant, actor_id, eid), k.execution_logs(tenant, actor_id, eid),
+                       k.execution_log_growth(tenant, actor_id, eid),
                        k.execution_binary(tenant, actor_id, eid),
                        k.execution_results(tenant, actor_id, eid)]
         for wid in worker_ids:
@@ -293,7 +294,8 @@ class Store:
         """The logs are gone: say so on the record (if it is still there)."""
         key = self.keys.execution(tenant, actor_id, eid)
         with self.r.pipeline() as pipe:
-            pipe.delete(self.keys.execution_logs(tenant, actor_id, eid))
+            pipe.delete(self.keys.execution_logs(tenant, actor_id, eid),
+                        self.keys.execution_log_growth(tenant, actor_id, eid))
             pipe.zrem(self.keys.logs_expiry(), f"{tenant}/{actor_id}/{eid}")
             pipe.execute()
         if self.r.exists(key):
@@ -331,6 +333,7 @@ class Store:
                 pipe.zrem(key, eid)
                 pipe.delete(k.execution(tenant, actor_id, eid),
                             k.execution_logs(tenant, actor_id, eid),
+                            k.execution_log_growth(tenant, actor_id, eid),
                             k.execution_results(tenant, actor_id, eid))
             pipe.execute()
         self._delete_logs_later(tenant, actor_id, done)
@@ -622,7 +625,8 @@ class Store:
 
     @_translate
     def drop_live_log(self, tenant: str, actor_id: str, eid: str) -> None:
-        self.r.delete(self.keys.execution_logs(tenant, actor_id, eid))
+        self.r.delete(self.keys.execution_logs(tenant, actor_id, eid),
+                      self.keys.execution_log_growth(tenant, actor_id, eid))
 
     @_translate
     def mark_logs_pending(self, tenant: str, actor_id: str, eid: str) -> None:
@@ -642,7 +646,8 @@ class Store:
     @_translate
     def logs_copied(self, tenant: str, actor_id: str, eid: str) -> None:
         with self.r.pipeline() as pipe:
-            pipe.delete(self.keys.execution_logs(tenant, actor_id, eid))
+            pipe.delete(self.keys.execution_logs(tenant, actor_id, eid),
+                        self.keys.execution_log_growth(tenant, actor_id, eid))
             pipe.srem(self.keys.logs_pending(), f"{tenant}/{actor_id}/{eid}")
             pipe.execute()
 
