@@ -348,7 +348,8 @@ class Platform(SharingOps, ConfigOps):
         """The log as it grows, until the execution ends. Every check is made here,
         before the first byte, so a refusal is still an ordinary error reply."""
         actor_id, _ = self._readable_logs(caller, actor_id, eid)
-        return LogFollower(self.store, self.logs, caller.tenant, actor_id, eid)
+        return LogFollower(self.store, self.logs, caller.tenant, actor_id, eid,
+                           self.settings.max_log_bytes)
 
     def _readable_logs(self, caller: Caller, actor_id: str,
                        eid: str) -> tuple[str, dict[str, Any]]:

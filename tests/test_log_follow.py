@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import requests
 
-from jobs.log_follow import RECHECK_S
+from jobs.log_follow import RECHECK_S, LogFollower
+from jobs.logstore import TRUNCATION_MARKER
 from jobs.settings import Settings
 from jobs.tokens import TokenSigner
 from tests.harness import CALLER
@@ -96,6 +97,32 @@ def test_the_rest_comes_from_s3_once_the_live_copy_is_gone(queued):
     platform.cancel_execution(CALLER, actor_id, eid)
     wait_until(lambda: follow.ended_at is not None, 3, "the follower to end")
     assert follow.text == b"part one\npart two\n"
+
+
+def test_a_follower_ends_when_its_actor_is_deleted_mid_run(queued):
+    """Found by an attack round: the execution vanished with its actor and the follower
+    waited for a final status forever, holding its connections."""
+    harness, actor_id, eid = queued
+    follow = Collector(harness.platform.follow_logs(CALLER, actor_id, eid))
+    harness.store.append_log("T", actor_id, eid, b"started\n")
+    wait_until(lambda: follow.text == b"started\n", 3, "the first line")
+    harness.platform.delete_actor(CALLER, actor_id)
+    wait_until(lambda: follow.ended_at is not None, RECHECK_S + 3, "the follower to end")
+    assert follow.text == b"started\n"
+
+
+def test_a_log_over_the_limit_ends_with_the_marker_as_in_s3(queued):
+    """Found by an attack round: the live copy holds one byte over the limit, and a
+    follower passed it on and ended mid-line, with no word of the cut."""
+    harness, actor_id, eid = queued
+    follower = LogFollower(harness.store, harness.platform.logs, "T", actor_id, eid, limit=12)
+    follow = Collector(follower)
+    harness.store.append_log("T", actor_id, eid, b"line one\n")
+    wait_until(lambda: follow.text == b"line one\n", 3, "the first line")
+    harness.store.append_log("T", actor_id, eid, b"line two\nline three\n")
+    harness.platform.cancel_execution(CALLER, actor_id, eid)
+    wait_until(lambda: follow.ended_at is not None, 3, "the follower to end")
+    assert follow.text == b"line one\nlin" + TRUNCATION_MARKER.format(limit=12).encode()
 
 
 # -- end to end, under abaco up ------------------------------------------------------
