@@ -11,9 +11,11 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from api import dashboard, errors, tapis
 from api.bounded_body import TOO_LARGE, BoundedBody
+from api.envelope import VERSION
 from api.fastlane import FastLane, reserved_words
 from api.metrics import MetricsMiddleware
 from api.openapi import spec
+from api.origin_guard import LoopbackOnly
 from api.routes import actors, configs, executions, messages, search, sharing, state, workers
 from jobs.service import Platform
 from jobs.settings import Settings, load_settings
@@ -68,9 +70,11 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     def openapi() -> Response:
         return jsonify(document)
 
+    cors_headers = cors_headers_for(settings)
+
     @app.after_request
     def cors(response: Response) -> Response:
-        response.headers.update(CORS_HEADERS)
+        response.headers.update(cors_headers)
         return response
 
     @app.before_request
@@ -81,13 +85,24 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
             return Response(status=200)
         return None
 
-    app.wsgi_app = BoundedBody(app.wsgi_app, settings.max_body_bytes)  # type: ignore[method-assign]
+    app.wsgi_app = _layers(app, settings, platform, cors_headers)  # type: ignore[method-assign]
+    return app
+
+
+def cors_headers_for(settings: Settings) -> dict[str, str]:
+    """Any origin under auth = jwt; none under auth = none (see api.origin_guard)."""
+    return CORS_HEADERS if settings.auth != "none" else {}
+
+
+def _layers(app: Flask, settings: Settings, platform: Platform,
+            cors_headers: dict[str, str]) -> Any:
+    """The WSGI layers around Flask, outermost last: the body bound, the fast lane, the
+    loopback guard (auth = none), the metrics."""
+    wsgi: Any = BoundedBody(app.wsgi_app, settings.max_body_bytes)
     if settings.api_fast_lane == "on":
         reserved = reserved_words(rule.rule for rule in app.url_map.iter_rules())
-        app.wsgi_app = FastLane(app.wsgi_app, platform, settings, reserved,  # type: ignore[method-assign]
-                                CORS_HEADERS)
-    app.wsgi_app = MetricsMiddleware(  # type: ignore[method-assign]
-        app.wsgi_app, app.url_map, platform.store, settings.metrics_token.reveal(),
-        open_without_token=settings.auth == "none")
-
-    return app
+        wsgi = FastLane(wsgi, platform, settings, reserved, cors_headers)
+    if settings.auth == "none":
+        wsgi = LoopbackOnly(wsgi, VERSION)
+    return MetricsMiddleware(wsgi, app.url_map, platform.store, settings.metrics_token.reveal(),
+                             open_without_token=settings.auth == "none")

@@ -170,11 +170,15 @@ def test_wrong_method_unknown_route_and_oversized_body(client: FlaskClient):
     assert "too large" in _error(client.post("/actors", json={"image": "x" * 5000}), 413)
 
 
-def test_cors_and_preflight(client: FlaskClient):
-    reply = client.options("/actors")
+def test_cors_and_preflight(client: FlaskClient, settings: Settings):
+    """Any origin under auth = jwt; none under auth = none (tests/test_security.py)."""
+    jwt_client = create_app(settings.replace(auth="jwt")).test_client()
+    reply = jwt_client.options("/actors")
     assert reply.status_code == 200
     assert reply.headers["Access-Control-Allow-Origin"] == "*"
-    assert client.get("/actors").headers["Access-Control-Allow-Origin"] == "*"
+    assert jwt_client.get("/actors").headers["Access-Control-Allow-Origin"] == "*"
+    assert client.options("/actors").status_code == 200
+    assert "Access-Control-Allow-Origin" not in client.get("/actors").headers
 
 
 def test_openapi_describes_every_route(client: FlaskClient):

@@ -641,3 +641,32 @@ def test_under_auth_none_an_execution_token_still_acts_as_its_execution(settings
                         headers={"Authorization": f"Bearer {token}"}), 403)
     assert client.get(path).data == b"r"
     _status(client.get(f"/actors/{actor['id']}/executions?limit=99999999999999999999"), 400)
+
+
+# -- auth = none: this machine only, and no web page (api.origin_guard) -----------------
+def test_under_auth_none_other_origins_and_names_are_refused(settings: Settings):
+    """Found by an attack round: every reply allowed any origin, so any web page a user
+    of the local stack opened could register a privileged actor (the engine's socket)."""
+    from api.app import create_app
+
+    app = create_app(settings).test_client()
+    form = {"image": "abaco-test-echo", "privileged": "true"}
+    for headers in ({"Origin": "https://evil.example"}, {"Origin": "null"},
+                    {"Host": "evil.example"}, {"Host": "rebound.example:8000"}):
+        refused = app.post("/actors", data=form, headers=headers)
+        assert refused.status_code == 403, headers
+        assert refused.get_json()["status"] == "error"
+        assert app.options("/actors", headers=headers).status_code == 403
+    assert app.get("/actors").get_json()["result"] == []  # nothing was registered
+    same = app.get("/actors", headers={"Origin": "http://localhost"})
+    assert same.status_code == 200
+    for host in ("127.0.0.1:8000", "[::1]:8000", "localhost"):
+        assert app.get("/actors", headers={"Host": host}).status_code == 200
+    assert "Access-Control-Allow-Origin" not in app.get("/actors").headers
+    assert "Access-Control-Allow-Origin" not in app.get("/actors/nosuch").headers
+
+
+def test_under_jwt_any_origin_may_call_with_a_token(client: FlaskClient):
+    reply = client.get("/actors", headers={**as_user("alice"), "Origin": "https://app.example"})
+    assert reply.status_code == 200
+    assert reply.headers["Access-Control-Allow-Origin"] == "*"
