@@ -9,6 +9,7 @@ COMPLETE with a non-zero or no exit code) and 4 (it ended ERROR); 130 interrupte
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Any
 
@@ -107,6 +108,9 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Output into a closed pipe (``abaco logs ... | head``) ends the command quietly, as
+    # for any Unix tool (exit status 141), rather than as an error.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         code = cli.main(args=argv, prog_name="abaco", standalone_mode=False)
     except click.ClickException as exc:

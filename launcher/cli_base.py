@@ -30,6 +30,9 @@ class AbacoCommand(click.Command):
             raise Failure(f"{ctx.command_path}: {exc.message}") from exc
         except ApiError as exc:
             raise Failure(f"{ctx.command_path}: {exc}") from exc
+        except (KeyError, TypeError, ValueError) as exc:  # a reply of another shape
+            raise Failure(f"{ctx.command_path}: the server's reply is not what this "
+                          f"command reads ({type(exc).__name__}: {exc})") from exc
 
 
 class AbacoGroup(click.Group):

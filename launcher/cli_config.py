@@ -80,13 +80,22 @@ def read_config(path: Path, required: bool) -> dict[str, str]:
 
 def _read_token_file(path: str, source: str) -> str:
     try:
-        token = Path(path).expanduser().read_text().strip()
+        token = Path(path).expanduser().read_bytes().strip()
     except OSError as exc:
         raise ConfigError(f"token file {path} ({source}): cannot read it: "
                           f"{exc.strerror}") from exc
     if not token:
         raise ConfigError(f"token file {path} ({source}) is empty")
-    return token
+    if not _header_safe(token.decode("latin-1")):
+        raise ConfigError(f"token file {path} ({source}) holds characters a token cannot "
+                          "have (printable ASCII only)")
+    return token.decode()
+
+
+def _header_safe(value: str) -> bool:
+    """Printable ASCII without spaces: what an HTTP header can carry as a token, with
+    no CR or LF to start another header."""
+    return all("!" <= char <= "~" for char in value)
 
 
 def resolve(flags: Mapping[str, str | None], env: Mapping[str, str] | None = None) -> Target:
@@ -116,6 +125,10 @@ def resolve(flags: Mapping[str, str | None], env: Mapping[str, str] | None = Non
     if kind == "token_file" and token:
         token = _read_token_file(token, sources["token"])
     _, tenant = first("tenant")
+    for name, value in (("token", token), ("tenant", tenant)):
+        if value and not _header_safe(value):
+            raise ConfigError(f"the {name} ({sources[name]}) holds characters it cannot "
+                              "have (printable ASCII only); it is not shown here")
     if url is None:
         sources["url"] = "default"
     return Target(url or DEFAULT_URL, token, tenant, sources,

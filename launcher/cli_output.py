@@ -4,6 +4,8 @@ raw JSON with ``--json``), progress on stderr (a spinner, only on a terminal).""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -17,10 +19,28 @@ json_option = click.option("--json", "as_json", is_flag=True,
                            help="Print the API's JSON result as it came.")
 
 
+MIN_WIDTH = 40
+UNLIMITED = 100_000
+
+
 def out() -> Console:
-    """stdout, looked up at each call (click's test runner swaps it). On a terminal
-    rich takes its width; elsewhere ``COLUMNS`` or 80."""
-    return Console(file=sys.stdout, highlight=False, soft_wrap=False)
+    """stdout, looked up at each call (click's test runner swaps it). Tables are as
+    wide as ``COLUMNS`` when it is set, else the terminal; into a pipe or a file, as
+    wide as they need (a wrapped cell would split a value across lines for ``grep``);
+    never narrower than ``MIN_WIDTH``."""
+    return Console(file=sys.stdout, highlight=False, soft_wrap=False, width=_width())
+
+
+def _width() -> int | None:
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns > 0:
+        return max(columns, MIN_WIDTH)
+    if not sys.stdout.isatty():
+        return UNLIMITED
+    return max(shutil.get_terminal_size().columns, MIN_WIDTH)
 
 
 def err() -> Console:
@@ -56,7 +76,7 @@ def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *,
     for name in columns:
         if name in keys:
             width = max([len(name)] + [len(cell(row[columns.index(name)])) for row in rows])
-            grid.add_column(name, no_wrap=True, min_width=width)
+            grid.add_column(name, no_wrap=True, min_width=width, overflow="ignore")
         else:
             grid.add_column(name, overflow="fold")
     for row in rows:

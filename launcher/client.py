@@ -21,6 +21,7 @@ status and the server's own message, so a caller has one thing to catch.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -146,9 +147,17 @@ def _parse_time(value: Any) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+_SEGMENT = re.compile(r"[A-Za-z0-9_.@+-]+")
+
+
 def _seg(value: str) -> str:
-    """One path segment: an id from a user must not reach another route (``../x``)."""
-    return quote(str(value), safe="")
+    """One path segment: an id from a user must not reach another route. Quoting is
+    not enough (the server decodes ``%2F`` before routing), so only the characters of
+    ids and names pass, and never ``.`` or ``..``."""
+    text = str(value)
+    if not _SEGMENT.fullmatch(text) or text in (".", ".."):
+        raise ApiError(None, f"{text!r} is not a valid id or name")
+    return quote(text, safe="")
 
 
 class Client:

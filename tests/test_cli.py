@@ -380,4 +380,54 @@ def test_api_error_carries_status_and_message(url: str):
     assert caught.value.status == 404 and "no-such-actor" in caught.value.message
     with pytest.raises(ApiError) as caught:
         Client(url).get_actor("../../v3/tenants")
-    assert caught.value.status == 404, "an id stays one path segment"
+    assert caught.value.status is None and "not a valid id" in caught.value.message
+
+
+# -- found by an attack round ------------------------------------------------------------
+
+def test_into_a_pipe_a_table_keeps_each_value_on_one_line(env: dict[str, str]):
+    """Cells wrapped at 80 columns split values across lines for grep and awk."""
+    long = "a description long enough to be wrapped by any table " * 3
+    aid = ready_actor(env, "--image", "abaco-test-echo", "--description", long.strip())
+    piped = {k: v for k, v in env.items() if k != "COLUMNS"}
+    shown = ok(piped, "actors", "show", aid)
+    assert long.strip() in shown.splitlines()[[i for i, line in enumerate(shown.splitlines())
+                                               if "description" in line][0]]
+    assert any(aid in line and "READY" in line for line in ok(piped, "actors",
+                                                              "list").splitlines())
+    narrow = ok({**env, "COLUMNS": "5"}, "actors", "list")
+    assert aid in narrow  # never cut, however narrow
+
+
+def test_an_id_that_names_another_route_is_refused(env: dict[str, str]):
+    """The server decodes %2F before routing: 'aliases/x' reached the alias route."""
+    for odd in ("aliases/my-alias", "..", "a%2Fb", "a b"):
+        refused = run(env, "actors", "delete", odd)
+        assert refused.exit_code == 1, odd
+        assert "is not a valid id or name" in refused.stderr
+    aid = ready_actor(env, "--image", "abaco-test-echo")
+    ok(env, "alias", "create", f"route-word-{aid.lower()}", aid)
+    shown = run(env, "actors", "show", "aliases")  # a route's word: its reply is a list
+    assert shown.exit_code == 1 and "not what this command reads" in shown.stderr
+
+
+def test_a_token_a_header_cannot_carry_is_a_config_error(env: dict[str, str],
+                                                         tmp_path: Path):
+    for token in ("tok\u00e9", "abc\u20ac", "eyJ.x\r\nX-Evil: 1"):
+        refused = run({**env, "ABACO_TOKEN": token}, "actors", "list")
+        assert refused.exit_code == 1 and "printable ASCII" in refused.stderr
+        assert token not in refused.stderr
+    (tmp_path / "t").write_bytes(b"\xff\xfe")
+    refused = run({**env, "ABACO_TOKEN_FILE": str(tmp_path / "t")}, "actors", "list")
+    assert refused.exit_code == 1 and "printable ASCII" in refused.stderr
+
+
+def test_a_closed_pipe_ends_the_command_quietly(env: dict[str, str]):
+    aid = ready_actor(env, "--image", "abaco-test-echo")
+    eid = ok(env, "send", aid, "hello", "--wait").strip()
+    reader = subprocess.run(
+        f"'{Path(sys.executable).parent / 'abaco'}' logs {aid} {eid} | head -c 1; "
+        "echo \" ${PIPESTATUS[0]}\"", shell=True, executable="/bin/bash", env=env,
+        capture_output=True, text=True, timeout=60, check=False)
+    assert reader.stdout.split()[-1] in ("0", "141"), reader
+    assert "Traceback" not in reader.stderr and "Error" not in reader.stderr
