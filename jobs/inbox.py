@@ -278,7 +278,7 @@ class Inbox:
                                      [worker_id, json.dumps(worker_id), *_pairs(fields)]))
         if outcome is Outcome.OK:
             self._count(lambda pipe, key: metrics.execution_started(
-                pipe, key, bool(fields.get("cold"))))
+                pipe, key, bool(fields.get("cold")), fields.get("queue_time")))
         return outcome
 
     def finish(self, tenant: str, actor_id: str, worker_id: str | None, entry: str,

@@ -40,19 +40,23 @@ def bucket_of(seconds: float) -> str:
 
 def execution_ended(pipe: Any, key: str, tenant: str, actor_id: str, status: str,
                     fields: Mapping[str, Any]) -> None:
-    """Count an execution that reached a final status, and observe its times."""
+    """Count an execution that reached a final status, and observe its run time."""
     pipe.hincrby(key, field("executions", tenant, actor_id, status), 1)
-    for name, value in (("queue_time", fields.get("queue_time")),
-                        ("run_time", fields.get("runtime"))):
-        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-            pipe.hincrby(key, field(name, bucket_of(float(value))), 1)
-            pipe.hincrbyfloat(key, field(name, "sum"), float(value))
-            pipe.hincrby(key, field(name, "count"), 1)
+    _observe(pipe, key, "run_time", fields.get("runtime"))
 
 
-def execution_started(pipe: Any, key: str, cold: bool) -> None:
-    """A run began: cold when its worker started for it (the worker's first run)."""
+def execution_started(pipe: Any, key: str, cold: bool, queue_time: Any) -> None:
+    """A run began: cold when its worker started for it (the worker's first run); its
+    time in the queue is observed here, so every start has one."""
     pipe.hincrby(key, field("starts", "cold" if cold else "warm"), 1)
+    _observe(pipe, key, "queue_time", queue_time)
+
+
+def _observe(pipe: Any, key: str, name: str, value: Any) -> None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        pipe.hincrby(key, field(name, bucket_of(float(value))), 1)
+        pipe.hincrbyfloat(key, field(name, "sum"), float(value))
+        pipe.hincrby(key, field(name, "count"), 1)
 
 
 class BackendErrors:

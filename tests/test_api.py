@@ -278,3 +278,10 @@ def test_reading_an_actor_does_not_ask_vault_each_time(client: FlaskClient):
     _ok(client.put(f"/actors/{actor['id']}", json={"image": "abaco-test-echo",
                                                    "defaultEnvironment": {"K": "v2"}}))
     assert _ok(client.get(f"/actors/{actor['id']}"))["defaultEnvironment"] == {"K": "v2"}
+
+
+def test_doubled_slashes_are_a_json_404_not_a_redirect(client: FlaskClient):
+    """Found by an attack round: werkzeug merged the slashes with an HTML redirect."""
+    for method, path in (("DELETE", "/actors//executions/"), ("GET", "/actors//x")):
+        reply = client.open(path, method=method)
+        assert reply.status_code == 404 and reply.get_json()["status"] == "error"

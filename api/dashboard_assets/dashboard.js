@@ -214,7 +214,11 @@
       if (this.stopped || error.name === 'AbortError') return false;
       if (error instanceof AuthError) {
         this.stop();
-        login(error.message);
+        if (error.status === 403 && auth.token) {
+          problem(error.message);  // signed in, but not allowed here: no sign-in form
+        } else {
+          login(error.message);
+        }
         return false;
       }
       problem(error.message || String(error));
@@ -592,6 +596,8 @@
           value = seconds(value);
         } else if (value !== null && typeof value === 'object') {
           value = JSON.stringify(value);
+        } else if (typeof value === 'boolean') {
+          value = String(value);  // a bare false would be taken for "no child"
         }
         return [el('dt', {}, k), el('dd', {data: {field: snake}}, value ?? '')];
       }));
