@@ -80,7 +80,10 @@ class TokenSigner:
         return claims
 
 
-_JWT = re.compile(rb"eyJ[A-Za-z0-9_-]+\.(eyJ[A-Za-z0-9_-]+)\.[A-Za-z0-9_-]+")
+_JWT = re.compile(rb"eyJ[A-Za-z0-9_-]+\.(eyJ[A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)")
+# An ES256 signature is 64 bytes: 86 characters of base64url. Characters after it that
+# the pattern took along (``${token}END``) are the actor's text, not the token.
+SIGNATURE_CHARS = 86
 REDACTED = b"[actor token redacted]"
 
 
@@ -100,4 +103,4 @@ def _mask_if_ours(match: re.Match[bytes]) -> bytes:
     except (ValueError, binascii.Error):
         return match.group(0)
     ours = isinstance(claims, dict) and claims.get("iss") == ISSUER
-    return REDACTED if ours else match.group(0)
+    return REDACTED + match.group(2)[SIGNATURE_CHARS:] if ours else match.group(0)

@@ -119,6 +119,8 @@ def test_logs_never_hand_out_an_execution_token(client: FlaskClient):
     assert token.encode() not in masked and REDACTED in masked and b"HOME=/" in masked
     assert redact_tokens(b"a user's own jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.sig") == \
         b"a user's own jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.sig"
+    # Found by an attack round: the text right after a token went with it.
+    assert redact_tokens(f"{token}END-x".encode()) == REDACTED + b"END-x"
     platform = _platform(client)
     platform.store.append_log("DEV", actor["id"], eid, printed[:40])  # split mid-token
     platform.store.append_log("DEV", actor["id"], eid, printed[40:])
