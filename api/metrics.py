@@ -95,6 +95,7 @@ class MetricsMiddleware:
         self.token = token
         self.open_without_token = open_without_token
         self.route_of = functools.lru_cache(maxsize=4096)(self._route_of)
+        self.children = functools.lru_cache(maxsize=1024)(self._children)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
                  ) -> Iterable[bytes]:
@@ -106,11 +107,18 @@ class MetricsMiddleware:
 
         def counting_start(status: str, headers: list[tuple[str, str]],
                            *rest: Any) -> Any:
-            self.metrics.requests.labels(route, method, status[:3]).inc()
-            self.metrics.latency.labels(route, method).observe(time.perf_counter() - began)
+            count, latency = self.children(route, method, status[:3])
+            count.inc()
+            latency.observe(time.perf_counter() - began)
             return start_response(status, headers, *rest)
 
         return self.inner(environ, counting_start)
+
+    def _children(self, route: str, method: str, status: str) -> tuple[Any, Any]:
+        """The labelled counter and histogram of one kind of request, looked up once
+        (``labels()`` takes a lock and builds a key at each call)."""
+        return (self.metrics.requests.labels(route, method, status),
+                self.metrics.latency.labels(route, method))
 
     def _route_of(self, method: str, path: str) -> str:
         try:

@@ -118,8 +118,10 @@ def main() -> None:
         finally:
             bare.terminate()
             bare.wait(10)
+        metrics_dir = Path(work) / "api-metrics"  # counted as under abaco up
+        metrics_dir.mkdir()
         api = serve("api.app:create_app()", args.api_port, mine, ROOT,
-                    {**os.environ, **mine.as_env()})
+                    {**os.environ, **mine.as_env(), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
         try:
             url = f"http://127.0.0.1:{args.api_port}/actors"
             actor = requests.post(url, json={"image": "abaco-test-noop"},

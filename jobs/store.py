@@ -97,12 +97,13 @@ def decode(raw: Mapping[bytes, bytes | None]) -> dict[str, Any]:
                 if value is not None}
 
 
+PAGE_ACTOR_FIELDS = (b"id", b"owner")
 # KEYS: actor, its executions index, its totals. ARGV: offset, end, the execution-key
 # infix, then the fields to read of each execution. The records are read under the
 # actor's key, in its hash slot ({tenant/actor}), though not declared.
 ACTOR_AND_PAGE = """
-local actor = redis.call('HGETALL', KEYS[1])
-if #actor == 0 then return {actor} end
+local actor = redis.call('HMGET', KEYS[1], 'id', 'owner')
+if not actor[1] then return {{}} end
 local records = {}
 for i, eid in ipairs(redis.call('ZRANGE', KEYS[2], ARGV[1], ARGV[2])) do
   records[i] = redis.call('HMGET', KEYS[1] .. ARGV[3] .. eid, unpack(ARGV, 4))
@@ -420,8 +421,9 @@ class Store:
                                   limit: int | None, fields: tuple[str, ...]
                                   ) -> tuple[dict[str, Any] | None, int, list[dict[str, Any]],
                                              dict[str, float]]:
-        """The actor record (None: no actor by this id) and ``executions_page`` of it,
-        ``fields`` of each, in one round trip (a listing's hot path)."""
+        """The actor's id and owner, all a listing needs of it (None: no actor by this
+        id), and ``executions_page`` of it, ``fields`` of each, in one round trip (a
+        listing's hot path: the whole actor record cost a third of its decoding)."""
         end = -1 if limit is None else offset + limit - 1
         raw = cast(list, self._actor_and_page(
             keys=[self.keys.actor(tenant, actor_id), self.keys.executions(tenant, actor_id),
@@ -429,7 +431,7 @@ class Store:
             args=[offset, end, Keys.EXECUTION_INFIX, *fields]))
         if not raw[0]:
             return None, 0, [], {}
-        actor = decode(_pairs_of(raw[0]))
+        actor = decode(dict(zip(PAGE_ACTOR_FIELDS, raw[0], strict=True)))
         totals = {k.decode(): float(v) for k, v in _pairs_of(raw[2]).items()}
         names = _encoded(fields)
         records = [decode(dict(zip(names, values, strict=True))) for values in raw[3]
