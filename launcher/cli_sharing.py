@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from launcher.cli_base import AbacoCommand, AbacoGroup, client
@@ -125,8 +127,7 @@ def list_aliases(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def create_alias(ctx: click.Context, name: str, actor: str, as_json: bool) -> None:
     """Make NAME stand for ACTOR."""
-    made = client(ctx).create_alias(name, actor)
-    print_json(made) if as_json else say(f"alias {made['alias']} -> {pick(made, 'actorId')}")
+    _show_made(client(ctx).create_alias(name, actor), as_json)
 
 
 @alias.command("show")
@@ -146,7 +147,11 @@ def show_alias(ctx: click.Context, name: str, as_json: bool) -> None:
 @click.pass_context
 def update_alias(ctx: click.Context, name: str, actor: str, as_json: bool) -> None:
     """Point NAME at another ACTOR."""
-    made = client(ctx).update_alias(name, actor)
+    _show_made(client(ctx).update_alias(name, actor), as_json)
+
+
+def _show_made(made: dict[str, Any], as_json: bool) -> None:
+    """An alias just made or moved: as JSON, or one line saying where it points."""
     print_json(made) if as_json else say(f"alias {made['alias']} -> {pick(made, 'actorId')}")
 
 
