@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     )
     app.json = FastJSON(app)
     app.url_map.strict_slashes = False
-    app.url_map.merge_slashes = False  # "/actors//x" is a 404 in JSON, not an HTML redirect
+    app.url_map.merge_slashes = False  # merged before routing (api.metrics), no redirect
     for prefix in ("/actors", "/actors/v2", "/v3/actors"):
         suffix = prefix.replace("/", "_")
         for module in (sharing, search, configs, actors, messages, executions, state,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import hmac
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -43,6 +44,7 @@ from jobs import metrics as platform_metrics
 from jobs.store import Store
 
 PATH = "/metrics"
+_SLASHES = re.compile(r"/{2,}")
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 # Request latency buckets (seconds): the hot paths answer in a few milliseconds, a
 # synchronous message waits up to sync_timeout_s.
@@ -84,7 +86,8 @@ class RequestMetrics:
 
 class MetricsMiddleware:
     """WSGI middleware, outermost: times and counts every request, and answers
-    ``GET /metrics`` itself."""
+    ``GET /metrics`` itself. Being first, it also collapses doubled slashes in the
+    path, so every layer after it routes the path the client meant."""
 
     def __init__(self, inner: WSGIApp, url_map: Map, store: Store, token: str,
                  open_without_token: bool) -> None:
@@ -99,11 +102,14 @@ class MetricsMiddleware:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
                  ) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == PATH:
+        path = environ.get("PATH_INFO", "")
+        if "//" in path:  # as the clients mean it (tapipy sends "//"), not a redirect
+            environ["PATH_INFO"] = path = _SLASHES.sub("/", path)
+        if path == PATH:
             return self._scrape(environ, start_response)
         began = time.perf_counter()
         method = environ.get("REQUEST_METHOD", "GET")
-        route = self.route_of(method, environ.get("PATH_INFO", ""))
+        route = self.route_of(method, path)
 
         def counting_start(status: str, headers: list[tuple[str, str]],
                            *rest: Any) -> Any:

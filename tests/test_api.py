@@ -280,8 +280,11 @@ def test_reading_an_actor_does_not_ask_vault_each_time(client: FlaskClient):
     assert _ok(client.get(f"/actors/{actor['id']}"))["defaultEnvironment"] == {"K": "v2"}
 
 
-def test_doubled_slashes_are_a_json_404_not_a_redirect(client: FlaskClient):
-    """Found by an attack round: werkzeug merged the slashes with an HTML redirect."""
-    for method, path in (("DELETE", "/actors//executions/"), ("GET", "/actors//x")):
-        reply = client.open(path, method=method)
-        assert reply.status_code == 404 and reply.get_json()["status"] == "error"
+def test_doubled_slashes_route_as_single_ones_without_a_redirect(client: FlaskClient):
+    """werkzeug answered them with an HTML redirect (found by an attack round), and
+    tapipy sends some paths with "//"."""
+    actor = _ok(client.post("/actors", json={"image": "abaco-test-echo"}))
+    reply = client.get(f"/actors//{actor['id']}//")
+    assert reply.status_code == 200 and _ok(reply)["id"] == actor["id"]
+    missing = client.delete("/actors//executions/")
+    assert missing.status_code in (404, 405) and missing.get_json()["status"] == "error"
