@@ -200,12 +200,14 @@ class RedisComponent(Component):
         conf = self.paths.secrets / "redis.conf"
         write_secret(conf, f"requirepass {self.settings.redis_password.reveal()}\n")
         binary = tool("redis-server", "apt-get install redis-server")
-        # appendfsync always: a message the API acknowledged is on disk, even after kill -9
+        # appendfsync always (the default): a message the API acknowledged is on disk,
+        # even after kill -9 (redis_appendfsync)
         socket = local_socket(self.paths)
         extra = ["--unixsocket", str(socket), "--unixsocketperm", "700"] if socket else []
         spawn(self.paths, self.name, [binary, str(conf), "--port", str(port), "--bind", host,
                                       "--dir", str(data), "--appendonly", "yes",
-                                      "--appendfsync", "always", "--daemonize", "no", *extra])
+                                      "--appendfsync", self.settings.redis_appendfsync,
+                                      "--daemonize", "no", *extra])
 
 
 class S3Component(Component):

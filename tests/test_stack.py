@@ -62,6 +62,21 @@ def _restart(component: stack.Component, settings: Settings) -> None:
     assert "started" in type(component)(settings, component.paths).up()
 
 
+@pytest.mark.parametrize("mode", ["always", "everysec"])
+def test_the_redis_it_starts_syncs_as_the_setting_says(tmp_path: Path, services: Settings,
+                                                        mode: str):
+    settings = stack.with_local_secrets(_own(tmp_path, services, redis_appendfsync=mode))
+    paths = stack.Paths(tmp_path)
+    component = stack.RedisComponent(settings, paths)
+    try:
+        assert "started" in component.up()
+        client = Store.from_settings(settings).r
+        assert client.config_get("appendfsync")["appendfsync"] == mode
+        assert client.config_get("appendonly")["appendonly"] == "yes"
+    finally:
+        stack.down(settings, say=lambda _line: None)
+
+
 def test_queued_messages_survive_a_redis_crash(tmp_path: Path, services: Settings):
     settings = stack.with_local_secrets(_own(tmp_path, services))
     paths = stack.Paths(tmp_path)
