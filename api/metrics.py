@@ -55,10 +55,11 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class RequestMetrics:
-    """The API's request counter and latency histogram, in a registry of this app's own
-    (or, under gunicorn, in the shared multi-process files)."""
+    """The API's request counter and latency histogram, and the registry a scrape
+    reads: this app's own, or, under gunicorn, one over every worker's files."""
 
-    def __init__(self) -> None:
+    def __init__(self, platform: PlatformCollector) -> None:
+        self.platform = platform
         self.multiprocess_dir = os.environ.get(MULTIPROCESS_DIR) or None
         if self.multiprocess_dir:  # a container's first start (abaco up makes its own)
             os.makedirs(self.multiprocess_dir, mode=0o700, exist_ok=True)
@@ -70,17 +71,15 @@ class RequestMetrics:
                                  "Time to answer an API request (to its first byte)",
                                  ["route", "method"], buckets=LATENCY_BUCKETS,
                                  registry=owner)
-
-    def scrape_registry(self, platform: PlatformCollector) -> CollectorRegistry:
         if self.multiprocess_dir is None:
-            registry = self.registry
-            if not getattr(registry, "_abaco_platform", False):
-                registry.register(platform)
-                registry._abaco_platform = True  # type: ignore[attr-defined]
-            return registry
-        registry = CollectorRegistry()
+            self.registry.register(platform)
+
+    def scrape_registry(self) -> CollectorRegistry:
+        if self.multiprocess_dir is None:
+            return self.registry
+        registry = CollectorRegistry()  # the files change between scrapes: read anew
         MultiProcessCollector(registry, path=self.multiprocess_dir)
-        registry.register(platform)
+        registry.register(self.platform)
         return registry
 
 
@@ -93,8 +92,7 @@ class MetricsMiddleware:
                  open_without_token: bool) -> None:
         self.inner = inner
         self.adapter = url_map.bind("localhost")
-        self.metrics = RequestMetrics()
-        self.platform = PlatformCollector(store)
+        self.metrics = RequestMetrics(PlatformCollector(store))
         self.token = token
         self.open_without_token = open_without_token
         self.route_of = functools.lru_cache(maxsize=4096)(self._route_of)
@@ -140,7 +138,7 @@ class MetricsMiddleware:
             start_response(refusal, [("Content-Type", "text/plain; charset=utf-8"),
                                      ("WWW-Authenticate", "Bearer")])
             return [b"metrics need the bearer token set as the metrics_token setting\n"]
-        body = generate_latest(self.metrics.scrape_registry(self.platform))
+        body = generate_latest(self.metrics.scrape_registry())
         start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST),
                                   ("Content-Length", str(len(body)))])
         return [body]

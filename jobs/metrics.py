@@ -25,7 +25,6 @@ SEP = "\t"
 # (tens of milliseconds) to an hour-long job.
 BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
            900.0, 3600.0)
-HISTOGRAMS = ("queue_time", "run_time")
 
 
 def field(*parts: str) -> str:
