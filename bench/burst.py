@@ -13,16 +13,24 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
-from common import build_all, create_actor, starts_per_execution, wait_all_final, wait_ready
+from common import (
+    build_all,
+    create_actor,
+    stack_api,
+    starts_per_execution,
+    wait_all_final,
+    wait_ready,
+)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--api", default="http://127.0.0.1:8000")
+    parser.add_argument("--api", default=None, help="the API (default: the stack's)")
     parser.add_argument("--actors", type=int, default=100)
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--timeout", type=float, default=1800)
     args = parser.parse_args()
+    args.api = args.api or stack_api()
     build_all()
     api = args.api
     actors = [create_actor(api, name=f"bench-burst-{i}")["id"] for i in range(args.actors)]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 import requests
-from common import build_all, create_actor, percentile, progress, raw_run, wait_ready
+from common import build_all, create_actor, percentile, progress, raw_run, stack_api, wait_ready
 
 
 def cold_samples(api: str, count: int) -> list[float]:
@@ -37,10 +37,11 @@ def cold_samples(api: str, count: int) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--api", default="http://127.0.0.1:8000")
+    parser.add_argument("--api", default=None, help="the API (default: the stack's)")
     parser.add_argument("--count", type=int, default=15)
     parser.add_argument("--network", default="none")
     args = parser.parse_args()
+    args.api = args.api or stack_api()
     build_all()
     raw = [raw_run(args.network) for _ in range(args.count)]
     cold = cold_samples(args.api, args.count)

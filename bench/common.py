@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -19,8 +20,16 @@ from tests.docker_events import runs_begun  # noqa: E402
 from tests.waits import wait_until  # noqa: E402
 
 NOOP = "abaco-test-noop"
-__all__ = ["NOOP", "build_all", "percentile", "raw_run", "create_actor", "wait_ready",
+__all__ = ["NOOP", "stack_api", "build_all", "percentile", "raw_run", "create_actor", "wait_ready",
            "wait_all_final", "starts_per_execution", "progress"]
+
+
+def stack_api() -> str:
+    """The running stack's API: ``ABACO_URL``, else the settings' (``ABACO_API_PORT`` and
+    the rest, as ``abaco up`` read them in this environment)."""
+    from jobs.settings import load_settings
+
+    return os.environ.get("ABACO_URL") or load_settings().api_url
 
 
 def percentile(samples: list[float], fraction: float) -> float:

@@ -23,7 +23,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
-from common import build_all, percentile, progress, wait_ready
+from common import build_all, percentile, progress, stack_api, wait_ready
 
 from tests.waits import wait_until
 
@@ -51,7 +51,7 @@ def time_gets(api: str, count: int, timeout_s: float, stop: threading.Event | No
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--api", default="http://127.0.0.1:8000")
+    parser.add_argument("--api", default=None, help="the API (default: the stack's)")
     parser.add_argument("--concurrent", type=int, default=200)
     parser.add_argument("--samples", type=int, default=50)
     parser.add_argument("--sleep", type=int, default=120, help="seconds each execution sleeps")
@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--sync-timeout", type=float, default=300.0,
                         help="client-side bound of one synchronous call")
     args = parser.parse_args()
+    args.api = args.api or stack_api()
     build_all()
     api = args.api
     actor = requests.post(f"{api}/actors", json={"image": IMAGE, "name": "bench-sync",

@@ -13,7 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
-from common import build_all, create_actor, progress, raw_run, wait_ready
+from common import build_all, create_actor, progress, raw_run, stack_api, wait_ready
 
 
 def raw_eps(count: int, network: str, threads: int) -> float:
@@ -47,13 +47,14 @@ def platform_eps(api: str, count: int, workers: int, hints: list[str]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--api", default="http://127.0.0.1:8000")
+    parser.add_argument("--api", default=None, help="the API (default: the stack's)")
     parser.add_argument("--count", type=int, default=60)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--network", default="none")
     parser.add_argument("--plain", action="store_true",
                         help="the noprewarm hint: each run starts its container on its message")
     args = parser.parse_args()
+    args.api = args.api or stack_api()
     build_all()
     raw = raw_eps(args.count, args.network, args.workers)
     ours = platform_eps(args.api, args.count, args.workers, ["noprewarm"] if args.plain else [])

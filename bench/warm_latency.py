@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import docker
 import requests
-from common import NOOP, build_all, percentile, progress, raw_run
+from common import NOOP, build_all, percentile, progress, raw_run, stack_api
 
 from tests.waits import wait_until
 
@@ -70,10 +70,11 @@ def prewarmed_container_up(client: docker.DockerClient) -> Callable[[str], None]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--api", default="http://127.0.0.1:8000")
+    parser.add_argument("--api", default=None, help="the API (default: the stack's)")
     parser.add_argument("--count", type=int, default=30)
     parser.add_argument("--network", default="none", help="the actor_network setting in use")
     args = parser.parse_args()
+    args.api = args.api or stack_api()
     build_all()
     raw = time_raw(args.count, args.network)
     plain = time_warm(args.api, args.count, "plain", ["noprewarm"], lambda _: None)

@@ -59,6 +59,10 @@ def connect(settings: Settings, kind: type[redis.Redis] = redis.Redis) -> redis.
     )
 
 
+def _silent_as_empty(live: bytes | None, pending: Any) -> bytes | None:
+    return b"" if live is None and pending else live
+
+
 def _translate(func: Callable[..., T]) -> Callable[..., T]:
     """Map Redis connection failures to BackendUnavailable (HTTP 503)."""
 
@@ -523,12 +527,12 @@ class Store:
     @_translate
     def first_result_and_live_log(self, tenant: str, actor_id: str,
                                   eid: str) -> tuple[bytes | None, bytes | None]:
-        """The next unread result (taken) and the live log, in one round trip."""
+        """The next unread result (taken) and ``live_log``, in one round trip."""
         with self.r.pipeline(transaction=False) as pipe:
             pipe.lpop(self.keys.execution_results(tenant, actor_id, eid))
-            pipe.get(self.keys.execution_logs(tenant, actor_id, eid))
-            first, live = pipe.execute()
-        return cast(bytes | None, first), cast(bytes | None, live)
+            self._read_live_log(pipe, tenant, actor_id, eid)
+            first, live, pending = pipe.execute()
+        return cast(bytes | None, first), _silent_as_empty(live, pending)
 
     @_translate
     def expire_results(self, tenant: str, actor_id: str, eid: str, ttl_s: float) -> None:
@@ -623,7 +627,19 @@ class Store:
 
     @_translate
     def live_log(self, tenant: str, actor_id: str, eid: str) -> bytes | None:
-        return cast(bytes | None, self.r.get(self.keys.execution_logs(tenant, actor_id, eid)))
+        """The log in Redis: while the run goes on, and after it until the copy to S3
+        is made. b"" for a run whose logs wait for that copy with no live copy: it
+        printed nothing (the copy removes the live copy and the mark together, and the
+        log is read before the mark), so no reader need ask S3 for an object that may
+        not be there yet. None: there is none (read S3, if the run is over)."""
+        with self.r.pipeline(transaction=False) as pipe:
+            self._read_live_log(pipe, tenant, actor_id, eid)
+            live, pending = pipe.execute()
+        return _silent_as_empty(live, pending)
+
+    def _read_live_log(self, pipe: Any, tenant: str, actor_id: str, eid: str) -> None:
+        pipe.get(self.keys.execution_logs(tenant, actor_id, eid))
+        pipe.sismember(self.keys.logs_pending(), f"{tenant}/{actor_id}/{eid}")
 
     @_translate
     def drop_live_log(self, tenant: str, actor_id: str, eid: str) -> None:

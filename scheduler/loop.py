@@ -379,7 +379,7 @@ class Scheduler:
                 if not _due_for_copy(record):
                     continue
                 data = self.store.live_log(tenant, actor_id, eid)
-                if data is not None:  # None: copied (and dropped) meanwhile, or empty
+                if data is not None:  # None: copied (and dropped) meanwhile
                     public = {k: v for k, v in record.items() if k != "env"}
                     self.logs.put(tenant, actor_id, eid, data, public)
             except NotFound:

@@ -106,3 +106,31 @@ def test_an_execution_posts_a_result_with_its_own_token_only(platform: Platform)
     with pytest.raises(PermissionDenied):
         platform.add_result(CALLER, actor["id"], eid, b"not by the owner")
     assert create_app  # the route is the same call (tests/test_security covers tokens)
+
+
+def test_the_logs_of_a_silent_run_do_not_wait_for_s3(platform: Platform,
+                                                                   monkeypatch):
+    """A run that printed nothing has no live log; while its logs wait for their copy
+    to S3, a synchronous reply and a read of its logs give the empty log at once, not a
+    read of an S3 object that may not be there yet (which cost a prewarmed run a sixth
+    of its time)."""
+    from jobs.errors import BackendUnavailable
+
+    actor = _ready(platform, "abaco-test-noop")
+    eid = platform.send_message(CALLER, actor["id"], Message("m", "str", {}))["execution_id"]
+    worker = _worker(platform, actor["id"])
+
+    def s3_down(*_args: Any, **_kwargs: Any) -> None:
+        raise BackendUnavailable("s3 is down (injected)")
+
+    monkeypatch.setattr(worker.logs, "put", s3_down)  # the copy waits: the logs stay pending
+    _serve_one(worker)
+    assert platform.store.get_execution("T", actor["id"], eid)["status"] == "COMPLETE"
+    assert ("T", actor["id"], eid) in platform.store.logs_pending()
+
+    def s3_read(*_args: Any, **_kwargs: Any) -> bytes:
+        raise AssertionError("the reply asked S3 for the logs of a silent run")
+
+    monkeypatch.setattr(platform.logs, "get_logs", s3_read)
+    assert platform.synchronous_reply(CALLER, actor["id"], eid) == (b"", "text/plain")
+    assert platform.get_logs(CALLER, actor["id"], eid) == ""
