@@ -45,10 +45,11 @@ Steps (who, what):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
@@ -57,9 +58,10 @@ import orjson
 import redis
 
 from jobs import inbox_lua as lua
-from jobs import metrics
+from jobs import metrics, round_trip
 from jobs.errors import BackendUnavailable
 from jobs.keys import INBOX_GROUP, Keys
+from jobs.round_trip import Command
 from jobs.status import ExecutionStatus
 from jobs.timeutil import now_iso
 
@@ -144,30 +146,25 @@ class Inbox:
 
     def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
         try:
-            return self._scripts[name](keys=keys, args=args)
+            return round_trip.script(self.r, self._scripts[name], keys, args)
         except redis.RedisError as exc:
             raise BackendUnavailable(f"redis is unavailable: {exc}") from exc
 
     def _run_with(self, name: str, keys: list[str], args: list[Any],
-                  also: Callable[[Any], Any]) -> Any:
-        """The script and ``also``'s commands in one pipelined round trip; a Redis that
-        lost its scripts (restarted) gets the script loaded by the plain path."""
+                  also: Sequence[Command]) -> Any:
+        """The script and the ``also`` commands in one round trip (``jobs.round_trip``);
+        a Redis that lost its scripts (restarted) gets the script loaded by the plain
+        path, and ``also`` sent again after it."""
         script = self._scripts[name]
         try:
-            with self.r.pipeline(transaction=False) as pipe:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
-                also(pipe)
-                raw = pipe.execute(raise_on_error=False)[0]
+            raw = round_trip.send(self.r, [("EVALSHA", script.sha, len(keys), *keys, *args),
+                                           *also])[0]
         except redis.RedisError as exc:
             raise BackendUnavailable(f"redis is unavailable: {exc}") from exc
         if isinstance(raw, redis.exceptions.NoScriptError):
             result = self._run(name, keys, args)
-            try:  # ``also`` ran before the script did: send it again, after
-                with self.r.pipeline(transaction=False) as pipe:
-                    also(pipe)
-                    pipe.execute()
-            except redis.RedisError:
-                pass
+            with contextlib.suppress(redis.RedisError):  # the sweep finds the message
+                round_trip.send(self.r, also)
             return result
         if isinstance(raw, Exception):
             raise BackendUnavailable(f"redis is unavailable: {raw}")
@@ -175,10 +172,10 @@ class Inbox:
 
     # -- api ------------------------------------------------------------------------
     def post(self, execution: Mapping[str, Any], binary: bytes | None = None,
-             also: Callable[[Any], Any] | None = None, sender: str = "") -> Rejected | None:
+             also: Sequence[Command] = (), sender: str = "") -> Rejected | None:
         """Record an execution and queue it, only while its actor accepts messages.
-        ``also(pipe)`` adds commands sent in the same round trip (the scheduler's
-        wake-up); they run whatever the post's outcome. ``sender``: '' when the caller
+        ``also``: commands sent in the same round trip (the scheduler's wake-up); they
+        run whatever the post's outcome. ``sender``: '' when the caller
         checked the sender's right; '*' for an admin; else the sender, who must own the
         actor (``Rejected(CHECK)`` otherwise, nothing written)."""
         t, a, eid = execution["tenant"], execution["actor_id"], execution["id"]
@@ -187,8 +184,7 @@ class Inbox:
                 k.executions(t, a), k.queued(t, a), k.inbox(t, a)]
         args = [eid, time.time(), "1" if binary is not None else "0", binary or b"", sender,
                 *_pairs(execution)]
-        raw = self._run("post", keys, args) if also is None else \
-            self._run_with("post", keys, args, also)
+        raw = self._run_with("post", keys, args, also)
         text = raw.decode()
         if text == "ok":
             return None

@@ -21,6 +21,7 @@ from typing import Any, TypeVar, cast
 import orjson
 import redis
 
+from jobs import round_trip
 from jobs.errors import BackendUnavailable, Conflict, NotFound
 from jobs.inbox import Inbox
 from jobs.keys import INBOX_GROUP, Keys
@@ -144,7 +145,7 @@ class Store:
 
     @_translate
     def get_actor(self, tenant: str, actor_id: str) -> dict[str, Any]:
-        raw = self.r.hgetall(self.keys.actor(tenant, actor_id))
+        raw = round_trip.hgetall(self.r, self.keys.actor(tenant, actor_id))
         if not raw:
             raise NotFound(f"actor {actor_id} not found")
         return decode(cast(dict, raw))
@@ -365,8 +366,8 @@ class Store:
         tenant, actor_id = execution["tenant"], execution["actor_id"]
         # The wake-up rides in the same round trip; should it fail, the scheduler's sweep
         # finds the message (scheduler_sweep_s).
-        rejected = self.inbox.post(execution, binary, also=lambda pipe: self._wake(
-            pipe, tenant, actor_id, "message"), sender=sender)
+        rejected = self.inbox.post(execution, binary, sender=sender,
+                                   also=[self._wake_command(tenant, actor_id, "message")])
         if rejected is None:
             return True
         if sender:
@@ -377,7 +378,7 @@ class Store:
 
     @_translate
     def get_execution(self, tenant: str, actor_id: str, eid: str) -> dict[str, Any]:
-        raw = self.r.hgetall(self.keys.execution(tenant, actor_id, eid))
+        raw = round_trip.hgetall(self.r, self.keys.execution(tenant, actor_id, eid))
         if not raw:
             raise NotFound(f"execution {eid} of actor {actor_id} not found")
         return decode(cast(dict, raw))
@@ -429,10 +430,11 @@ class Store:
         id), and ``executions_page`` of it, ``fields`` of each, in one round trip (a
         listing's hot path: the whole actor record cost a third of its decoding)."""
         end = -1 if limit is None else offset + limit - 1
-        raw = cast(list, self._actor_and_page(
-            keys=[self.keys.actor(tenant, actor_id), self.keys.executions(tenant, actor_id),
-                  self.keys.execution_totals(tenant, actor_id)],
-            args=[offset, end, Keys.EXECUTION_INFIX, *fields]))
+        raw = cast(list, round_trip.script(
+            self.r, self._actor_and_page,
+            [self.keys.actor(tenant, actor_id), self.keys.executions(tenant, actor_id),
+             self.keys.execution_totals(tenant, actor_id)],
+            [offset, end, Keys.EXECUTION_INFIX, *fields]))
         if not raw[0]:
             return None, 0, [], {}
         actor = decode(dict(zip(PAGE_ACTOR_FIELDS, raw[0], strict=True)))
@@ -845,14 +847,12 @@ class Store:
 
     @_translate
     def wake_scheduler(self, tenant: str, actor_id: str, reason: str) -> None:
-        self._wake(self.r, tenant, actor_id, reason)
+        self.r.execute_command(*self._wake_command(tenant, actor_id, reason))
 
-    def _wake(self, client: Any, tenant: str, actor_id: str, reason: str) -> None:
-        """Name an actor on the scheduler's wake stream (on ``client``: Redis or a
-        pipeline)."""
-        client.xadd(self.keys.scheduler_wake(), {"actor": f"{tenant}/{actor_id}",
-                                                 "reason": reason},
-                    maxlen=10000, approximate=True)
+    def _wake_command(self, tenant: str, actor_id: str, reason: str) -> tuple[str, ...]:
+        """Name an actor on the scheduler's wake stream (kept to about 10,000 entries)."""
+        return ("XADD", self.keys.scheduler_wake(), "MAXLEN", "~", "10000", "*",
+                "actor", f"{tenant}/{actor_id}", "reason", reason)
 
 
 def _split_ref(ref: str) -> tuple[str, str]:

@@ -1,0 +1,66 @@
+"""jobs.round_trip, the hot paths' commands without redis-py's pipeline: against the
+test Redis, over both of its reply protocols."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from jobs import round_trip
+from jobs.settings import Settings
+from jobs.store import connect
+
+
+@pytest.fixture(params=[2, 3], ids=["resp2", "resp3"])
+def client(settings: Settings, request: pytest.FixtureRequest) -> redis.Redis:
+    return redis.Redis.from_url(settings.redis_url, protocol=request.param,
+                                password=settings.redis_password.reveal() or None)
+
+
+def test_replies_come_back_in_order_with_an_error_in_its_place(client: redis.Redis):
+    client.delete("rt:list", "rt:str")
+    client.set("rt:str", "text")
+    replies = round_trip.send(client, [("RPUSH", "rt:list", "a", "b"),
+                                       ("LPUSH", "rt:str", "x"),  # WRONGTYPE
+                                       ("LRANGE", "rt:list", 0, -1),
+                                       ("ZADD", "rt:z", 1700000000.25, "m")])
+    assert replies[0] == 2
+    assert isinstance(replies[1], redis.ResponseError) and "WRONGTYPE" in str(replies[1])
+    assert replies[2] == [b"a", b"b"]
+    assert client.zscore("rt:z", "m") == 1700000000.25, "a float goes as written"
+    assert round_trip.one(client, ("GET", "rt:str")) == b"text", "the connection is in step"
+    with pytest.raises(redis.ResponseError):
+        round_trip.one(client, ("LPUSH", "rt:str", "x"))
+
+
+def test_a_connection_cut_short_is_not_reused_with_a_reply_left_on_it(settings: Settings):
+    """A read that times out leaves the blocked command's reply coming: that connection
+    must be dropped, or the next caller would read the stale reply as its own."""
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=0.2,
+                                  password=settings.redis_password.reveal() or None)
+    client.delete("rt:empty")
+    with pytest.raises(redis.TimeoutError):
+        round_trip.send(client, [("BLPOP", "rt:empty", 1)])
+    client.set("rt:mine", "mine")
+    for _ in range(3):  # whichever pooled connection it gets
+        assert round_trip.one(client, ("GET", "rt:mine")) == b"mine"
+
+
+def test_a_script_is_loaded_again_after_redis_lost_it(client: redis.Redis):
+    lua = client.register_script("return {KEYS[1], ARGV[1], tonumber(ARGV[2]) + 1}")
+    assert round_trip.script(client, lua, ["k"], ["a", 41]) == [b"k", b"a", 42]
+    client.script_flush()
+    assert round_trip.script(client, lua, ["k"], ["b", 1]) == [b"k", b"b", 2]
+
+
+def test_hgetall_reads_as_redis_py_does(client: redis.Redis):
+    client.delete("rt:h", "rt:none")
+    client.hset("rt:h", mapping={"status": '"READY"', "n": "3", "bin": b"\x00\xff"})
+    assert round_trip.hgetall(client, "rt:h") == client.hgetall("rt:h")
+    assert round_trip.hgetall(client, "rt:none") == {}
+
+
+def test_the_platform_client_speaks_through_it(settings: Settings):
+    client = connect(settings)
+    client.set("rt:p", "v")
+    assert round_trip.one(client, ("GET", "rt:p")) == b"v"
