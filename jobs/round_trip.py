@@ -11,8 +11,8 @@ still redis-py's: only the packing and the pipeline bookkeeping are left out.
 Replies come back in order; an error reply comes back as its exception object (as
 ``pipeline.execute(raise_on_error=False)`` gives it), so one command's refusal does
 not hide the others' replies. A connection that fails mid-way (a timeout, a reset,
-an interrupt) is disconnected by redis-py's own read and write before it returns to
-the pool, so no later caller reads a stale reply from it.
+an interrupt, inside a read or between two) is disconnected before it returns to the
+pool, so no later caller reads a stale reply from it.
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ def send(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
     try:
         connection.send_packed_command([packed])
         return [_reply(connection) for _ in commands]
+    except BaseException:  # an interrupt between two reads leaves a reply unread
+        connection.disconnect()
+        raise
     finally:
         pool.release(connection)
 

@@ -46,6 +46,28 @@ def test_a_connection_cut_short_is_not_reused_with_a_reply_left_on_it(settings: 
         assert round_trip.one(client, ("GET", "rt:mine")) == b"mine"
 
 
+def test_an_interrupt_between_two_replies_leaves_no_reply_for_the_next_caller(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch):
+    client = redis.Redis.from_url(settings.redis_url, max_connections=1,
+                                  password=settings.redis_password.reveal() or None)
+    client.set("rt:a", "first")
+    client.set("rt:b", "second")
+    read = round_trip._reply
+    calls = []
+
+    def interrupted_after_one(connection):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as a signal would, before the second read
+        return read(connection)
+
+    monkeypatch.setattr(round_trip, "_reply", interrupted_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        round_trip.send(client, [("GET", "rt:a"), ("GET", "rt:b")])
+    monkeypatch.setattr(round_trip, "_reply", read)
+    assert round_trip.one(client, ("GET", "rt:a")) == b"first", "not the stale b"
+
+
 def test_a_script_is_loaded_again_after_redis_lost_it(client: redis.Redis):
     lua = client.register_script("return {KEYS[1], ARGV[1], tonumber(ARGV[2]) + 1}")
     assert round_trip.script(client, lua, ["k"], ["a", 41]) == [b"k", b"a", 42]
