@@ -60,6 +60,13 @@ def connect(settings: Settings, kind: type[redis.Redis] = redis.Redis) -> redis.
     )
 
 
+def _raised(reply: Any) -> Any:
+    """A reply of ``round_trip.send``; an error reply raised (``_translate`` maps it)."""
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
+
+
 def _silent_as_empty(live: bytes | None, pending: Any) -> bytes | None:
     return b"" if live is None and pending else live
 
@@ -530,11 +537,10 @@ class Store:
     def first_result_and_live_log(self, tenant: str, actor_id: str,
                                   eid: str) -> tuple[bytes | None, bytes | None]:
         """The next unread result (taken) and ``live_log``, in one round trip."""
-        with self.r.pipeline(transaction=False) as pipe:
-            pipe.lpop(self.keys.execution_results(tenant, actor_id, eid))
-            self._read_live_log(pipe, tenant, actor_id, eid)
-            first, live, pending = pipe.execute()
-        return cast(bytes | None, first), _silent_as_empty(live, pending)
+        first, live, pending = round_trip.send(self.r, [
+            ("LPOP", self.keys.execution_results(tenant, actor_id, eid)),
+            *self._live_log_reads(tenant, actor_id, eid)])
+        return _raised(first), _silent_as_empty(_raised(live), _raised(pending))
 
     @_translate
     def expire_results(self, tenant: str, actor_id: str, eid: str, ttl_s: float) -> None:
@@ -634,14 +640,12 @@ class Store:
         printed nothing (the copy removes the live copy and the mark together, and the
         log is read before the mark), so no reader need ask S3 for an object that may
         not be there yet. None: there is none (read S3, if the run is over)."""
-        with self.r.pipeline(transaction=False) as pipe:
-            self._read_live_log(pipe, tenant, actor_id, eid)
-            live, pending = pipe.execute()
-        return _silent_as_empty(live, pending)
+        live, pending = round_trip.send(self.r, self._live_log_reads(tenant, actor_id, eid))
+        return _silent_as_empty(_raised(live), _raised(pending))
 
-    def _read_live_log(self, pipe: Any, tenant: str, actor_id: str, eid: str) -> None:
-        pipe.get(self.keys.execution_logs(tenant, actor_id, eid))
-        pipe.sismember(self.keys.logs_pending(), f"{tenant}/{actor_id}/{eid}")
+    def _live_log_reads(self, tenant: str, actor_id: str, eid: str) -> list[tuple[str, ...]]:
+        return [("GET", self.keys.execution_logs(tenant, actor_id, eid)),
+                ("SISMEMBER", self.keys.logs_pending(), f"{tenant}/{actor_id}/{eid}")]
 
     @_translate
     def drop_live_log(self, tenant: str, actor_id: str, eid: str) -> None:
