@@ -15,6 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from jobs.secrets import SecretStore
 from jobs.settings import Secret, Settings, load_settings
@@ -92,6 +95,31 @@ def test_queued_messages_survive_a_redis_crash(tmp_path: Path, services: Setting
         store = Store.from_settings(settings)
         assert store.queued_ids("T", "a1") == ["e1"]
         assert store.r.xlen(store.keys.inbox("T", "a1")) == 1
+    finally:
+        stack.down(settings, say=lambda _line: None)
+
+
+def test_up_returns_once_redis_has_loaded_its_data(tmp_path: Path, services: Settings):
+    """Redis answers LOADING while it reads its append-only file back: up() is done
+    only when a command is answered, not when the port opens."""
+    settings = stack.with_local_secrets(_own(tmp_path, services))
+    paths = stack.Paths(tmp_path)
+    component = stack.RedisComponent(settings, paths)
+    try:
+        assert "started" in component.up()
+        client = Store.from_settings(settings).r
+        filler = "x" * 100
+        for batch in range(40):  # enough that reading it back takes a while
+            with client.pipeline(transaction=False) as pipe:
+                for i in range(10_000):
+                    pipe.set(f"fill:{batch}:{i}", filler)
+                pipe.execute()
+        _restart(component, settings)
+        probe = redis.Redis.from_url(settings.redis_url, retry=Retry(NoBackoff(), 0),
+                                     password=settings.redis_password.reveal() or None)
+        assert probe.info("persistence")["loading"] == 0  # unlike the platform's client,
+        # this one does not retry a LOADING reply
+        assert probe.dbsize() >= 400_000
     finally:
         stack.down(settings, say=lambda _line: None)
 
