@@ -279,7 +279,14 @@ class Settings:
     @property
     def api_url(self) -> str:
         """Where actors and clients reach the API."""
-        return self.api_public_url or f"http://{self.api_host}:{self.api_port}"
+        return self.api_public_url or f"http://{self.api_authority}"
+
+    @property
+    def api_authority(self) -> str:
+        """``host:port`` of the API, an IPv6 host in brackets (``[::1]:8000``), as URLs
+        and gunicorn's ``--bind`` take it."""
+        host = f"[{self.api_host}]" if ":" in self.api_host else self.api_host
+        return f"{host}:{self.api_port}"
 
     def as_env(self) -> dict[str, str]:
         """The settings as ABACO_* variables, for child processes."""

@@ -463,7 +463,7 @@ class ApiComponent(Component):
 
     def answers(self) -> bool:
         """Our API answers with its envelope, even as an error (no token, or degraded)."""
-        url = f"http://{self.settings.api_host}:{self.settings.api_port}/actors"
+        url = f"http://{self.settings.api_authority}/actors"
         try:
             with _DIRECT.open(url, timeout=2) as reply:
                 return b'"version"' in reply.read()
@@ -476,7 +476,7 @@ class ApiComponent(Component):
         """gunicorn with gevent workers: a request waiting on Redis (a synchronous
         message) parks a greenlet, so hundreds of them leave the API answering."""
         s = self.settings
-        return [sys.executable, "-m", "gunicorn", "--bind", f"{s.api_host}:{s.api_port}",
+        return [sys.executable, "-m", "gunicorn", "--bind", s.api_authority,
                 "--workers", str(s.api_workers), "--worker-class", "gevent",
                 "--worker-connections", str(s.api_worker_connections),
                 "--timeout", str(int(s.sync_timeout_s + 30)), "--graceful-timeout", "10",

@@ -58,3 +58,11 @@ def test_secrets_are_masked_in_reprs_but_passed_to_children():
 def test_security_settings_are_checked_at_start(name: str, value: object):
     with pytest.raises(SettingsError, match=name):
         load_settings(env={}, **{name: value})
+
+
+@pytest.mark.parametrize(("host", "url"), [("127.0.0.1", "http://127.0.0.1:8123"),
+                                           ("::1", "http://[::1]:8123")])
+def test_the_api_url_takes_an_ipv6_host_in_brackets(host: str, url: str):
+    settings = load_settings(env={}, api_host=host, api_port=8123)
+    assert settings.api_url == url
+    assert settings.api_authority == url.removeprefix("http://")
