@@ -118,6 +118,14 @@ def _json(value: Any) -> str:
         return json.dumps(value)
 
 
+def redis_failure(exc: Exception) -> BackendUnavailable:
+    """Redis out of reach, or refusing a command (NOGROUP once an actor's inbox went
+    with it, WRONGTYPE): said as which, since only the first is an outage."""
+    if isinstance(exc, redis.ResponseError):
+        return BackendUnavailable(f"redis refused the command: {exc}")
+    return BackendUnavailable(f"redis is unavailable: {exc}")
+
+
 def _given_up(most: int) -> dict[str, Any]:
     return {"status_message": f"given up: its worker was lost {most + 1} times before the "
                               "run could start", "finish_time": now_iso()}
@@ -148,7 +156,7 @@ class Inbox:
         try:
             return round_trip.script(self.r, self._scripts[name], keys, args)
         except redis.RedisError as exc:
-            raise BackendUnavailable(f"redis is unavailable: {exc}") from exc
+            raise redis_failure(exc) from exc
 
     def _run_with(self, name: str, keys: list[str], args: list[Any],
                   also: Sequence[Command]) -> Any:
@@ -160,14 +168,14 @@ class Inbox:
             raw = round_trip.send(self.r, [("EVALSHA", script.sha, len(keys), *keys, *args),
                                            *also])[0]
         except redis.RedisError as exc:
-            raise BackendUnavailable(f"redis is unavailable: {exc}") from exc
+            raise redis_failure(exc) from exc
         if isinstance(raw, redis.exceptions.NoScriptError):
             result = self._run(name, keys, args)
             with contextlib.suppress(redis.RedisError):  # the sweep finds the message
                 round_trip.send(self.r, also)
             return result
         if isinstance(raw, Exception):
-            raise BackendUnavailable(f"redis is unavailable: {raw}")
+            raise redis_failure(raw)
         return raw
 
     # -- api ------------------------------------------------------------------------
@@ -254,7 +262,7 @@ class Inbox:
         try:
             ids = cast(list, self.r.zrange(self.keys.orphans(tenant, actor_id), 0, count - 1))
         except redis.RedisError as exc:
-            raise BackendUnavailable(f"redis is unavailable: {exc}") from exc
+            raise redis_failure(exc) from exc
         return [_text(i) for i in ids]
 
     def adopt(self, tenant: str, actor_id: str, worker_id: str, eid: str) -> Outcome:
@@ -315,7 +323,7 @@ class Inbox:
         except redis.ResponseError as exc:  # NOGROUP: the inbox went with its actor
             raise BackendUnavailable(f"inbox unavailable: {exc}") from exc
         except redis.RedisError as exc:
-            raise BackendUnavailable(f"redis is unavailable: {exc}") from exc
+            raise redis_failure(exc) from exc
         for _stream, entries in cast(list, reply or []):
             for entry_id, fields in entries:
                 return entry_id.decode(), fields[b"eid"].decode()
@@ -335,7 +343,7 @@ class Inbox:
             if not pending:
                 self.r.xgroup_delconsumer(k.inbox(tenant, actor_id), INBOX_GROUP, worker_id)
         except redis.RedisError as exc:
-            raise BackendUnavailable(f"redis is unavailable: {exc}") from exc
+            raise redis_failure(exc) from exc
 
     # -- scheduler ------------------------------------------------------------------
     def acquire(self, identity: str, ttl_s: float) -> int:
@@ -345,13 +353,13 @@ class Inbox:
             return int(self._acquire(keys=[k.scheduler_lock(), k.scheduler_epoch()],
                                      args=[identity, max(1, int(ttl_s * 1000))]))
         except redis.RedisError as exc:
-            raise BackendUnavailable(f"redis is unavailable: {exc}") from exc
+            raise redis_failure(exc) from exc
 
     def release_lock(self, identity: str) -> bool:
         try:
             return bool(self._release_lock(keys=[self.keys.scheduler_lock()], args=[identity]))
         except redis.RedisError as exc:
-            raise BackendUnavailable(f"redis is unavailable: {exc}") from exc
+            raise redis_failure(exc) from exc
 
     def register(self, epoch: int, tenant: str, actor_id: str, record: Mapping[str, Any],
                  ttl_s: float, limit: int, revision: int) -> Outcome:
@@ -381,7 +389,7 @@ class Inbox:
             try:
                 self.r.xack(k.inbox(tenant, actor_id), INBOX_GROUP, entry)
             except redis.RedisError as exc:
-                raise BackendUnavailable(f"redis is unavailable: {exc}") from exc
+                raise redis_failure(exc) from exc
             return Outcome.ACKED
         outcome = _outcome(self._run("recover", [
             k.actor(tenant, actor_id), k.workers(tenant, actor_id),
@@ -423,7 +431,7 @@ class Inbox:
         except redis.ResponseError:
             return {}  # no inbox: the actor is gone
         except redis.RedisError as exc:
-            raise BackendUnavailable(f"redis is unavailable: {exc}") from exc
+            raise redis_failure(exc) from exc
         return {_text(row["name"]): int(row["pending"]) for row in rows}
 
     def held(self, tenant: str, actor_id: str, consumer: str) -> list[tuple[str, str]]:
@@ -437,7 +445,7 @@ class Inbox:
         except redis.ResponseError:
             return []
         except redis.RedisError as exc:
-            raise BackendUnavailable(f"redis is unavailable: {exc}") from exc
+            raise redis_failure(exc) from exc
 
     def holders(self, tenant: str, actor_id: str) -> dict[str, str]:
         """Execution id -> the worker holding it, for every claimed or adopted execution."""
@@ -450,7 +458,7 @@ class Inbox:
                     pipe.hget(k.execution(tenant, actor_id, eid), "worker_id")
                 raw = pipe.execute()
         except redis.RedisError as exc:
-            raise BackendUnavailable(f"redis is unavailable: {exc}") from exc
+            raise redis_failure(exc) from exc
         return {eid: json.loads(h) for eid, h in zip(eids, raw, strict=True)
                 if h and json.loads(h)}
 
@@ -460,7 +468,7 @@ class Inbox:
         except redis.ResponseError:
             return
         except redis.RedisError as exc:
-            raise BackendUnavailable(f"redis is unavailable: {exc}") from exc
+            raise redis_failure(exc) from exc
 
 
 def _text(value: Any) -> str:

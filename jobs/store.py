@@ -22,8 +22,8 @@ import orjson
 import redis
 
 from jobs import round_trip
-from jobs.errors import BackendUnavailable, Conflict, NotFound
-from jobs.inbox import Inbox
+from jobs.errors import Conflict, NotFound
+from jobs.inbox import Inbox, redis_failure
 from jobs.keys import INBOX_GROUP, Keys
 from jobs.settings import Settings
 from jobs.status import FINAL_EXECUTION, ActorStatus, ExecutionStatus
@@ -79,7 +79,7 @@ def _translate(func: Callable[..., T]) -> Callable[..., T]:
         try:
             return func(*args, **kwargs)
         except redis.RedisError as exc:
-            raise BackendUnavailable(f"redis is unavailable: {exc}") from exc
+            raise redis_failure(exc) from exc
 
     return wrapper
 

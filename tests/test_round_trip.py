@@ -86,3 +86,20 @@ def test_the_platform_client_speaks_through_it(settings: Settings):
     client = connect(settings)
     client.set("rt:p", "v")
     assert round_trip.one(client, ("GET", "rt:p")) == b"v"
+
+
+def test_a_refused_command_is_not_called_an_outage(settings: Settings):
+    """A worker deregistering from an actor deleted meanwhile meets NOGROUP: the log
+    says Redis refused, not that it is down (the attack round's D2)."""
+    from jobs.inbox import redis_failure
+
+    client = connect(settings)
+    client.delete("rt:nogroup")
+    try:
+        client.xreadgroup("workers", "w", {"rt:nogroup": ">"}, count=1)
+    except redis.ResponseError as exc:
+        assert redis_failure(exc).message.startswith("redis refused the command: NOGROUP")
+    else:
+        raise AssertionError("NOGROUP expected")
+    down = redis.ConnectionError("Error 111 connecting")
+    assert redis_failure(down).message.startswith("redis is unavailable: ")
