@@ -12,7 +12,10 @@ Replies come back in order; an error reply comes back as its exception object (a
 ``pipeline.execute(raise_on_error=False)`` gives it), so one command's refusal does
 not hide the others' replies. A connection that fails mid-way (a timeout, a reset,
 an interrupt, inside a read or between two) is disconnected before it returns to the
-pool, so no later caller reads a stale reply from it.
+pool, so no later caller reads a stale reply from it; one that Redis closed (it
+restarted) is replaced by the pool before use. Nothing is sent twice: unlike
+redis-py's retrying pipeline, a failure reaches the caller (a 503 for the API), since
+a write whose reply was lost may have been done.
 """
 
 from __future__ import annotations
