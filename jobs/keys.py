@@ -50,7 +50,9 @@ for the per-host cap), ``runs-to-remove`` (set of run handles of deleted actors)
 ``logs-pending`` (set of ``tenant/actor_id/execution_id`` whose logs
 are still to be copied to S3), ``metrics`` (hash of counters, ``jobs.metrics``),
 ``scheduler:watched`` (set of ``tenant/actor_id`` the scheduler watches: those with
-messages waiting or workers, rewritten each pass, for the queue and worker gauges).
+messages waiting or workers, rewritten each pass, for the queue and worker gauges),
+``platform`` (string, this platform's id, made once: the label of every container its
+runs use, so a sweep never touches another platform's on a shared engine).
 """
 
 from __future__ import annotations
@@ -74,6 +76,9 @@ class Keys:
 
     def all_actors(self) -> str:
         return f"{self.prefix}:all-actors"
+
+    def platform(self) -> str:
+        return f"{self.prefix}:platform"
 
     def scheduler_wake(self) -> str:
         return f"{self.prefix}:scheduler:wake"

@@ -23,6 +23,7 @@ import redis
 
 from jobs import round_trip
 from jobs.errors import Conflict, NotFound
+from jobs.ids import new_id
 from jobs.inbox import Inbox, redis_failure
 from jobs.keys import INBOX_GROUP, Keys
 from jobs.settings import Settings
@@ -132,6 +133,16 @@ class Store:
         self.keys = keys
         self.inbox = Inbox(client, keys)
         self._actor_and_page = client.register_script(ACTOR_AND_PAGE)
+        self._platform_id: str | None = None
+
+    @_translate
+    def platform_id(self) -> str:
+        """This platform's id (its Redis and prefix), made by the first process to ask."""
+        if self._platform_id is None:
+            key = self.keys.platform()
+            self.r.set(key, new_id(), nx=True)
+            self._platform_id = cast(bytes, self.r.get(key)).decode()
+        return self._platform_id
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -351,6 +362,15 @@ class Store:
             pipe.execute()
         self._delete_logs_later(tenant, actor_id, done)
         return done
+
+    @_translate
+    def execution_statuses(self, refs: list[tuple[str, str, str]]) -> list[str | None]:
+        """The status of each (tenant, actor, execution), None for one that is gone; one
+        round trip."""
+        with self.r.pipeline(transaction=False) as pipe:
+            for tenant, actor_id, eid in refs:
+                pipe.hget(self.keys.execution(tenant, actor_id, eid), "status")
+            return [json.loads(raw) if raw else None for raw in pipe.execute()]
 
     def _leave_runs_for_removal(self, tenant: str, actor_id: str, eids: list[str]) -> None:
         """Runs still on the engine (a dead worker's, or one being cancelled) outlive the

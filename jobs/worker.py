@@ -46,6 +46,7 @@ from jobs.run_record import (
     run_shape,
 )
 from jobs.runners import Runner, RunResult, RunSpec, StartFailed, make_runner
+from jobs.runners.base import LABEL_PLATFORM
 from jobs.secrets import SecretStore
 from jobs.settings import Settings, load_settings
 from jobs.status import ActorStatus, ExecutionStatus, WorkerStatus
@@ -431,8 +432,8 @@ class Worker(WorkerControl):
         if not prewarms(self.actor.get("hints") or []):
             return
         try:
-            shape = run_shape(self.settings, {**self.actor, "revision": self.revision},
-                              self.worker_id)
+            shape = self._labelled(run_shape(
+                self.settings, {**self.actor, "revision": self.revision}, self.worker_id))
             self.runner.prepare(dataclasses.replace(shape, results_socket=self.spare.path))
         except AbacoError as exc:
             LOG.info("nothing prepared for the next run of %s: %s", self.actor_id, exc)
@@ -446,7 +447,13 @@ class Worker(WorkerControl):
         configs = configs_for(self.store, self.secrets, {**self.actor, "tenant": self.tenant})
         spec = build_spec(self.settings, self.tokens, {**self.actor, "revision": self.revision},
                           execution, self.worker_id, defaults, state, payload, configs)
-        return dataclasses.replace(spec, results_socket=self.results_socket)
+        return dataclasses.replace(self._labelled(spec), results_socket=self.results_socket)
+
+    def _labelled(self, spec: RunSpec) -> RunSpec:
+        """With this platform's label, so the scheduler's sweep finds what a worker that
+        died mid-run left, and never another platform's (a shared engine)."""
+        return dataclasses.replace(spec, labels={**spec.labels,
+                                                 LABEL_PLATFORM: self.store.platform_id()})
 
 
 class Results:

@@ -366,6 +366,24 @@ class Scheduler:
         removed = self.runner.prune_prepared()
         if removed:
             LOG.info("removed %d prewarmed containers dead workers left", removed)
+        self._remove_idle_runs()
+
+    def _remove_idle_runs(self) -> None:
+        """Runs of this platform left on the engine by workers that died between making
+        and starting them, or between their end and their removal, once their execution
+        is over or gone (its actor deleted): no worker will start or read them again.
+        One whose execution still waits stays: its next worker starts it by its name."""
+        idle = self.runner.idle_runs(self.store.platform_id(), self.settings.docker_timeout_s)
+        if not idle:
+            return
+        statuses = self.store.execution_statuses(
+            [(run.tenant, run.actor_id, run.execution_id) for run in idle])
+        for run, status in zip(idle, statuses, strict=True):
+            if status is None or status in FINAL_EXECUTION_STATUSES:
+                try:
+                    self.runner.stop(run.handle, remove=True)
+                except AbacoError as exc:
+                    LOG.info("idle run %s not removed yet: %s", run.handle[:12], exc)
 
     def _copy_pending_logs(self) -> None:
         """Logs a worker did not copy to S3 (S3 refused them, or the worker died first)

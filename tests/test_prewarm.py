@@ -287,6 +287,80 @@ def test_the_scheduler_prunes_what_dead_workers_left(platform: Platform, runner:
     assert scheduler.next_prune > time.monotonic() + platform.settings.scheduler_sweep_s - 5
 
 
+def test_the_scheduler_removes_runs_no_worker_will_start(platform: Platform,
+                                                         runner: DockerRunner):
+    """Containers made for runs whose worker died before starting them: once the
+    execution is over (cancelled) or gone (its actor deleted), a sweep removes them
+    after the grace; one whose execution still waits stays for its next worker, and
+    another platform's (another Redis, the same engine) are not this one's to touch."""
+    import dataclasses
+
+    from jobs.runners.base import LABEL_PLATFORM
+
+    kept_actor, gone_actor = _ready_actor(platform), _ready_actor(platform)
+    worker = _worker(platform, runner, kept_actor["id"])
+    other = _worker(platform, runner, gone_actor["id"], "w2")
+    waiting, cancelled, foreign = (_send(platform, kept_actor["id"], m)
+                                   for m in ("wait", "cancel", "foreign"))
+    gone = _send(platform, gone_actor["id"], "gone")
+
+    def made_for(w: Worker, actor_id: str, eid: str, label: str | None = None) -> str:
+        spec = w._spec(platform.store.get_execution("T", actor_id, eid))
+        if label is not None:
+            spec = dataclasses.replace(spec, labels={**spec.labels, LABEL_PLATFORM: label})
+        return str(runner._create_or_find(spec).id)
+
+    made = {waiting: made_for(worker, kept_actor["id"], waiting),
+            cancelled: made_for(worker, kept_actor["id"], cancelled),
+            gone: made_for(other, gone_actor["id"], gone),
+            foreign: made_for(worker, kept_actor["id"], foreign, "another-platform")}
+    platform.cancel_execution(CALLER, kept_actor["id"], cancelled)
+    platform.cancel_execution(CALLER, kept_actor["id"], foreign)
+    platform.delete_actor(CALLER, gone_actor["id"])
+
+    def left() -> set[str]:
+        on_engine = {c["Id"] for c in runner.client.api.containers(all=True)}
+        return {eid for eid, cid in made.items() if cid in on_engine}
+
+    patient = Scheduler(platform.settings, platform.store, DockerRunner(platform.settings),
+                        RecordingPlacer(), platform.logs)
+    patient._remove_idle_runs()
+    assert left() == set(made), "within the grace, nothing goes"
+    prompt = Scheduler(platform.settings.replace(docker_timeout_s=0.001), platform.store,
+                       DockerRunner(platform.settings), RecordingPlacer(), platform.logs)
+    prompt._remove_idle_runs()
+    assert left() == {waiting, foreign}, "the waiting run and another platform's stay"
+    for eid in (waiting, foreign):
+        runner.stop(made[eid], remove=True)
+
+
+def test_an_idle_run_is_read_from_its_name_whatever_the_tenant():
+    from datetime import UTC, datetime, timedelta
+
+    from jobs.runners.docker import _idle_run
+
+    class Container:  # the fields the engine's inspect gives
+        def __init__(self, name: str, labels: dict[str, str], status: str) -> None:
+            long_ago = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+            self.name, self.labels, self.status, self.id = name, labels, status, "cid"
+            self.attrs = {"Created": long_ago, "State": {"FinishedAt": long_ago}}
+
+    plain = _idle_run(Container("abaco-my-lab-A1-E1", {"abaco.actor": "A1",
+                                                       "abaco.execution": "E1"}, "created"), 60)
+    assert plain is not None and (plain.tenant, plain.actor_id, plain.execution_id) == \
+        ("my-lab", "A1", "E1")
+    delivered = _idle_run(Container("abaco-T-A1-E2", {"abaco.actor": "A1",
+                                                      LABEL_PREWARM: "1"}, "exited"), 60)
+    assert delivered is not None and delivered.execution_id == "E2"
+    for name, labels in [("abaco-prewarm-T-A1-0123abcd", {"abaco.actor": "A1"}),
+                         ("abaco-T-A2-E1", {"abaco.actor": "A1"}),
+                         ("abaco-T-A1-E1", {"abaco.actor": "A1", "abaco.execution": "E9"}),
+                         ("other-T-A1-E1", {"abaco.actor": "A1"})]:
+        assert _idle_run(Container(name, labels, "exited"), 60) is None, name
+    assert _idle_run(Container("abaco-T-A1-E1", {"abaco.actor": "A1"}, "exited"), 7200) \
+        is None, "within the grace"
+
+
 @pytest.mark.parametrize("cut", [b"export MSG='half a val", b"export MSG='whole'\n"])
 def test_a_worker_dying_mid_delivery_leaves_a_run_that_starts_afresh(
         platform: Platform, runner: DockerRunner, cut: bytes):

@@ -127,3 +127,12 @@ def test_a_blocking_wait_longer_than_redis_py_default_timeout_is_not_an_error(st
     started = time.monotonic()
     assert store.wait_events("T", "a1", store.last_event_id("T", "a1"), 6.0) == []
     assert time.monotonic() - started >= 5.9
+
+
+def test_the_platform_id_is_made_once_per_redis_and_prefix(store: Store):
+    from jobs.keys import Keys
+
+    again = Store(store.r, Keys(store.keys.prefix))
+    other = Store(store.r, Keys(store.keys.prefix + "x"))
+    assert store.platform_id() == again.platform_id() != other.platform_id()
+    assert len(store.platform_id()) >= 13

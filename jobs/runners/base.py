@@ -17,6 +17,12 @@
     discard_prepared(worker_id)  the worker leaves: remove what ``prepare`` made
     prune_prepared()             remove what dead workers' ``prepare`` left (the
                                  scheduler's sweep); how many
+    idle_runs(platform, grace_s) runs of ``platform`` (the ``LABEL_PLATFORM`` of
+                                 their spec) on the engine and not running, made and
+                                 never started or ended, for longer than ``grace_s``:
+                                 the scheduler's sweep removes those whose execution
+                                 is over or gone. An engine that cleans up after its
+                                 runs itself answers none
 
 A runner never touches Redis or S3: the worker records what it returns. The spec
 carries platform units (bytes, CPUs, pids); the result is normalised, with the
@@ -130,6 +136,19 @@ class StartFailed(AbacoError):
         self.image_missing = image_missing
 
 
+LABEL_PLATFORM = "abaco.platform"
+
+
+@dataclass(frozen=True)
+class IdleRun:
+    """A run left on the engine, not running: whose execution it is, and its handle."""
+
+    tenant: str
+    actor_id: str
+    execution_id: str
+    handle: str
+
+
 class Runner(Protocol):
     """See the module docstring."""
 
@@ -147,3 +166,5 @@ class Runner(Protocol):
     def discard_prepared(self, worker_id: str) -> None: ...
 
     def prune_prepared(self) -> int: ...
+
+    def idle_runs(self, platform: str, grace_s: float) -> list[IdleRun]: ...

@@ -29,8 +29,16 @@ import requests
 from jobs.errors import BackendUnavailable
 from jobs.results import CONTAINER_PATH as RESULTS_PATH
 from jobs.runners import shim
-from jobs.runners.base import ImageCheck, RunResult, RunSpec, StartFailed
+from jobs.runners.base import (
+    LABEL_PLATFORM,
+    IdleRun,
+    ImageCheck,
+    RunResult,
+    RunSpec,
+    StartFailed,
+)
 from jobs.runners.prewarm import (
+    NAME_PREFIX,
     NotPrewarmed,
     Prewarmer,
     prune_abandoned,
@@ -158,6 +166,19 @@ class DockerRunner:
         except ENGINE_ERRORS as exc:
             LOG.info("prewarmed leftovers not pruned: %s", exc)
             return 0
+
+    def idle_runs(self, platform: str, grace_s: float) -> list[IdleRun]:
+        """This platform's execution containers made and never started (their worker
+        died in between) or ended and not removed (it died after), idle for longer
+        than ``grace_s``."""
+        try:
+            found = self.client.containers.list(all=True, filters={
+                "label": [f"{LABEL_PLATFORM}={platform}"], "status": ["created", "exited"]})
+        except ENGINE_ERRORS as exc:
+            LOG.info("idle runs not listed: %s", exc)
+            return []
+        return [run for container in found
+                if (run := _idle_run(container, grace_s)) is not None]
 
     def _prewarm(self) -> Prewarmer | None:
         """Made on first use: on (the ``prewarm`` setting), with an engine on this host
@@ -473,6 +494,27 @@ def _follow_stats(container: Any, stats: StatsFollower) -> None:
             stats.feed(sample)
     except (docker.errors.DockerException, requests.RequestException, ValueError) as exc:
         LOG.debug("stats stream of %s ended: %s", container.id, exc)
+
+
+def _idle_run(container: Any, grace_s: float) -> IdleRun | None:
+    """The run this container is, named ``container_name`` (a delivered prewarmed one
+    too: it took that name, though not the execution's label), if it has been idle for
+    longer than ``grace_s``: since it ended, or since it was made for one never
+    started. Undelivered prewarmed containers are ``prune_prepared``'s."""
+    if container.name.startswith(NAME_PREFIX) or not container.name.startswith("abaco-"):
+        return None
+    tenant, _, eid = container.name[len("abaco-"):].rpartition("-")
+    tenant, _, actor_id = tenant.rpartition("-")
+    labels = container.labels or {}
+    if not tenant or actor_id != labels.get(LABEL_ACTOR) or \
+            labels.get(LABEL_EXECUTION, eid) != eid:
+        return None
+    state = container.attrs.get("State") or {}
+    since = parse_docker_time(state.get("FinishedAt")) if container.status == "exited" \
+        else parse_docker_time(container.attrs.get("Created"))
+    if since is None or (datetime.now(UTC) - since).total_seconds() <= grace_s:
+        return None
+    return IdleRun(tenant, actor_id, eid, container.id)
 
 
 def _remove_quietly(container: Any) -> None:

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from jobs.runners.base import ImageCheck, RunResult, RunSpec, StartFailed
+from jobs.runners.base import IdleRun, ImageCheck, RunResult, RunSpec, StartFailed
 from jobs.timeutil import now_iso
 
 
@@ -79,6 +79,10 @@ class FakeRunner:
     def prune_prepared(self) -> int:
         """Nothing is ever prepared."""
         return 0
+
+    def idle_runs(self, platform: str, grace_s: float) -> list[IdleRun]:
+        """Its runs live in memory and go with it."""
+        return []
 
     def start(self, spec: RunSpec) -> str:
         handle = f"fake-{spec.tenant}-{spec.execution_id}"

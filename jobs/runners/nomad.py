@@ -48,7 +48,7 @@ from jobs.errors import BackendUnavailable
 from jobs.lifecycle import Backoff
 from jobs.nomad_api import TERMINAL, NomadAPI, NomadError, env_template, nomad_time
 from jobs.results import CONTAINER_PATH as RESULTS_PATH
-from jobs.runners.base import ImageCheck, RunResult, RunSpec, StartFailed
+from jobs.runners.base import IdleRun, ImageCheck, RunResult, RunSpec, StartFailed
 from jobs.settings import Settings
 from jobs.timeutil import now_iso
 
@@ -285,6 +285,10 @@ class NomadRunner:
     def prune_prepared(self) -> int:
         """Nothing is ever prepared."""
         return 0
+
+    def idle_runs(self, platform: str, grace_s: float) -> list[IdleRun]:
+        """Nomad collects its ended batch jobs itself."""
+        return []
 
 
 class Patient:
