@@ -46,12 +46,16 @@ def send(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
         pool.release(connection)
 
 
-def one(client: redis.Redis, command: Command) -> Any:
-    """One command's reply; an error reply raised."""
-    reply = send(client, [command])[0]
+def checked(reply: Any) -> Any:
+    """A reply of ``send``; an error reply raised."""
     if isinstance(reply, Exception):
         raise reply
     return reply
+
+
+def one(client: redis.Redis, command: Command) -> Any:
+    """One command's reply; an error reply raised."""
+    return checked(send(client, [command])[0])
 
 
 def script(client: redis.Redis, lua: Any, keys: Sequence[str],
@@ -61,9 +65,7 @@ def script(client: redis.Redis, lua: Any, keys: Sequence[str],
     reply = send(client, [("EVALSHA", lua.sha, len(keys), *keys, *args)])[0]
     if isinstance(reply, redis.exceptions.NoScriptError):
         return lua(keys=keys, args=args)
-    if isinstance(reply, Exception):
-        raise reply
-    return reply
+    return checked(reply)
 
 
 def hgetall(client: redis.Redis, key: str) -> dict[bytes, bytes]:

@@ -61,14 +61,9 @@ def connect(settings: Settings, kind: type[redis.Redis] = redis.Redis) -> redis.
     )
 
 
-def _raised(reply: Any) -> Any:
-    """A reply of ``round_trip.send``; an error reply raised (``_translate`` maps it)."""
-    if isinstance(reply, Exception):
-        raise reply
-    return reply
-
-
-def _silent_as_empty(live: bytes | None, pending: Any) -> bytes | None:
+def _silent_as_empty(live: Any, pending: Any) -> bytes | None:
+    """``live_log`` from the replies of its reads (see there)."""
+    live, pending = round_trip.checked(live), round_trip.checked(pending)
     return b"" if live is None and pending else live
 
 
@@ -560,7 +555,7 @@ class Store:
         first, live, pending = round_trip.send(self.r, [
             ("LPOP", self.keys.execution_results(tenant, actor_id, eid)),
             *self._live_log_reads(tenant, actor_id, eid)])
-        return _raised(first), _silent_as_empty(_raised(live), _raised(pending))
+        return round_trip.checked(first), _silent_as_empty(live, pending)
 
     @_translate
     def expire_results(self, tenant: str, actor_id: str, eid: str, ttl_s: float) -> None:
@@ -661,7 +656,7 @@ class Store:
         log is read before the mark), so no reader need ask S3 for an object that may
         not be there yet. None: there is none (read S3, if the run is over)."""
         live, pending = round_trip.send(self.r, self._live_log_reads(tenant, actor_id, eid))
-        return _silent_as_empty(_raised(live), _raised(pending))
+        return _silent_as_empty(live, pending)
 
     def _live_log_reads(self, tenant: str, actor_id: str, eid: str) -> list[tuple[str, ...]]:
         return [("GET", self.keys.execution_logs(tenant, actor_id, eid)),

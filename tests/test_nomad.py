@@ -256,8 +256,19 @@ def test_a_message_runs_end_to_end_through_nomad(double: Any, settings: Settings
         record = wait_until(lambda: (r := harness.execution(actor["id"], eid))["status"]
                             == "COMPLETE" and r, 60, "the execution through nomad")
         assert record["exit_code"] == 0 and record["handle"] == f"abaco-{eid}"
-        logs = harness.platform.logs.get_logs("T", actor["id"], eid).decode()
+        # the record is final before the worker copies the logs to S3 (the reply need
+        # not wait for S3): wait for the copy
+        logs = wait_until(lambda: _stored_logs(harness, actor["id"], eid), 30, "the logs in S3")
         assert "Contents of MSG: through nomad" in logs
+
+
+def _stored_logs(harness: Any, actor_id: str, eid: str) -> str:
+    from jobs.errors import NotFound
+
+    try:
+        return harness.platform.logs.get_logs("T", actor_id, eid).decode()
+    except NotFound:
+        return ""
 
 
 @pytest.mark.skipif(not os.environ.get("NOMAD_ADDR"),
