@@ -3,6 +3,9 @@ test Redis, over both of its reply protocols."""
 
 from __future__ import annotations
 
+import os
+import select
+
 import pytest
 import redis
 
@@ -103,3 +106,62 @@ def test_a_refused_command_is_not_called_an_outage(settings: Settings):
         raise AssertionError("NOGROUP expected")
     down = redis.ConnectionError("Error 111 connecting")
     assert redis_failure(down).message.startswith("redis is unavailable: ")
+
+
+def _client_id(client: redis.Redis) -> int:
+    return int(round_trip.one(client, ("CLIENT", "ID")))
+
+
+def test_a_kept_connection_that_redis_closed_is_replaced_not_failed(settings: Settings):
+    """Redis restarting (or a CLIENT KILL) closes the connections a process keeps: the
+    next round trip gets a fresh one instead of a 503."""
+    client = connect(settings)
+    kept = _client_id(client)
+    redis.Redis.from_url(settings.redis_url,
+                         password=settings.redis_password.reveal() or None).client_kill_filter(
+        _id=kept)
+    assert round_trip.one(client, ("PING",)) in (True, b"PONG")
+    assert _client_id(client) != kept
+
+
+def test_a_kept_connection_with_bytes_waiting_is_not_read_from(settings: Settings):
+    """A reply nobody read (a desync) is found by the peek: the next caller does not
+    take that stale reply for its own."""
+    client = connect(settings)
+    client.set("rt:own", "own")
+    assert round_trip.one(client, ("GET", "rt:own")) == b"own"
+    reserve = round_trip._reserve(client.connection_pool)
+    [connection] = reserve.idle
+    connection.send_packed_command([b"*2\r\n$4\r\nECHO\r\n$5\r\nstale\r\n"])  # left unread
+    assert select.select([connection._sock], [], [], 10)[0], "the stale reply arrived"
+    assert round_trip.one(client, ("GET", "rt:own")) == b"own"
+
+
+def test_the_reserve_keeps_at_most_a_quarter_of_the_pool(settings: Settings):
+    client = redis.Redis.from_url(settings.redis_url, max_connections=8,
+                                  password=settings.redis_password.reveal() or None)
+    reserve = round_trip._reserve(client.connection_pool)
+    taken = [reserve.take() for _ in range(8)]
+    for connection in taken:
+        reserve.give(connection)
+    assert len(reserve.idle) == 2
+    held = [client.connection_pool.get_connection() for _ in range(6)]  # the rest is free
+    assert len(held) == 6
+
+
+def test_a_forked_child_does_not_use_its_parents_kept_connection(settings: Settings):
+    client = connect(settings)
+    parent = _client_id(client)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        try:
+            os.write(write, str(_client_id(client)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        seen_by_child = int(pipe.read())
+    os.waitpid(child, 0)
+    assert seen_by_child != parent
+    assert _client_id(client) == parent, "the parent's connection is left in step"
