@@ -363,7 +363,7 @@ class Scheduler:
         if now < self.next_prune:
             return
         self.next_prune = now + self.settings.scheduler_sweep_s
-        removed = self.runner.prune_prepared()
+        removed = self.runner.prune_prepared(self.store.platform_id())
         if removed:
             LOG.info("removed %d prewarmed containers dead workers left", removed)
         self._remove_idle_runs()

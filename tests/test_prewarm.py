@@ -273,17 +273,33 @@ def test_a_dead_workers_prewarmed_container_ends_and_is_pruned(platform: Platfor
 
 
 def test_the_scheduler_prunes_what_dead_workers_left(platform: Platform, runner: DockerRunner):
-    """Of any actor, also one no worker will serve again (deleted): once a sweep."""
+    """Of any actor, also one no worker will serve again (deleted): once a sweep; and
+    only this platform's (another Redis on the same engine prunes its own)."""
+    from jobs.runners.base import LABEL_PLATFORM
+
     actor = _ready_actor(platform)
     _ready_worker(platform, runner, actor["id"])
     assert runner._prewarmer is not None
-    runner._prewarmer.prepared["w1"].stdin._sock.shutdown(socket.SHUT_RDWR)
+    prepared = runner._prewarmer.prepared["w1"]
+    assert prepared.container is not None
+    image = prepared.container.attrs["Config"]["Image"]
+    prepared.stdin._sock.shutdown(socket.SHUT_RDWR)
     wait_until(lambda: _prewarmed(runner, actor["id"], "exited"), 30, "exited")
-    platform.delete_actor(CALLER, actor["id"])
-    scheduler = Scheduler(platform.settings, platform.store, DockerRunner(platform.settings),
-                          RecordingPlacer(), platform.logs)
-    scheduler._prune_prepared_runs()
-    assert not _prewarmed(runner, actor["id"], "exited")
+    foreign = runner.client.containers.create(
+        image, name=f"abaco-prewarm-T-{actor['id']}-another", network_mode="none",
+        labels={LABEL_PREWARM: "1", "abaco.actor": actor["id"],
+                LABEL_PLATFORM: "another-platform"})
+    try:
+        foreign.start()
+        wait_until(lambda: len(_prewarmed(runner, actor["id"], "exited")) == 2, 30,
+                   "the other platform's exited too")
+        platform.delete_actor(CALLER, actor["id"])
+        scheduler = Scheduler(platform.settings, platform.store,
+                              DockerRunner(platform.settings), RecordingPlacer(), platform.logs)
+        scheduler._prune_prepared_runs()
+        assert [c["Id"] for c in _prewarmed(runner, actor["id"], "exited")] == [foreign.id]
+    finally:
+        foreign.remove(force=True)
     assert scheduler.next_prune > time.monotonic() + platform.settings.scheduler_sweep_s - 5
 
 

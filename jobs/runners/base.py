@@ -15,8 +15,8 @@
                                  (``spec`` has no execution yet); a later ``start``
                                  of the same shape uses it. Optional: a no-op is right
     discard_prepared(worker_id)  the worker leaves: remove what ``prepare`` made
-    prune_prepared()             remove what dead workers' ``prepare`` left (the
-                                 scheduler's sweep); how many
+    prune_prepared(platform)     remove what dead workers of ``platform`` left of
+                                 their ``prepare`` (the scheduler's sweep); how many
     idle_runs(platform, grace_s) runs of ``platform`` (the ``LABEL_PLATFORM`` of
                                  their spec) on the engine and not running, made and
                                  never started or ended, for longer than ``grace_s``:
@@ -165,6 +165,6 @@ class Runner(Protocol):
 
     def discard_prepared(self, worker_id: str) -> None: ...
 
-    def prune_prepared(self) -> int: ...
+    def prune_prepared(self, platform: str) -> int: ...
 
     def idle_runs(self, platform: str, grace_s: float) -> list[IdleRun]: ...

@@ -158,11 +158,11 @@ class DockerRunner:
         if self._prewarmer is not None:
             self._prewarmer.discard(worker_id)
 
-    def prune_prepared(self) -> int:
-        """Remove what prepared runs dead workers left on this engine (see
-        ``prewarm.prune_abandoned``); the scheduler's sweep calls it."""
+    def prune_prepared(self, platform: str) -> int:
+        """Remove what prepared runs of ``platform``'s dead workers left on this engine
+        (see ``prewarm.prune_abandoned``); the scheduler's sweep calls it."""
         try:
-            return prune_abandoned(self.client, self.settings.docker_timeout_s)
+            return prune_abandoned(self.client, self.settings.docker_timeout_s, platform)
         except ENGINE_ERRORS as exc:
             LOG.info("prewarmed leftovers not pruned: %s", exc)
             return 0

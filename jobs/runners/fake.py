@@ -76,7 +76,7 @@ class FakeRunner:
     def discard_prepared(self, worker_id: str) -> None:
         """Nothing was prepared."""
 
-    def prune_prepared(self) -> int:
+    def prune_prepared(self, platform: str) -> int:
         """Nothing is ever prepared."""
         return 0
 

@@ -282,7 +282,7 @@ class NomadRunner:
     def discard_prepared(self, worker_id: str) -> None:
         """Nothing was prepared."""
 
-    def prune_prepared(self) -> int:
+    def prune_prepared(self, platform: str) -> int:
         """Nothing is ever prepared."""
         return 0
 

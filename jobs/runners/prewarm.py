@@ -35,7 +35,7 @@ import docker.errors
 import requests
 
 from jobs.runners import shim
-from jobs.runners.base import RunSpec, StartFailed
+from jobs.runners.base import LABEL_PLATFORM, RunSpec, StartFailed
 from jobs.timeutil import parse_docker_time
 
 LOG = logging.getLogger(__name__)
@@ -155,7 +155,8 @@ class Prewarmer:
         if shape.actor_id in self.pruned:
             return
         self.pruned.add(shape.actor_id)
-        prune_abandoned(self.client(), self.timeout_s, shape.actor_id)
+        prune_abandoned(self.client(), self.timeout_s, shape.labels.get(LABEL_PLATFORM),
+                        shape.actor_id)
 
     # -- on the message ---------------------------------------------------------------
     def take(self, spec: RunSpec) -> Prepared:
@@ -231,11 +232,16 @@ class Prewarmer:
             _remove_quietly(prepared.container)
 
 
-def prune_abandoned(client: Any, grace_s: float, actor_id: str | None = None) -> int:
-    """Remove prewarmed containers (of one actor, or all) that exited without a message
-    (their worker died, closing their stdin), or were created and never started (their
-    worker died in between) longer than ``grace_s`` ago; how many."""
-    labels = [LABEL_PREWARM] + ([f"abaco.actor={actor_id}"] if actor_id else [])
+def prune_abandoned(client: Any, grace_s: float, platform: str | None,
+                    actor_id: str | None = None) -> int:
+    """Remove prewarmed containers of ``platform`` (of one actor, or all) that exited
+    without a message (their worker died, closing their stdin), or were created and
+    never started (their worker died in between) longer than ``grace_s`` ago; how
+    many. Another platform sharing the engine has its own sweep: its containers are
+    not this one's to judge. ``platform`` None (a spec with no platform label) prunes
+    by the actor alone."""
+    labels = [LABEL_PREWARM] + ([f"{LABEL_PLATFORM}={platform}"] if platform else []) \
+        + ([f"abaco.actor={actor_id}"] if actor_id else [])
     leftovers = client.containers.list(all=True, filters={
         "label": labels, "status": ["exited", "created"]})
     removed = 0
