@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any, cast
 
 import orjson
@@ -87,6 +88,10 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         return None
 
     app.wsgi_app = _layers(app, settings, platform, cors_headers)  # type: ignore[method-assign]
+    # Everything made so far lives as long as the process: out of the collector's
+    # sight, a full collection no longer walks it (25 ms of 120,000 objects, a pause
+    # of every request this worker holds).
+    gc.freeze()
     return app
 
 

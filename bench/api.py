@@ -7,6 +7,10 @@ scheduler sees its messages and no container runs: what is measured is the API a
 - ``POST /actors/{id}/messages``,
 - ``GET /actors/{id}``,
 - ``GET /actors/{id}/executions?limit=10``,
+- ``GET /actors/{id}/executions/{eid}`` and ``GET .../{eid}/logs`` of a run that
+  ended: the stack's scheduler runs it (``abaco-test-shell-env``, which prints its
+  environment: a log of about 1 KB, copied to S3), and an API started here as above,
+  but on the stack's keys, serves the reads,
 
 each against the bare app's ``GET`` (and ``POST``) of a small JSON envelope. The API
 reaches Redis as the stack's own API does: over its Unix socket when it has one.
@@ -27,6 +31,7 @@ import time
 from pathlib import Path
 
 import requests
+from common import build_all, stack_api  # type: ignore[import-not-found]
 
 from jobs.settings import Settings, load_settings
 from launcher.components import over_local_socket
@@ -62,7 +67,10 @@ def wrk(url: str, seconds: int, script: str | None = None) -> tuple[float, float
 
 def serve(app: str, port: int, settings: Settings, cwd: Path,
           env: dict[str, str] | None = None) -> subprocess.Popen:
-    """gunicorn with the platform's own settings (workers, gevent, connections)."""
+    """gunicorn with the platform's own settings (workers, gevent, connections), once
+    every worker serves: the first to answer would otherwise be handed most of the
+    measuring run's 32 connections, which stay with it (keep-alive), while the others
+    still load the app. That moved POST between 0.39 and 0.61 from run to run."""
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers",
          str(settings.api_workers), "--worker-class", "gevent", "--worker-connections",
@@ -70,11 +78,15 @@ def serve(app: str, port: int, settings: Settings, cwd: Path,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
+        if process.poll() is not None:  # another server holds the port
+            raise SystemExit(f"{app} exited at once: is port {port} taken?")
         try:
             requests.get(f"http://127.0.0.1:{port}/openapi.json", timeout=5)
-            return process
         except (requests.ConnectionError, requests.Timeout):
             time.sleep(0.1)  # a server starting up; bounded by the deadline
+        else:
+            wrk(f"http://127.0.0.1:{port}/openapi.json", 3)  # discarded: the rest boot
+            return process
     raise SystemExit(f"{app} did not start")
 
 
@@ -94,12 +106,52 @@ def _forget(settings: Settings) -> None:
         client.unlink(*batch)
 
 
+def ended_run(api: str) -> tuple[str, str]:
+    """An actor of the stack and one execution of it that ended with its logs in S3."""
+    actor = requests.post(f"{api}/actors", json={"image": "abaco-test-shell-env"},
+                          timeout=10).json()["result"]["id"]
+    deadline = time.monotonic() + 120
+    eid = ""
+    while time.monotonic() < deadline:
+        if not eid:
+            reply = requests.post(f"{api}/actors/{actor}/messages", data={"message": "m"},
+                                  timeout=10).json()
+            eid = (reply.get("result") or {}).get("executionId", "")
+        else:
+            record = requests.get(f"{api}/actors/{actor}/executions/{eid}", timeout=10).json()
+            if record["result"]["status"] == "COMPLETE" and requests.get(
+                    f"{api}/actors/{actor}/executions/{eid}/logs",
+                    timeout=10).json()["result"]["logs"]:
+                return actor, eid
+        time.sleep(0.2)  # polling the stack's run, bounded by the deadline
+    raise SystemExit(f"no run of {actor} ended within 120 s (is the stack's scheduler up?)")
+
+
+def read_ended(settings: Settings, actor: str, eid: str,
+               seconds: int) -> tuple[float, float, float, float]:
+    """(requests/s, p99 ms) of an ended run's record and of its logs, from an API
+    started on ``settings`` (the stack's keys)."""
+    with tempfile.TemporaryDirectory() as metrics_dir:
+        reader = serve("api.app:create_app()", settings.api_port, settings, ROOT,
+                       {**os.environ, **settings.as_env(), "PROMETHEUS_MULTIPROC_DIR": metrics_dir})
+        try:
+            run = f"http://127.0.0.1:{settings.api_port}/actors/{actor}/executions/{eid}"
+            wrk(f"{run}/logs", 2)  # discarded: each gunicorn worker reads the log from S3 once
+            return (*wrk(run, seconds), *wrk(f"{run}/logs", seconds))
+        finally:
+            reader.terminate()
+            reader.wait(10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--bare-port", type=int, default=28999)
     parser.add_argument("--api-port", type=int, default=28998)
+    parser.add_argument("--api", default=None, help="the stack's API, for the reads of an "
+                        "ended run (default: ABACO_URL, else the settings')")
     args = parser.parse_args()
+    args.api = args.api or stack_api()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
     settings = with_local_secrets(load_settings())
@@ -134,10 +186,20 @@ def main() -> None:
             api.terminate()
             api.wait(10)
             _forget(mine)
+    build_all()
+    ended, eid = ended_run(args.api)
+    try:
+        execution, exec_p99, logs, logs_p99 = read_ended(local.replace(api_port=args.api_port),
+                                                         ended, eid, args.seconds)
+    finally:
+        requests.delete(f"{args.api}/actors/{ended}", timeout=120)
     print(f"RESULT post_ratio={post / bare_post:.2f} get_ratio={get / bare_get:.2f} "
-          f"list_ratio={listing / bare_get:.2f} post_p99_ms={post_p99:.1f} "
-          f"get_p99_ms={get_p99:.1f} list_p99_ms={list_p99:.1f} post_rps={post:.0f} "
-          f"get_rps={get:.0f} list_rps={listing:.0f} bare_get_rps={bare_get:.0f} "
+          f"list_ratio={listing / bare_get:.2f} exec_ratio={execution / bare_get:.2f} "
+          f"logs_ratio={logs / bare_get:.2f} post_p99_ms={post_p99:.1f} "
+          f"get_p99_ms={get_p99:.1f} list_p99_ms={list_p99:.1f} exec_p99_ms={exec_p99:.1f} "
+          f"logs_p99_ms={logs_p99:.1f} post_rps={post:.0f} get_rps={get:.0f} "
+          f"list_rps={listing:.0f} exec_rps={execution:.0f} logs_rps={logs:.0f} "
+          f"bare_get_rps={bare_get:.0f} "
           f"bare_post_rps={bare_post:.0f} bare_get_p99_ms={bare_get_p99:.1f} "
           f"bare_post_p99_ms={bare_post_p99:.1f}")
 

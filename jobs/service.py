@@ -27,6 +27,7 @@ from jobs.errors import (
     ValidationError,
 )
 from jobs.ids import check_id, is_id, new_id
+from jobs.log_cache import FinalLogs
 from jobs.log_follow import LogFollower
 from jobs.logstore import LogStore
 from jobs.message_env import allowed_patterns, check_message_env
@@ -88,6 +89,7 @@ class Platform(SharingOps, ConfigOps):
         self.message_env_allow = allowed_patterns(settings.message_env_allow)
         # (tenant, actor, last update) -> (expiry, values): see _env_values
         self._env_cache: dict[tuple[str, str, Any], tuple[float, dict[str, str]]] = {}
+        self.final_logs = FinalLogs(settings.log_cache_bytes)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Platform:
@@ -334,15 +336,21 @@ class Platform(SharingOps, ConfigOps):
     def get_logs(self, caller: Caller, actor_id: str, eid: str) -> str:
         """Live tail from Redis while running; the durable S3 copy afterwards."""
         actor_id, record = self._readable_logs(caller, actor_id, eid)
+        kept = (caller.tenant, actor_id, eid, str(record.get("finish_time")))
+        text = self.final_logs.get(kept)  # only ever kept once read from S3
+        if text is not None:
+            return text
         live = self.store.live_log(caller.tenant, actor_id, eid)
         if live is not None:
             return redact_tokens(live).decode("utf-8", "replace")
         if record["status"] not in FINAL_EXECUTION_STATUSES or not record.get("start_time"):
             return ""
         try:
-            return self.logs.get_logs(caller.tenant, actor_id, eid).decode("utf-8", "replace")
+            text = self.logs.get_logs(caller.tenant, actor_id, eid).decode("utf-8", "replace")
         except NotFound:
             return ""
+        self.final_logs.put(kept, text)
+        return text
 
     def follow_logs(self, caller: Caller, actor_id: str, eid: str) -> LogFollower:
         """The log as it grows, until the execution ends. Every check is made here,

@@ -164,6 +164,8 @@ class Settings:
     tenant_max_workers: int = 0
     api_worker_connections: int = 1000
     redis_max_connections: int = 1100
+    # Logs of ended runs each API process keeps in memory (jobs/log_cache.py); 0: none.
+    log_cache_bytes: int = 32 * 1024 * 1024
     # The Redis abaco up starts: "always" writes each acknowledged message to disk before
     # the reply (it survives kill -9 and power loss); "everysec" is faster (bench/api.py:
     # POST 0.55 against 0.47 of bare Flask) and can lose up to about 2 s of them.
@@ -220,6 +222,8 @@ class Settings:
                      "tenant_max_workers", "log_ex_default"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"setting {name} must be 0 (no limit) or more")
+        if self.log_cache_bytes < 0:
+            raise SettingsError("setting log_cache_bytes must be 0 (keep none) or more")
         for name in ("actor_mem_default", "actor_mem_max"):
             if not re.fullmatch(r"^[1-9]\d*[bkmg]?$", getattr(self, name).lower()):
                 raise SettingsError(f"setting {name} must be a size like '512m'")

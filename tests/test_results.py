@@ -134,3 +134,50 @@ def test_the_logs_of_a_silent_run_do_not_wait_for_s3(platform: Platform,
     monkeypatch.setattr(platform.logs, "get_logs", s3_read)
     assert platform.synchronous_reply(CALLER, actor["id"], eid) == (b"", "text/plain")
     assert platform.get_logs(CALLER, actor["id"], eid) == ""
+
+
+def test_the_log_of_an_ended_run_is_read_from_s3_once(platform: Platform, monkeypatch):
+    """Once copied to S3 a log never changes: later reads are answered from memory,
+    while what can still happen to it (its expiry, its execution's removal) is read
+    from the record on every request."""
+    from jobs.errors import Gone, NotFound
+
+    actor = _ready(platform, "abaco-test-shell-env")
+    eid = platform.send_message(CALLER, actor["id"], Message("kept", "str", {}))["execution_id"]
+    _serve_one(_worker(platform, actor["id"]))
+    wait_until(lambda: ("T", actor["id"], eid) not in platform.store.logs_pending(), 30,
+               "the logs copied to S3")
+    read = platform.logs.get_logs
+    reads: list[str] = []
+
+    def counted(tenant: str, actor_id: str, execution_id: str) -> bytes:
+        reads.append(execution_id)
+        return read(tenant, actor_id, execution_id)
+
+    monkeypatch.setattr(platform.logs, "get_logs", counted)
+    first = platform.get_logs(CALLER, actor["id"], eid)
+    assert "Contents of MSG: kept" in first
+    assert [platform.get_logs(CALLER, actor["id"], eid) for _ in range(3)] == [first] * 3
+    assert reads == [eid], "S3 was read once"
+    with pytest.raises(NotFound):  # another tenant's caller sees nothing of it
+        platform.get_logs(Caller("alice", "OTHER"), actor["id"], eid)
+    platform.store.logs_expired("T", actor["id"], eid, "2026-01-01T00:00:00.000000Z")
+    with pytest.raises(Gone, match="expired"):
+        platform.get_logs(CALLER, actor["id"], eid)
+
+
+def test_kept_logs_stay_within_their_bytes():
+    from jobs.log_cache import FinalLogs
+
+    kept = FinalLogs(max_bytes=100)
+    kept.put(("T", "A", "1", "t"), "a" * 25)
+    kept.put(("T", "A", "2", "t"), "b" * 20)
+    kept.put(("T", "A", "3", "t"), "c" * 26)
+    assert kept.get(("T", "A", "3", "t")) is None, "over a quarter: not kept"
+    for n in range(3, 7):
+        assert kept.get(("T", "A", "1", "t")) == "a" * 25  # read last: kept longest
+        kept.put(("T", "A", str(n), "t"), "x" * 25)
+    assert kept.get(("T", "A", "1", "t")) == "a" * 25
+    assert kept.get(("T", "A", "2", "t")) is None, "the least recently read went first"
+    assert sum(len(kept.get(("T", "A", str(n), "t")) or "") for n in range(1, 7)) <= 100
+    assert FinalLogs(0).get(("T", "A", "1", "t")) is None

@@ -29,6 +29,7 @@ def test_env_overrides_toml_and_explicit_overrides_env(tmp_path: Path):
     ({"ABACO_API_PORT": "eighty"}, "api_port"),
     ({"ABACO_HEARTBEAT_TTL_S": "-1"}, "heartbeat_ttl_s"),
     ({"ABACO_API_HOST": "0.0.0.0"}, "api_host"),
+    ({"ABACO_LOG_CACHE_BYTES": "-1"}, "log_cache_bytes"),
 ])
 def test_invalid_settings_fail_naming_the_setting(env, named):
     with pytest.raises(SettingsError, match=named):
