@@ -11,15 +11,20 @@ connections), against about 6,000/s for reading the record itself.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import OrderedDict
 
 Key = tuple[str, str, str, str]  # tenant, actor, execution, its finish time
+ENTRY_BYTES = 400  # what an entry costs besides its text: the key, its strings, the node
 
 
 class FinalLogs:
-    """Least recently read first out, within ``max_bytes`` (0 keeps nothing); a log
-    larger than a quarter of that is not kept, so one does not flush the rest."""
+    """Least recently read first out, within ``max_bytes`` of memory (0 keeps
+    nothing): an entry costs its text's size in memory (a log with one character
+    beyond Latin-1 takes 2 or 4 bytes per character) and ``ENTRY_BYTES``, so empty
+    logs count too. One costing more than a quarter of it is not kept, so one log does
+    not flush the rest."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
@@ -35,14 +40,17 @@ class FinalLogs:
             return text
 
     def put(self, key: Key, text: str) -> None:
-        size = len(text)
-        if size > self.max_bytes // 4:
+        if _cost(text) > self.max_bytes // 4:
             return
         with self._lock:
             old = self._entries.pop(key, None)
-            self._size -= len(old) if old is not None else 0
+            self._size -= _cost(old) if old is not None else 0
             self._entries[key] = text
-            self._size += size
+            self._size += _cost(text)
             while self._size > self.max_bytes:
                 _, dropped = self._entries.popitem(last=False)
-                self._size -= len(dropped)
+                self._size -= _cost(dropped)
+
+
+def _cost(text: str) -> int:
+    return sys.getsizeof(text) + ENTRY_BYTES

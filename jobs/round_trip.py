@@ -20,16 +20,16 @@ a write whose reply was lost may have been done.
 Connections come from a small reserve per process and pool (``_Reserve``) before the
 pool itself: the pool's checkout polls every connection it hands out for unread
 bytes, 11 us of the 18 a checkout costs under gevent (its poll is gevent's), while a
-reserved connection is checked by one non-blocking peek (``_in_step``). The reserve
-holds at most a quarter of the pool's connections, and they stay counted as the
-pool's, so ``redis_max_connections`` still bounds the whole.
+reserved connection is checked by one non-blocking peek (``_in_step``). Kept
+connections stay counted as the pool's, so ``redis_max_connections`` still bounds the
+whole, and a pool keeps only what ``keep_at_most`` says it can spare.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-import weakref
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,8 +46,9 @@ def send(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
     redis.RedisError (a ConnectionError, a TimeoutError) when Redis cannot be reached."""
     packed = b"".join(hiredis.pack_command(tuple(command))  # type: ignore[arg-type]
                       for command in commands)  # (its stub types the tuple as of length 1)
-    reserve = _reserve(client.connection_pool)
-    connection = reserve.take()
+    pool = client.connection_pool
+    reserve = _reserve(pool)
+    connection = reserve.take(pool)
     try:
         connection.send_packed_command([packed])
         return [_reply(connection) for _ in commands]
@@ -55,7 +56,7 @@ def send(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
         connection.disconnect()
         raise
     finally:
-        reserve.give(connection)
+        reserve.give(pool, connection)
 
 
 def checked(reply: Any) -> Any:
@@ -98,44 +99,58 @@ def _reply(connection: Any) -> Any:
 
 class _Reserve:
     """Idle connections of one pool that this process keeps for ``send``, last in
-    first out. They stay counted as the pool's (taken from it and never released
-    while kept), and only a quarter of the pool may be kept, so the pool's other
-    users (blocking reads, scripts through redis-py) still find connections."""
+    first out. They stay counted as the pool's (taken from it and not released while
+    kept), so a kept one is one fewer for the pool's other users: a pool keeps none
+    until ``keep_at_most`` grants it headroom. It lives on its pool (an attribute):
+    its connections refer back to the pool, which a table of reserves keyed by pool
+    would then keep for ever."""
 
-    def __init__(self, pool: redis.ConnectionPool) -> None:
-        self.pool = pool
+    def __init__(self, cap: int = 0) -> None:
         self.pid = os.getpid()
         self.idle: list[Any] = []
-        self.cap = min(RESERVE_MAX, getattr(pool, "max_connections", 0) // 4)
+        self.cap = cap
 
-    def take(self) -> Any:
-        """A connection in step: a kept one that passes the peek, one whose
-        peek failed disconnected (``send_packed_command`` connects it afresh), else
-        the pool's."""
-        if not self.idle:
-            return self.pool.get_connection()
-        connection = self.idle.pop()
+    def take(self, pool: redis.ConnectionPool) -> Any:
+        """A connection in step: a kept one that passes the peek, one whose peek failed
+        disconnected (``send_packed_command`` connects it afresh), else the pool's."""
+        try:
+            connection = self.idle.pop()  # another thread may take the last one first
+        except IndexError:
+            return pool.get_connection()
         if not _in_step(connection):
             connection.disconnect()
         return connection
 
-    def give(self, connection: Any) -> None:
+    def give(self, pool: redis.ConnectionPool, connection: Any) -> None:
         if len(self.idle) < self.cap:
             self.idle.append(connection)
         else:
-            self.pool.release(connection)
+            pool.release(connection)
 
 
-_reserves: weakref.WeakKeyDictionary[Any, _Reserve] = weakref.WeakKeyDictionary()
+_made = threading.Lock()
+
+
+def keep_at_most(client: redis.Redis, count: int) -> None:
+    """Let this process keep up to ``count`` idle connections of ``client``'s pool (at
+    most ``RESERVE_MAX``): connections the pool can spare whatever its other users
+    hold at once, e.g. ``redis_max_connections`` less ``api_worker_connections`` in
+    the API, where every waiting request may hold one."""
+    _reserve(client.connection_pool).cap = max(0, min(RESERVE_MAX, count))
 
 
 def _reserve(pool: redis.ConnectionPool) -> _Reserve:
     """This process's reserve of ``pool``: a child forked with its parent's reserve
     starts its own, as the pool itself does (the parent's sockets are not its)."""
-    reserve = _reserves.get(pool)
-    if reserve is None or reserve.pid != os.getpid():
-        reserve = _reserves[pool] = _Reserve(pool)
-    return reserve
+    reserve: _Reserve | None = getattr(pool, "_round_trip_reserve", None)
+    if reserve is not None and reserve.pid == os.getpid():
+        return reserve
+    with _made:  # made once, or a connection given back could go to a lost one
+        reserve = getattr(pool, "_round_trip_reserve", None)
+        if reserve is None or reserve.pid != os.getpid():
+            reserve = _Reserve(reserve.cap if reserve else 0)
+            setattr(pool, "_round_trip_reserve", reserve)  # noqa: B010 - not a redis-py field
+        return reserve
 
 
 def _in_step(connection: Any) -> bool:

@@ -51,7 +51,7 @@ def connect(settings: Settings, kind: type[redis.Redis] = redis.Redis) -> redis.
     The read timeout must outlast the longest blocking read (a synchronous message
     waits up to ``sync_timeout_s``); redis-py's own default (5 s) would cut it short.
     """
-    return kind.from_url(
+    client = kind.from_url(
         settings.redis_url,
         password=settings.redis_password.reveal() or None,
         socket_connect_timeout=settings.redis_connect_timeout_s,
@@ -59,6 +59,10 @@ def connect(settings: Settings, kind: type[redis.Redis] = redis.Redis) -> redis.
         socket_timeout=settings.sync_timeout_s + 10,
         health_check_interval=30,
     )
+    # what no request needs: each of api_worker_connections may hold one at once
+    round_trip.keep_at_most(client, settings.redis_max_connections
+                            - settings.api_worker_connections)
+    return client
 
 
 def _silent_as_empty(live: Any, pending: Any) -> bytes | None:

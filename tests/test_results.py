@@ -167,17 +167,25 @@ def test_the_log_of_an_ended_run_is_read_from_s3_once(platform: Platform, monkey
 
 
 def test_kept_logs_stay_within_their_bytes():
-    from jobs.log_cache import FinalLogs
+    from jobs.log_cache import FinalLogs, _cost
 
-    kept = FinalLogs(max_bytes=100)
-    kept.put(("T", "A", "1", "t"), "a" * 25)
-    kept.put(("T", "A", "2", "t"), "b" * 20)
-    kept.put(("T", "A", "3", "t"), "c" * 26)
-    assert kept.get(("T", "A", "3", "t")) is None, "over a quarter: not kept"
+    one = _cost("a" * 100)
+    kept = FinalLogs(max_bytes=4 * one + one // 2)  # four such logs, each under a quarter
+    assert _cost("\U0001f600" + "a" * 99) > kept.max_bytes // 4, "4 bytes a character"
+    kept.put(("T", "A", "wide", "t"), "\U0001f600" + "a" * 99)
+    assert kept.get(("T", "A", "wide", "t")) is None, "over a quarter in memory: not kept"
+    kept.put(("T", "A", "1", "t"), "a" * 100)
+    kept.put(("T", "A", "2", "t"), "b" * 100)
     for n in range(3, 7):
-        assert kept.get(("T", "A", "1", "t")) == "a" * 25  # read last: kept longest
-        kept.put(("T", "A", str(n), "t"), "x" * 25)
-    assert kept.get(("T", "A", "1", "t")) == "a" * 25
+        assert kept.get(("T", "A", "1", "t")) == "a" * 100  # read last: kept longest
+        kept.put(("T", "A", str(n), "t"), "x" * 100)
+    assert kept.get(("T", "A", "1", "t")) == "a" * 100
     assert kept.get(("T", "A", "2", "t")) is None, "the least recently read went first"
-    assert sum(len(kept.get(("T", "A", str(n), "t")) or "") for n in range(1, 7)) <= 100
-    assert FinalLogs(0).get(("T", "A", "1", "t")) is None
+    assert sum(kept.get(("T", "A", str(n), "t")) is not None for n in range(1, 7)) == 4
+    empties = FinalLogs(max_bytes=10 * _cost(""))
+    for n in range(1000):  # a silent run's log is empty, and still costs its entry
+        empties.put(("T", "A", str(n), "t"), "")
+    assert len(empties._entries) <= 10
+    nothing = FinalLogs(0)
+    nothing.put(("T", "A", "1", "t"), "")
+    assert nothing.get(("T", "A", "1", "t")) is None, "0 keeps nothing"

@@ -137,16 +137,56 @@ def test_a_kept_connection_with_bytes_waiting_is_not_read_from(settings: Setting
     assert round_trip.one(client, ("GET", "rt:own")) == b"own"
 
 
-def test_the_reserve_keeps_at_most_a_quarter_of_the_pool(settings: Settings):
-    client = redis.Redis.from_url(settings.redis_url, max_connections=8,
-                                  password=settings.redis_password.reveal() or None)
-    reserve = round_trip._reserve(client.connection_pool)
-    taken = [reserve.take() for _ in range(8)]
-    for connection in taken:
-        reserve.give(connection)
-    assert len(reserve.idle) == 2
-    held = [client.connection_pool.get_connection() for _ in range(6)]  # the rest is free
-    assert len(held) == 6
+def test_the_reserve_keeps_only_what_every_waiting_request_leaves(settings: Settings):
+    """Each of api_worker_connections requests may hold a connection at once (a
+    synchronous message waits on one): kept connections come out of what is left."""
+    import threading
+
+    for spare in (0, 2):
+        tight = settings.replace(api_worker_connections=8, redis_max_connections=8 + spare)
+        client = connect(tight)
+        barrier = threading.Barrier(6)
+
+        def hot_path() -> None:
+            barrier.wait(10)
+            for _ in range(20):
+                round_trip.one(client, ("PING",))  # noqa: B023 - this round's client
+
+        threads = [threading.Thread(target=hot_path) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert len(round_trip._reserve(client.connection_pool).idle) <= spare
+        waiting = [client.connection_pool.get_connection() for _ in range(8)]
+        assert len(waiting) == 8, "every waiting request still finds one"
+
+
+def test_a_client_that_goes_takes_its_reserve_with_it(settings: Settings):
+    import gc
+    import weakref
+
+    client = connect(settings)
+    round_trip.one(client, ("PING",))
+    pool = weakref.ref(client.connection_pool)
+    del client
+    gc.collect()
+    assert pool() is None
+
+
+def test_a_severed_client_reaches_nothing_through_it(settings: Settings):
+    """The memory placer's stand-in for a killed worker process: cut off, its round
+    trips fail as its other commands do; restored, they work again."""
+    from jobs.placers.memory import SeverableRedis
+
+    client = connect(settings, SeverableRedis)
+    assert isinstance(client, SeverableRedis)
+    round_trip.one(client, ("SET", "rt:severed", "before"))
+    client.severed = True
+    with pytest.raises(redis.ConnectionError):
+        round_trip.one(client, ("SET", "rt:severed", "during"))
+    client.severed = False
+    assert round_trip.one(client, ("GET", "rt:severed")) == b"before"
 
 
 def test_a_forked_child_does_not_use_its_parents_kept_connection(settings: Settings):

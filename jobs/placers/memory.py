@@ -24,10 +24,39 @@ from jobs.store import Store, connect
 from jobs.worker import Worker
 
 
+class _SeveredPool:
+    """What a severed client's commands get in place of connections, including those
+    sent without ``execute_command`` (``jobs.round_trip``)."""
+
+    max_connections = 0
+
+    def get_connection(self, *_args: Any, **_kwargs: Any) -> Any:
+        raise redis.ConnectionError("connection severed (the process was killed)")
+
+    def release(self, _connection: Any) -> None:
+        return None
+
+    def disconnect(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
+
+
 class SeverableRedis(redis.Redis):
     """A client that can be cut off for good, like the connection of a killed process."""
 
-    severed = False
+    _severed = False
+    _own_pool: Any = None
+
+    @property
+    def severed(self) -> bool:
+        return self._severed
+
+    @severed.setter
+    def severed(self, value: bool) -> None:
+        if value and not self._severed:
+            self._own_pool, self.connection_pool = self.connection_pool, _SeveredPool()  # type: ignore[assignment]
+        elif not value and self._severed:
+            self.connection_pool = self._own_pool
+        self._severed = value
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
         if self.severed:
