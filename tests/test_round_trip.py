@@ -147,12 +147,13 @@ def test_the_reserve_keeps_only_what_every_waiting_request_leaves(settings: Sett
         client = connect(tight)
         barrier = threading.Barrier(6)
 
-        def hot_path() -> None:
+        def hot_path(client: redis.Redis, barrier: threading.Barrier) -> None:
             barrier.wait(10)
             for _ in range(20):
-                round_trip.one(client, ("PING",))  # noqa: B023 - this round's client
+                round_trip.one(client, ("PING",))
 
-        threads = [threading.Thread(target=hot_path) for _ in range(6)]
+        threads = [threading.Thread(target=hot_path, args=(client, barrier))
+                   for _ in range(6)]
         for thread in threads:
             thread.start()
         for thread in threads:
