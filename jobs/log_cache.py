@@ -22,9 +22,10 @@ ENTRY_BYTES = 400  # what an entry costs besides its text: the key, its strings,
 class FinalLogs:
     """Least recently read first out, within ``max_bytes`` of memory (0 keeps
     nothing): an entry costs its text's size in memory (a log with one character
-    beyond Latin-1 takes 2 or 4 bytes per character) and ``ENTRY_BYTES``, so empty
-    logs count too. One costing more than a quarter of it is not kept, so one log does
-    not flush the rest."""
+    beyond Latin-1 takes 2 or 4 bytes per character, and one beyond ASCII keeps a
+    UTF-8 copy once replied) and ``ENTRY_BYTES``, so empty logs count too. One
+    costing more than a quarter of the bound is not kept, so one log does not flush
+    the rest."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
@@ -53,4 +54,7 @@ class FinalLogs:
 
 
 def _cost(text: str) -> int:
-    return sys.getsizeof(text) + ENTRY_BYTES
+    """Its memory once replied: encoding a string beyond ASCII to UTF-8 (orjson, for
+    every reply) leaves that UTF-8 copy on the string for as long as it lives."""
+    utf8 = 0 if text.isascii() else len(text.encode("utf-8", "surrogatepass")) + 1
+    return sys.getsizeof(text) + utf8 + ENTRY_BYTES

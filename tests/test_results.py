@@ -167,11 +167,20 @@ def test_the_log_of_an_ended_run_is_read_from_s3_once(platform: Platform, monkey
 
 
 def test_kept_logs_stay_within_their_bytes():
-    from jobs.log_cache import FinalLogs, _cost
+    import sys
+
+    import orjson
+
+    from jobs.log_cache import ENTRY_BYTES, FinalLogs, _cost
 
     one = _cost("a" * 100)
     kept = FinalLogs(max_bytes=4 * one + one // 2)  # four such logs, each under a quarter
     assert _cost("\U0001f600" + "a" * 99) > kept.max_bytes // 4, "4 bytes a character"
+    for text in ("\u00e9" * 1000, "\u4e2d" * 1000, "\U0001f600" * 1000, "a" * 1000):
+        read = text.encode().decode()  # a log as read from S3: charged when kept
+        charged = _cost(read) - ENTRY_BYTES
+        orjson.dumps({"logs": read})  # replied: leaves its UTF-8 copy on the string
+        assert sys.getsizeof(read) <= charged, text[0]
     kept.put(("T", "A", "wide", "t"), "\U0001f600" + "a" * 99)
     assert kept.get(("T", "A", "wide", "t")) is None, "over a quarter in memory: not kept"
     kept.put(("T", "A", "1", "t"), "a" * 100)
