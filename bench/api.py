@@ -31,7 +31,13 @@ import time
 from pathlib import Path
 
 import requests
-from common import build_all, stack_api  # type: ignore[import-not-found]
+from common import (  # type: ignore[import-not-found]
+    _wait,
+    build_all,
+    create_actor,
+    stack_api,
+    wait_ready,
+)
 
 from jobs.settings import Settings, load_settings
 from launcher.components import over_local_socket
@@ -107,24 +113,15 @@ def _forget(settings: Settings) -> None:
 
 
 def ended_run(api: str) -> tuple[str, str]:
-    """An actor of the stack and one execution of it that ended with its logs in S3."""
-    actor = requests.post(f"{api}/actors", json={"image": "abaco-test-shell-env"},
-                          timeout=10).json()["result"]["id"]
-    deadline = time.monotonic() + 120
-    eid = ""
-    while time.monotonic() < deadline:
-        if not eid:
-            reply = requests.post(f"{api}/actors/{actor}/messages", data={"message": "m"},
-                                  timeout=10).json()
-            eid = (reply.get("result") or {}).get("executionId", "")
-        else:
-            record = requests.get(f"{api}/actors/{actor}/executions/{eid}", timeout=10).json()
-            if record["result"]["status"] == "COMPLETE" and requests.get(
-                    f"{api}/actors/{actor}/executions/{eid}/logs",
-                    timeout=10).json()["result"]["logs"]:
-                return actor, eid
-        time.sleep(0.2)  # polling the stack's run, bounded by the deadline
-    raise SystemExit(f"no run of {actor} ended within 120 s (is the stack's scheduler up?)")
+    """An actor of the stack and one execution of it that ended (its logs go to S3
+    right after; the reads' warm-up covers that)."""
+    actor = create_actor(api, image="abaco-test-shell-env")["id"]
+    wait_ready(api, actor)
+    eid = requests.post(f"{api}/actors/{actor}/messages", data={"message": "m"},
+                        timeout=10).json()["result"]["executionId"]
+    _wait(lambda: requests.get(f"{api}/actors/{actor}/executions/{eid}", timeout=10).json()[
+        "result"]["status"] == "COMPLETE", 120, "the run ended (is the stack's scheduler up?)")
+    return actor, eid
 
 
 def read_ended(settings: Settings, actor: str, eid: str,
